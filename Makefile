@@ -1,0 +1,31 @@
+# The two commands of the quick start: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install-system-deps
+	scripts/install-system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## Synthesise a short sample clip, convert it to DICOM and validate the result.
+run: setup
+	$(BIN)/python -m vid2dcm.demo sample
+
+## ruff + mypy --strict, then every test (real dcmdump / dciodvfy, synthesised fixtures).
+test: setup lint
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) sample .pytest_cache .mypy_cache .ruff_cache

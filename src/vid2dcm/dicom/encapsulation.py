@@ -1,0 +1,156 @@
+"""Encapsulated Pixel Data for video, written and read in chunks (PS3.5 A.4).
+
+pydicom's encapsulate_buffer needs every fragment as a seekable buffer of its own and its reader
+returns whole fragments as bytes; a video is one multi-gigabyte fragment, so these few functions
+stream it instead. Layout: Pixel Data header, empty Basic Offset Table item, the fragments
+(even lengths, only the last one padded), Sequence Delimitation Item.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1 << 20
+ITEM_TAG = b"\xfe\xff\x00\xe0"
+SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+PIXEL_DATA_HEADER = b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff"
+"""(7FE0,0010) OB, undefined length, explicit VR little endian."""
+
+
+def item_header(length: int) -> bytes:
+    return ITEM_TAG + struct.pack("<I", length)
+
+
+def fragment_lengths(total: int, max_item: int) -> list[int]:
+    """Split a stream into item-sized pieces: all but the last even and at most max_item."""
+    if total <= 0:
+        raise ValueError("an empty bitstream cannot be encapsulated")
+    step = max_item - (max_item % 2)
+    lengths = [step] * ((total - 1) // step)
+    lengths.append(total - sum(lengths))
+    return lengths
+
+
+def write_pixel_data(out: BinaryIO, source: Path, max_item: int) -> int:
+    """Append the encapsulated Pixel Data of one bitstream file; returns its length in bytes."""
+    total = source.stat().st_size
+    out.write(PIXEL_DATA_HEADER)
+    out.write(item_header(0))
+    with source.open("rb") as src:
+        for length in fragment_lengths(total, max_item):
+            padded = length + (length % 2)
+            out.write(item_header(padded))
+            _copy(src, out, length)
+            if padded != length:
+                out.write(b"\x00")
+    out.write(SEQUENCE_DELIMITER)
+    return total
+
+
+def _copy(src: BinaryIO, out: BinaryIO, length: int) -> None:
+    left = length
+    while left:
+        chunk = src.read(min(CHUNK, left))
+        if not chunk:
+            raise EOFError("bitstream shorter than expected")
+        out.write(chunk)
+        left -= len(chunk)
+
+
+@dataclass(frozen=True)
+class Fragment:
+    offset: int
+    """File offset of the fragment's first byte (after its item header)."""
+    length: int
+
+
+@dataclass(frozen=True)
+class PixelDataLayout:
+    basic_offset_table_length: int
+    fragments: tuple[Fragment, ...]
+    terminated: bool
+
+    @property
+    def stored_length(self) -> int:
+        return sum(f.length for f in self.fragments)
+
+
+def read_layout(fp: BinaryIO, value_offset: int) -> PixelDataLayout:
+    """Walk item headers from the first item (the Basic Offset Table), seeking over values."""
+    fp.seek(value_offset)
+    fragments: list[Fragment] = []
+    bot_length: int | None = None
+    while True:
+        header = fp.read(8)
+        if len(header) < 8:
+            return PixelDataLayout(bot_length or 0, tuple(fragments), False)
+        tag, length = header[:4], struct.unpack("<I", header[4:])[0]
+        if tag == SEQUENCE_DELIMITER[:4]:
+            return PixelDataLayout(bot_length or 0, tuple(fragments), True)
+        if tag != ITEM_TAG:
+            raise ValueError(f"unexpected tag {tag.hex()} inside encapsulated Pixel Data")
+        if bot_length is None:
+            bot_length = length
+        else:
+            fragments.append(Fragment(fp.tell(), length))
+        fp.seek(length, io.SEEK_CUR)
+
+
+class FragmentReader(io.RawIOBase):
+    """A seekable, read-only view of the bitstream spread over the fragments, pad removed."""
+
+    def __init__(self, path: Path, layout: PixelDataLayout, length: int | None = None) -> None:
+        super().__init__()
+        self._fp = path.open("rb")
+        self._fragments = layout.fragments
+        self._length = layout.stored_length if length is None else length
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        want = min(len(buffer), self._length - self._pos)
+        done = 0
+        for start, fragment in self._spans():
+            if want <= 0:
+                break
+            if self._pos >= start + fragment.length:
+                continue
+            inside = self._pos - start
+            take = min(fragment.length - inside, want)
+            self._fp.seek(fragment.offset + inside)
+            data = self._fp.read(take)
+            buffer[done:done + len(data)] = data
+            done += len(data)
+            self._pos += len(data)
+            want -= len(data)
+            if len(data) < take:
+                break
+        return done
+
+    def _spans(self) -> Iterator[tuple[int, Fragment]]:
+        start = 0
+        for fragment in self._fragments:
+            yield start, fragment
+            start += fragment.length
+
+    def close(self) -> None:
+        self._fp.close()
+        super().close()

@@ -1,0 +1,256 @@
+"""write: the DICOM header of a video instance, module by module, and the streamed Pixel Data.
+
+The header is small and built with pydicom; the bitstream is appended in chunks after it, so the
+video is never held in memory. Output appears under its final name only once complete.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import dcmwrite
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import Tag
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+
+from vid2dcm import __version__
+from vid2dcm.dicom.encapsulation import write_pixel_data
+from vid2dcm.dicom.iods import VideoIOD
+from vid2dcm.dicom.syntaxes import VideoTransferSyntax
+from vid2dcm.media.info import AudioStreamInfo, FrameTiming, MediaInfo
+from vid2dcm.metadata import CodedConcept, Metadata
+
+FRAME_TIME = Tag(0x0018, 0x1063)
+FRAME_TIME_VECTOR = Tag(0x0018, 0x1065)
+MAX_DS_VALUE_BYTES = 65534
+AMBIENT_AUDIO = CodedConcept(value="109112", scheme="DCM", meaning="Ambient room environment")
+
+
+@dataclass(frozen=True)
+class InstanceIdentity:
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    instance_number: int
+    predecessor_sop_instance_uid: str | None = None
+    """The instance holding the previous part of a split recording."""
+
+
+@dataclass(frozen=True)
+class VideoInstance:
+    """Everything the header needs, gathered from earlier stages."""
+
+    iod: VideoIOD
+    syntax: VideoTransferSyntax
+    transfer_syntax_uid: str
+    bitstream: MediaInfo
+    """The container that goes into Pixel Data, as probed after it was written."""
+    audio: tuple[AudioStreamInfo, ...]
+    identity: InstanceIdentity
+    content_datetime: datetime
+    metadata: Metadata
+
+
+def build_dataset(v: VideoInstance) -> Dataset:
+    ds = Dataset()
+    _patient(ds, v.metadata)
+    _general_study(ds, v)
+    _general_series(ds, v)
+    _general_equipment(ds, v.metadata)
+    _general_acquisition(ds, v.metadata)
+    _general_image(ds, v)
+    _image_pixel(ds, v)
+    _multi_frame(ds, v.bitstream)
+    _cine(ds, v.bitstream.video.timing, v.audio)
+    ds.AcquisitionContextSequence = DicomSequence([])
+    _vl_image(ds, v)
+    _sop_common(ds, v)
+    ds.file_meta = _file_meta(v)
+    return ds
+
+
+def write_instance(path: Path, ds: Dataset, bitstream: Path, max_item: int) -> int:
+    """Write header then Pixel Data to path.partial, rename on success; returns file size."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("wb") as out:
+            dcmwrite(out, ds, enforce_file_format=True)
+            write_pixel_data(out, bitstream, max_item)
+            out.flush()
+            os.fsync(out.fileno())
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return path.stat().st_size
+
+
+def _patient(ds: Dataset, m: Metadata) -> None:
+    ds.PatientName = m.patient_name
+    ds.PatientID = m.patient_id
+    ds.PatientBirthDate = m.patient_birth_date.strftime("%Y%m%d") if m.patient_birth_date else ""
+    ds.PatientSex = m.patient_sex or ""
+
+
+def _general_study(ds: Dataset, v: VideoInstance) -> None:
+    m = v.metadata
+    ds.StudyInstanceUID = v.identity.study_instance_uid
+    ds.StudyDate = (m.study_date or v.content_datetime.date()).strftime("%Y%m%d")
+    ds.StudyTime = (m.study_time or v.content_datetime.time()).strftime("%H%M%S")
+    ds.ReferringPhysicianName = m.referring_physician_name
+    ds.StudyID = m.study_id
+    ds.AccessionNumber = m.accession_number
+    if m.study_description:
+        ds.StudyDescription = m.study_description
+
+
+def _general_series(ds: Dataset, v: VideoInstance) -> None:
+    ds.Modality = v.iod.modality
+    ds.SeriesInstanceUID = v.identity.series_instance_uid
+    ds.SeriesNumber = v.metadata.series_number
+    if v.metadata.series_description:
+        ds.SeriesDescription = v.metadata.series_description
+    if v.metadata.operators_name:
+        ds.OperatorsName = v.metadata.operators_name
+
+
+def _general_equipment(ds: Dataset, m: Metadata) -> None:
+    ds.Manufacturer = m.manufacturer
+    if m.manufacturer_model_name:
+        ds.ManufacturerModelName = m.manufacturer_model_name
+    if m.institution_name:
+        ds.InstitutionName = m.institution_name
+
+
+def _general_acquisition(ds: Dataset, m: Metadata) -> None:
+    if m.acquisition_datetime:
+        ds.AcquisitionDateTime = m.acquisition_datetime.strftime("%Y%m%d%H%M%S.%f")
+
+
+def _general_image(ds: Dataset, v: VideoInstance) -> None:
+    ds.InstanceNumber = v.identity.instance_number
+    ds.PatientOrientation = ""
+    ds.ContentDate = v.content_datetime.strftime("%Y%m%d")
+    ds.ContentTime = v.content_datetime.strftime("%H%M%S.%f")
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionMethod = v.syntax.lossy_method
+    if v.metadata.burned_in_annotation:
+        ds.BurnedInAnnotation = v.metadata.burned_in_annotation
+    if v.identity.predecessor_sop_instance_uid:
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = v.iod.sop_class_uid
+        ref.ReferencedSOPInstanceUID = v.identity.predecessor_sop_instance_uid
+        ds.ReferencedImageSequence = DicomSequence([ref])
+
+
+def _image_pixel(ds: Dataset, v: VideoInstance) -> None:
+    video = v.bitstream.video
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "YBR_PARTIAL_420"
+    ds.PlanarConfiguration = 0
+    ds.Rows = video.height
+    ds.Columns = video.width
+    ds.BitsAllocated = 8
+    ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    sar = video.sample_aspect_ratio
+    if v.syntax.codec == "mpeg2video" and v.syntax.uid.endswith(".100") and sar and sar != 1:
+        ds.PixelAspectRatio = [sar.denominator, sar.numerator]
+
+
+def _multi_frame(ds: Dataset, bitstream: MediaInfo) -> None:
+    timing = bitstream.video.timing
+    ds.NumberOfFrames = timing.frame_count
+    ds.FrameIncrementPointer = (
+        FRAME_TIME_VECTOR if frame_time_vector(timing) is not None else FRAME_TIME
+    )
+    ds.EncapsulatedPixelDataValueTotalLength = bitstream.size_bytes
+
+
+def frame_time_vector(timing: FrameTiming) -> list[str] | None:
+    """Frame Time Vector values (first 0) when the rate varies and the vector fits a DS."""
+    if not timing.variable or timing.frame_deltas_ms is None:
+        return None
+    values = ["0", *(format_ds(d) for d in timing.frame_deltas_ms)]
+    if sum(len(x) + 1 for x in values) - 1 > MAX_DS_VALUE_BYTES:
+        return None
+    return values
+
+
+def format_ds(value: float) -> str:
+    """A Decimal String of at most 16 characters, without needless zeros."""
+    text = f"{value:.4f}".rstrip("0").rstrip(".")
+    return text[:16] or "0"
+
+
+def _cine(ds: Dataset, timing: FrameTiming, audio: Sequence[AudioStreamInfo]) -> None:
+    ds.FrameTime = format_ds(timing.frame_time_ms)
+    vector = frame_time_vector(timing)
+    if vector is not None:
+        ds.FrameTimeVector = vector
+    ds.CineRate = timing.cine_rate
+    ds.RecommendedDisplayFrameRate = timing.cine_rate
+    ds.EffectiveDuration = format_ds(timing.duration_s)
+    ds.StartTrim = 1
+    ds.StopTrim = timing.frame_count
+    ds.PreferredPlaybackSequencing = 0
+    if audio:
+        ds.MultiplexedAudioChannelsDescriptionCodeSequence = DicomSequence(
+            [_audio_channel(i + 1, a) for i, a in enumerate(audio)]
+        )
+
+
+def _audio_channel(number: int, a: AudioStreamInfo) -> Dataset:
+    item = Dataset()
+    item.ChannelIdentificationCode = number
+    item.ChannelMode = "MONO" if a.channels == 1 else "STEREO"
+    item.ChannelSourceSequence = DicomSequence([code_item(AMBIENT_AUDIO)])
+    return item
+
+
+def code_item(code: CodedConcept) -> Dataset:
+    item = Dataset()
+    item.CodeValue = code.value
+    item.CodingSchemeDesignator = code.scheme
+    item.CodeMeaning = code.meaning
+    return item
+
+
+def _vl_image(ds: Dataset, v: VideoInstance) -> None:
+    ds.AnatomicRegionSequence = DicomSequence([code_item(v.metadata.anatomic_region)])
+    ds.ImageLaterality = v.metadata.image_laterality
+
+
+def _sop_common(ds: Dataset, v: VideoInstance) -> None:
+    if any(ord(ch) > 127 for ch in _texts(ds)):
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = v.iod.sop_class_uid
+    ds.SOPInstanceUID = v.identity.sop_instance_uid
+    now = datetime.now().astimezone()
+    ds.InstanceCreationDate = now.strftime("%Y%m%d")
+    ds.InstanceCreationTime = now.strftime("%H%M%S")
+    offset = now.strftime("%z")
+    ds.TimezoneOffsetFromUTC = offset
+    ds.SoftwareVersions = f"vid2dcm {__version__}"
+
+
+def _texts(ds: Dataset) -> str:
+    return "".join(str(e.value) for e in ds if e.VR in ("PN", "LO", "SH", "ST", "LT", "UT"))
+
+
+def _file_meta(v: VideoInstance) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = v.iod.sop_class_uid
+    meta.MediaStorageSOPInstanceUID = v.identity.sop_instance_uid
+    meta.TransferSyntaxUID = v.transfer_syntax_uid
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = f"VID2DCM_{__version__}"[:16]
+    return meta

@@ -1,0 +1,210 @@
+"""probe: read an input once, by demuxing packets, and describe it as a MediaInfo."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from vid2dcm.errors import InputError
+from vid2dcm.media.info import (
+    AudioStreamInfo,
+    FrameTiming,
+    KeyFrame,
+    MediaInfo,
+    VideoStreamInfo,
+)
+from vid2dcm.media.timing import FrameTimingCounter
+
+STILL_IMAGE_CODECS = frozenset(
+    {"png", "mjpeg", "jpeg2000", "bmp", "tiff", "gif", "webp", "jpegls", "ppm", "pgm", "dpx"}
+)
+IMAGE_DEMUXERS = re.compile(r"^(image2|.*_pipe)$")
+
+
+Opener = Callable[[], Any]
+"""Returns a fresh av container on each call (probing reads the input twice)."""
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Describe a video file: container, streams, codec facts and exact frame timing."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path}: file is empty")
+    return probe_opened(path, size, lambda: av.open(str(path)))
+
+
+def probe_opened(label: Path, size: int, opener: Opener) -> MediaInfo:
+    """probe() for any source PyAV can open, e.g. a bitstream inside a DICOM file."""
+    try:
+        with opener() as container:
+            return _describe(label, size, container, opener)
+    except InputError:
+        raise
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{label}: not a readable video file ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.split(";")[0].replace(str(getattr(exc, "filename", "")), "").strip(" :'") or text
+
+
+def _describe(path: Path, size: int, container: Any, opener: Opener) -> MediaInfo:
+    fmt = container.format.name
+    videos = list(container.streams.video)
+    if not videos:
+        kinds = sorted({s.type for s in container.streams})
+        found = ", ".join(kinds) if kinds else "no streams"
+        raise InputError(f"{path}: has no video stream (found: {found})")
+    vstream = videos[0]
+    vcc = vstream.codec_context
+    if IMAGE_DEMUXERS.match(fmt) or vcc.name in STILL_IMAGE_CODECS and (vstream.frames or 0) <= 1:
+        raise InputError(f"{path}: is a still image ({vcc.name}), not a video")
+    audio_streams = list(container.streams.audio)
+    nominal = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
+    counter = FrameTimingCounter(vstream.time_base or Fraction(1, 90000), _fraction(nominal))
+    keyframes: list[KeyFrame] = []
+    total_bytes = 0
+    video_bytes = 0
+    has_ts = True
+    try:
+        for packet in container.demux([vstream, *audio_streams]):
+            if packet.size == 0:
+                continue
+            if packet.stream.index == vstream.index:
+                if packet.is_keyframe:
+                    pts_s = float(packet.pts * packet.time_base) if packet.pts is not None else None
+                    keyframes.append(KeyFrame(counter.count, total_bytes, pts_s))
+                if packet.pts is None and packet.dts is None:
+                    has_ts = False
+                counter.add(packet.pts, packet.duration or 0)
+                video_bytes += packet.size
+            total_bytes += packet.size
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{path}: damaged or truncated ({_reason(exc)})") from exc
+    if counter.count == 0:
+        raise InputError(f"{path}: the video stream holds no frames")
+    timing = counter.result()
+    index_count = vstream.frames or 0
+    if index_count and index_count != counter.count:
+        raise InputError(
+            f"{path}: damaged or truncated: the container index lists {index_count} frames "
+            f"but only {counter.count} can be read"
+        )
+    if index_count:
+        timing = _with_source(timing, "packet count, equal to the container index")
+    rotation, interlaced = _first_frame_facts(path, opener, vstream.index)
+    video = VideoStreamInfo(
+        index=vstream.index,
+        codec=vcc.name,
+        codec_tag=(vstream.codec_tag or "").strip("\x00 "),
+        profile=vcc.profile,
+        level=vcc.level if vcc.level is not None and vcc.level >= 0 else None,
+        tier=_hevc_tier(vcc.extradata) if vcc.name == "hevc" else None,
+        width=vcc.width,
+        height=vcc.height,
+        pix_fmt=vcc.pix_fmt or "unknown",
+        chroma=chroma_subsampling(vcc.pix_fmt or ""),
+        bit_depth=_bit_depth(vcc.pix_fmt),
+        sample_aspect_ratio=_fraction(vcc.sample_aspect_ratio),
+        rotation=rotation,
+        interlaced=interlaced,
+        color_range=_color_range(vcc),
+        timing=timing,
+        keyframes=tuple(keyframes),
+        packet_bytes=video_bytes,
+        has_timestamps=has_ts,
+    )
+    audio = tuple(_audio_info(a) for a in audio_streams)
+    duration = float(container.duration / av.time_base) if container.duration else 0.0
+    return MediaInfo(
+        path=path,
+        container=fmt,
+        size_bytes=size,
+        duration_s=duration or timing.duration_s,
+        video=video,
+        audio=audio,
+        total_packet_bytes=total_bytes,
+    )
+
+
+def _with_source(timing: FrameTiming, source: str) -> FrameTiming:
+    from dataclasses import replace
+
+    return replace(timing, count_source=source)
+
+
+def _first_frame_facts(path: Path, opener: Opener, index: int) -> tuple[int, bool]:
+    """Rotation and scan type live in frame side data: decode just the first picture."""
+    try:
+        with opener() as container:
+            stream = container.streams[index]
+            for frame in container.decode(stream):
+                return int(frame.rotation or 0) % 360, bool(frame.interlaced_frame)
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{path}: the video does not decode ({_reason(exc)})") from exc
+    raise InputError(f"{path}: the video does not decode (no picture in the stream)")
+
+
+def _audio_info(stream: Any) -> AudioStreamInfo:
+    cc = stream.codec_context
+    return AudioStreamInfo(
+        index=stream.index,
+        codec=cc.name,
+        profile=cc.profile,
+        sample_rate=cc.sample_rate or 0,
+        channels=cc.channels or 0,
+        bit_rate=cc.bit_rate or None,
+    )
+
+
+def chroma_subsampling(pix_fmt: str) -> str:
+    if re.match(r"^(yuvj?420|nv12|nv21|p010|p016|yuva420)", pix_fmt):
+        return "4:2:0"
+    if re.match(r"^(yuvj?422|nv16|uyvy|yuyv|y210|yuva422)", pix_fmt):
+        return "4:2:2"
+    if re.match(r"^(yuvj?444|gbr|rgb|bgr|yuva444|nv24)", pix_fmt):
+        return "4:4:4"
+    if pix_fmt.startswith("gray"):
+        return "4:0:0"
+    return "unknown"
+
+
+def _bit_depth(pix_fmt: str | None) -> int:
+    if not pix_fmt:
+        return 0
+    try:
+        return int(av.VideoFormat(pix_fmt).components[0].bits)
+    except (ValueError, IndexError):
+        return 0
+
+
+def _color_range(cc: Any) -> str:
+    if (cc.pix_fmt or "").startswith("yuvj"):
+        return "full"
+    value = int(cc.color_range or 0)
+    return {1: "limited", 2: "full"}.get(value, "unspecified")
+
+
+def _hevc_tier(extradata: bytes | None) -> str | None:
+    """general_tier_flag sits in byte 1 of an hvcC record; Annex-B extradata does not say."""
+    if extradata and len(extradata) > 2 and extradata[0] == 1:
+        return "High" if extradata[1] & 0x20 else "Main"
+    return None
+
+
+def _fraction(value: object) -> Fraction | None:
+    if value is None:
+        return None
+    frac = Fraction(value)  # type: ignore[arg-type]
+    return frac if frac > 0 else None
