@@ -1,4 +1,4 @@
-"""vid2dcm: turn clinical video into conformant DICOM, copying the bitstream when DICOM accepts it."""
+"""vid2dcm: clinical video into conformant DICOM, copying the bitstream when DICOM accepts it."""
 
 from __future__ import annotations
 

@@ -111,7 +111,8 @@ def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
     if request.transcode is TranscodePolicy.ALWAYS:
         broken = [*broken, "--transcode always was requested"]
     if syntax is not None and not broken:
-        decisions.append(Decision("transfer syntax", syntax.name, _syntax_reason(info.video, syntax)))
+        decisions.append(Decision("transfer syntax", syntax.name,
+                                  _syntax_reason(info.video, syntax)))
         decisions.append(Decision("action", Action.COPY, "the bitstream is already storable; "
                                   "packets are copied bit-exact, only the container is rewritten"))
         action = Action.COPY
@@ -129,7 +130,9 @@ def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
         if not a.copy and request.audio:
             warnings.append(f"audio stream #{a.stream_index} dropped: {a.reason}")
     _warn_about_video(info.video, warnings)
-    layout, segments, ts_uid = Layout.SINGLE, (Segment(0, info.video.timing.frame_count),), None
+    layout = Layout.SINGLE
+    segments: tuple[Segment, ...] = (Segment(0, info.video.timing.frame_count),)
+    ts_uid: str | None = None
     if syntax is not None and container is not None:
         layout, segments, ts_uid, why = choose_layout(info, syntax, container, audio, request)
         decisions.append(Decision("layout", layout, why))
@@ -188,7 +191,7 @@ def choose_transfer_syntax(v: VideoStreamInfo) -> tuple[VideoTransferSyntax | No
         syntax, codec_broken = _mpeg2(v)
     else:
         return None, [f"{v.codec} has no DICOM video transfer syntax "
-                      "(only MPEG-2, H.264 and HEVC can be stored)"] + broken
+                      "(only MPEG-2, H.264 and HEVC can be stored)", *broken]
     if syntax is not None and syntax.codec != "mpeg2video" and not _square(v):
         codec_broken.append(f"pixels are not square (sample aspect ratio "
                             f"{v.sample_aspect_ratio}); {syntax.name} requires 1:1")
@@ -214,7 +217,8 @@ def _square(v: VideoStreamInfo) -> bool:
 
 def _h264(v: VideoStreamInfo) -> tuple[VideoTransferSyntax | None, list[str]]:
     if v.profile not in H264_HIGH_PROFILES:
-        return None, [f"H.264 {v.profile or 'unknown'} profile; DICOM stores H.264 High profile only"]
+        return None, [f"H.264 {v.profile or 'unknown'} profile; DICOM stores H.264 High "
+                      "profile only"]
     signalled = v.level or 0
     rate = float(v.timing.rate)
     if signalled <= 41:

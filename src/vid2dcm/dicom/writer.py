@@ -17,7 +17,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 from vid2dcm import __version__
 from vid2dcm.dicom.encapsulation import write_pixel_data
@@ -248,9 +248,9 @@ def _texts(ds: Dataset) -> str:
 
 def _file_meta(v: VideoInstance) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = v.iod.sop_class_uid
-    meta.MediaStorageSOPInstanceUID = v.identity.sop_instance_uid
-    meta.TransferSyntaxUID = v.transfer_syntax_uid
+    meta.MediaStorageSOPClassUID = UID(v.iod.sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(v.identity.sop_instance_uid)
+    meta.TransferSyntaxUID = UID(v.transfer_syntax_uid)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = f"VID2DCM_{__version__}"[:16]
     return meta

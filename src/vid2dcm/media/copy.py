@@ -167,7 +167,9 @@ def _display_order(info: MediaInfo) -> array[int]:
     order = array("q", [0] * info.video.timing.frame_count)
     emitted = 0
     with av.open(str(info.path)) as source:
-        stream = source.streams[info.video.index]
+        stream = source.streams.video[0]
+        if stream.index != info.video.index:
+            stream = next(s for s in source.streams.video if s.index == info.video.index)
         stream.thread_type = "AUTO"
         for index, packet in enumerate(_packets(source, stream)):
             if packet.size:

@@ -82,6 +82,9 @@ class MediaInfo:
     video: VideoStreamInfo
     audio: tuple[AudioStreamInfo, ...] = field(default=())
     total_packet_bytes: int = 0
+    major_brand: str | None = None
+    """ISO BMFF brand: 'qt  ' marks QuickTime, which is not an MP4 container for DICOM."""
+    creation_time: str | None = None
 
     @property
     def is_elementary_stream(self) -> bool:

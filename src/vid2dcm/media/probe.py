@@ -68,7 +68,7 @@ def _describe(path: Path, size: int, container: Any, opener: Opener) -> MediaInf
         raise InputError(f"{path}: has no video stream (found: {found})")
     vstream = videos[0]
     vcc = vstream.codec_context
-    if IMAGE_DEMUXERS.match(fmt) or vcc.name in STILL_IMAGE_CODECS and (vstream.frames or 0) <= 1:
+    if IMAGE_DEMUXERS.match(fmt) or (vcc.name in STILL_IMAGE_CODECS and (vstream.frames or 0) <= 1):
         raise InputError(f"{path}: is a still image ({vcc.name}), not a video")
     audio_streams = list(container.streams.audio)
     nominal = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
@@ -135,6 +135,8 @@ def _describe(path: Path, size: int, container: Any, opener: Opener) -> MediaInf
         video=video,
         audio=audio,
         total_packet_bytes=total_bytes,
+        major_brand=(container.metadata.get("major_brand") or "").strip() or None,
+        creation_time=container.metadata.get("creation_time"),
     )
 
 
@@ -206,5 +208,7 @@ def _hevc_tier(extradata: bytes | None) -> str | None:
 def _fraction(value: object) -> Fraction | None:
     if value is None:
         return None
-    frac = Fraction(value)  # type: ignore[arg-type]
+    if not isinstance(value, int | float | str | Fraction):
+        return None
+    frac = Fraction(value)
     return frac if frac > 0 else None

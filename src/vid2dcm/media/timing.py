@@ -73,7 +73,7 @@ class FrameTimingCounter:
             return self._nominal_timing(source="packet count; one frame, rate from stream header")
         mean_delta = Fraction(span_ticks, n_deltas)
         rate = _snap_rate(1 / (mean_delta * self.time_base), self.nominal_rate)
-        last = self._last_duration or int(round(mean_delta))
+        last = self._last_duration or round(mean_delta)
         end = max(self._max_end or 0, self._last_sorted + last)
         duration_s = float((end - self._first_pts) * self.time_base)
         tick_ms = float(self.time_base) * 1000
@@ -114,7 +114,7 @@ class FrameTimingCounter:
 
 
 def _snap_rate(measured: Fraction, nominal: Fraction | None) -> Fraction:
-    """Prefer the header's exact rational (30000/1001) when timestamps agree with it within 0.5 %."""
+    """Prefer the header's exact rational (30000/1001) when timestamps agree within 0.5 %."""
     if nominal and nominal > 0 and abs(float(measured / nominal) - 1) < 0.005:
         return nominal
     return measured.limit_denominator(1001)

@@ -1,0 +1,278 @@
+"""The vid2dcm command line: a thin layer over the library (probe, convert, info, extract,
+validate, sample). Errors are one line with a stable exit code; -v shows the traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vid2dcm import __version__
+from vid2dcm.convert import convert as convert_video
+from vid2dcm.dicom.iods import SopChoice, iod_for_sop_class
+from vid2dcm.dicom.reader import extract_bitstream, open_video_object
+from vid2dcm.dicom.syntaxes import uid_name
+from vid2dcm.dicom.validate import Severity
+from vid2dcm.dicom.validate import validate as validate_file
+from vid2dcm.errors import OutputError, Vid2DcmError
+from vid2dcm.media.probe import probe as probe_media
+from vid2dcm.metadata import load_metadata
+from vid2dcm.plan import ContainerChoice, Request, TranscodePolicy, plan_conversion
+from vid2dcm.report import probe_report
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Turn video into conformant DICOM, copying the bitstream when DICOM "
+                  "accepts it.")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")]
+
+
+def main() -> None:
+    app()
+
+
+@contextmanager
+def _errors(verbose: bool) -> Iterator[None]:
+    """Every failure becomes one line on stderr and its documented exit code."""
+    try:
+        yield
+    except Vid2DcmError as exc:
+        _fail(str(exc), exc.exit_code, verbose)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130, verbose)
+    except OSError as exc:
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), OutputError.exit_code,
+              verbose)
+    except Exception as exc:  # anything unforeseen: still one line, never a traceback by default
+        _fail(f"internal error: {type(exc).__name__}: {exc}", 1, verbose)
+
+
+def _fail(message: str, code: int, verbose: bool) -> NoReturn:
+    if verbose:
+        traceback.print_exc()
+    err.print(f"vid2dcm: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+class _LazyProgress:
+    """A progress bar that appears only once an operation has run for a second."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.bar: Progress | None = None
+        self.task: Any = None
+
+    def __call__(self, stage: str, fraction: float | None = None) -> None:
+        if self.bar is None:
+            if time.monotonic() - self.started < 1.0 or not err.is_terminal:
+                return
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                TimeElapsedColumn(), console=err, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(stage, total=1.0)
+        self.bar.update(self.task, description=stage,
+                        completed=fraction if fraction is not None else 0)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command()
+def probe(
+    input: Annotated[Path, typer.Argument(help="Video file to inspect.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    sop: Annotated[SopChoice, typer.Option(help="Target IOD.")] = SopChoice.PHOTOGRAPHIC,
+    container: Annotated[ContainerChoice | None, typer.Option(help="mp4 or ts.")] = None,
+    no_audio: Annotated[bool, typer.Option("--no-audio")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Media facts and the plan: copy or transcode, which transfer syntax and IOD, and why."""
+    with _errors(verbose):
+        info = probe_media(input)
+        plan = plan_conversion(info, Request(sop=sop, container=container, audio=not no_audio))
+        report = probe_report(info, plan)
+        if as_json:
+            out.print_json(json.dumps(report))
+            return
+        v = info.video
+        out.print(f"[bold]{input}[/]  {info.container}, {info.size_bytes} bytes, "
+                  f"{info.duration_s:.3f} s")
+        out.print(f"  video #{v.index}: {v.codec} {v.profile or ''} level {v.level}, "
+                  f"{v.width}x{v.height} {v.pix_fmt} ({v.chroma}, {v.bit_depth}-bit), "
+                  f"{'interlaced' if v.interlaced else 'progressive'}, "
+                  f"{float(v.timing.rate):.3f} fps{' (variable)' if v.timing.variable else ''}, "
+                  f"{v.timing.frame_count} frames ({v.timing.count_source})", markup=False)
+        for stream in info.audio:
+            out.print(f"  audio #{stream.index}: {stream.codec} {stream.sample_rate} Hz, "
+                      f"{stream.channels} ch")
+        action = plan.action.value
+        if plan.broken_rules:
+            action += " (not available in this version: conversion stops with exit code 4)"
+        out.print(f"[bold]plan[/]: {action}")
+        for d in plan.decisions:
+            out.print(f"  {d.topic}: {d.choice} ({d.reason})", highlight=False)
+        for a in plan.audio:
+            out.print(f"  audio #{a.stream_index}: {'copy' if a.copy else 'drop'} ({a.reason})")
+        for w in plan.warnings:
+            out.print(f"  [yellow]warning[/]: {w}", highlight=False)
+
+
+@app.command()
+def convert(
+    input: Annotated[Path, typer.Argument(help="Video file to convert.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                      help="OUT.dcm, or a folder for one .dcm per instance.")] = None,
+    sop: Annotated[SopChoice, typer.Option(help="Video IOD to write.")] = SopChoice.PHOTOGRAPHIC,
+    metadata: Annotated[Path | None, typer.Option(help="JSON file of patient/study fields.")
+                        ] = None,
+    patient_name: Annotated[str | None, typer.Option(help="Family^Given")] = None,
+    patient_id: Annotated[str | None, typer.Option()] = None,
+    accession: Annotated[str | None, typer.Option(help="Accession Number.")] = None,
+    study_uid: Annotated[str | None, typer.Option(help="Join an existing study.")] = None,
+    uid_root: Annotated[str | None, typer.Option(help="Root for new UIDs (default 2.25).")
+                        ] = None,
+    transcode: Annotated[TranscodePolicy, typer.Option()] = TranscodePolicy.AUTO,
+    container: Annotated[ContainerChoice | None, typer.Option(
+        help="Container inside Pixel Data for H.264/HEVC: mp4 (default) or ts.")] = None,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop all audio.")] = False,
+    fragmentable: Annotated[bool, typer.Option(
+        help="One instance with a Fragmentable transfer syntax instead of splitting.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    max_item_bytes: Annotated[int, typer.Option(hidden=True)] = 2**32 - 2,
+    verbose: Verbose = False,
+) -> None:
+    """Write DICOM video instance(s); prints one line per file written."""
+    with _errors(verbose):
+        meta = load_metadata(metadata, patient_name=patient_name, patient_id=patient_id,
+                             accession_number=accession, study_instance_uid=study_uid,
+                             uid_root=uid_root)
+        request = Request(sop=sop, transcode=transcode, container=container,
+                          audio=not no_audio, fragmentable=fragmentable,
+                          max_item_bytes=max_item_bytes)
+        progress = _LazyProgress()
+        try:
+            result = convert_video(input, output, metadata=meta, options=request,
+                                   overwrite=overwrite, progress=progress)
+        finally:
+            progress.close()
+        for w in result.warnings:
+            err.print(f"vid2dcm: warning: {w}", markup=False, highlight=False)
+        for f in result.files:
+            iod = iod_for_sop_class(f.sop_class_uid)
+            out.print(f"{f.path}  {iod.name if iod else f.sop_class_uid}  "
+                      f"{uid_name(f.transfer_syntax_uid)}  {f.frames} frames  "
+                      f"{f.columns}x{f.rows}  {f.size_bytes} bytes  {f.action.value}",
+                      markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def info(
+    file: Annotated[Path, typer.Argument(help="DICOM video file.")],
+    verbose: Verbose = False,
+) -> None:
+    """Technical summary of a DICOM video file (patient attributes are not shown)."""
+    with _errors(verbose):
+        video = open_video_object(file)
+        ds = video.dataset
+        iod = iod_for_sop_class(str(ds.get("SOPClassUID", "")))
+        rows = [
+            ("SOP class", iod.name if iod else str(ds.get("SOPClassUID"))),
+            ("Transfer syntax", f"{uid_name(video.transfer_syntax_uid)} "
+                                f"({video.transfer_syntax_uid})"),
+            ("Modality", ds.get("Modality")),
+            ("Size", f"{ds.get('Columns')}x{ds.get('Rows')}"),
+            ("Number of Frames", ds.get("NumberOfFrames")),
+            ("Frame Time", f"{ds.get('FrameTime')} ms"),
+            ("Cine Rate", ds.get("CineRate")),
+            ("Effective Duration", f"{ds.get('EffectiveDuration')} s"),
+            ("Audio channels", len(ds.get("MultiplexedAudioChannelsDescriptionCodeSequence", []))),
+            ("Fragments", len(video.layout.fragments) if video.layout else 0),
+            ("Bitstream bytes", video.bitstream_length),
+            ("Instance Number", ds.get("InstanceNumber")),
+            ("Series Instance UID", ds.get("SeriesInstanceUID")),
+            ("SOP Instance UID", ds.get("SOPInstanceUID")),
+        ]
+        for name, value in rows:
+            out.print(f"{name:20} {value}", markup=False, highlight=False)
+
+
+@app.command()
+def extract(
+    file: Annotated[Path, typer.Argument(help="DICOM video file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the video.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Stream the embedded video back out (pad byte removed)."""
+    with _errors(verbose):
+        written = extract_bitstream(file, output, overwrite=overwrite)
+        out.print(f"{output}  {written} bytes", markup=False, highlight=False)
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="DICOM video file.")],
+    no_dciodvfy: Annotated[bool, typer.Option("--no-dciodvfy")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Own checks (header vs bitstream) plus dciodvfy when installed; exit 1 on any error."""
+    with _errors(verbose):
+        report = validate_file(file, use_dciodvfy=not no_dciodvfy)
+        for f in report.findings:
+            style = {Severity.ERROR: "red", Severity.WARNING: "yellow"}.get(f.severity, "dim")
+            out.print(f"[{style}]{f.severity.value}[/] [{f.source}] {f.message}",
+                      highlight=False)
+        verdict = "valid" if report.ok else f"INVALID ({len(report.errors)} errors)"
+        out.print(f"{file}: {verdict}; dciodvfy {report.dciodvfy}", markup=False,
+                  highlight=False)
+        if not report.ok:
+            raise typer.Exit(1)
+
+
+@app.command()
+def sample(
+    output: Annotated[Path, typer.Argument(help="Where to write the clip (.mp4, .ts, .mkv...).")],
+    seconds: Annotated[float, typer.Option(min=0.1, max=600)] = 4.0,
+    verbose: Verbose = False,
+) -> None:
+    """Synthesise a short H.264 High + AAC clip, e.g. to try a PACS."""
+    from fractions import Fraction
+
+    from vid2dcm.media.synth import AudioSpec, ClipSpec, synthesize
+
+    with _errors(verbose):
+        frames = max(1, round(seconds * 25))
+        synthesize(output, ClipSpec(width=640, height=360, rate=Fraction(25), frames=frames,
+                                    audio=AudioSpec(),
+                                    options={"preset": "superfast", "profile": "high"}))
+        out.print(f"{output}  {frames} frames", markup=False, highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"vid2dcm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+) -> None:
+    pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())  # type: ignore[func-returns-value]
+

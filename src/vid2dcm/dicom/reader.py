@@ -1,0 +1,95 @@
+"""Reading video instances back: the header without the pixels, and the bitstream in chunks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+from pydicom import Dataset, dcmread
+from pydicom.errors import InvalidDicomError
+
+from vid2dcm.dicom.encapsulation import CHUNK, FragmentReader, PixelDataLayout, read_layout
+from vid2dcm.errors import InputError, OutputError
+
+
+@dataclass(frozen=True)
+class VideoObject:
+    """A DICOM file opened lazily: header parsed, Pixel Data located but not loaded."""
+
+    path: Path
+    dataset: Dataset
+    transfer_syntax_uid: str
+    layout: PixelDataLayout | None
+
+    @property
+    def bitstream_length(self) -> int:
+        """Length of the stream once fragments are joined, without the pad byte."""
+        if self.layout is None:
+            return 0
+        declared = self.dataset.get("EncapsulatedPixelDataValueTotalLength")
+        if declared is not None and 0 < int(declared) <= self.layout.stored_length:
+            return int(declared)
+        return self.layout.stored_length
+
+    def open_bitstream(self) -> FragmentReader:
+        if self.layout is None:
+            raise InputError(f"{self.path}: holds no encapsulated Pixel Data")
+        return FragmentReader(self.path, self.layout, self.bitstream_length)
+
+    @contextmanager
+    def open_media(self) -> Iterator[Any]:
+        """The embedded video opened by PyAV straight from the DICOM file."""
+        with self.open_bitstream() as raw, av.open(raw) as container:
+            yield container
+
+
+def open_video_object(path: str | Path) -> VideoObject:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        ds = dcmread(path, defer_size=1024)
+    except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable DICOM file ({exc})") from exc
+    ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    layout = None
+    if "PixelData" in ds:
+        elem = ds.get_item("PixelData", keep_deferred=True)
+        value_tell = getattr(elem, "value_tell", None)
+        if getattr(elem, "length", 0) == 0xFFFFFFFF and value_tell is not None:
+            with path.open("rb") as fp:
+                try:
+                    layout = read_layout(fp, value_tell)
+                except ValueError as exc:
+                    raise InputError(f"{path}: damaged Pixel Data ({exc})") from exc
+    return VideoObject(path, ds, ts, layout)
+
+
+def extract_bitstream(path: str | Path, out: str | Path, overwrite: bool = False) -> int:
+    """Stream the embedded video to out (pad byte removed); returns the bytes written."""
+    video = open_video_object(path)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputError(f"{out} already exists (use --overwrite to replace it)")
+    partial = out.with_name(out.name + ".partial")
+    written = 0
+    try:
+        with video.open_bitstream() as src, partial.open("wb") as dst:
+            while chunk := src.read(CHUNK):
+                dst.write(chunk)
+                written += len(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        partial.replace(out)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return written
