@@ -192,9 +192,10 @@ def format_ds(value: float) -> str:
 
 
 def _cine(ds: Dataset, timing: FrameTiming, audio: Sequence[AudioStreamInfo]) -> None:
-    ds.FrameTime = format_ds(timing.frame_time_ms)
     vector = frame_time_vector(timing)
-    if vector is not None:
+    if vector is None:
+        ds.FrameTime = format_ds(timing.frame_time_ms)
+    else:
         ds.FrameTimeVector = vector
     ds.CineRate = timing.cine_rate
     ds.RecommendedDisplayFrameRate = timing.cine_rate

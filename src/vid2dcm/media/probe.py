@@ -158,11 +158,15 @@ def _first_frame_facts(path: Path, opener: Opener, index: int) -> tuple[int, boo
     raise InputError(f"{path}: the video does not decode (no picture in the stream)")
 
 
+DECODER_TO_CODEC = {"mp3float": "mp3", "mp2float": "mp2", "aac_fixed": "aac", "ac3_fixed": "ac3"}
+"""PyAV names the decoder picked; rules are about the codec."""
+
+
 def _audio_info(stream: Any) -> AudioStreamInfo:
     cc = stream.codec_context
     return AudioStreamInfo(
         index=stream.index,
-        codec=cc.name,
+        codec=DECODER_TO_CODEC.get(cc.name, cc.name),
         profile=cc.profile,
         sample_rate=cc.sample_rate or 0,
         channels=cc.channels or 0,
