@@ -11,9 +11,9 @@ from pathlib import Path
 import av
 import pydicom
 import pytest
+
 from conftest import MakeClip
 from readback import coded_pictures, read_back
-
 from vid2dcm.convert import convert
 from vid2dcm.dicom.iods import SopChoice
 from vid2dcm.media.synth import AudioSpec, ClipSpec
@@ -179,3 +179,22 @@ def _frame_hashes(path: Path) -> list[str]:
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(("codec", "options", "fragmentable", "syntax"), [
+    ("libx264", {**HIGH, "keyint": "10"}, True, "1.2.840.10008.1.2.4.102.1"),
+    ("libx265", {**X265, "keyint": "10"}, False, "1.2.840.10008.1.2.4.107"),
+])
+def test_one_instance_over_several_fragments(codec: str, options: dict[str, str],
+                                            fragmentable: bool, syntax: str,
+                                            make_clip: MakeClip, tmp_path: Path) -> None:
+    """HEVC may span fragments by itself; H.264 only with --fragmentable (the .1 syntaxes)."""
+    source = make_clip(f"noise-{codec}.mp4", ClipSpec(codec=codec, options=options, noise=True,
+                                                       frames=30))
+    limit = source.stat().st_size // 3
+    result = convert(source, tmp_path / "frag.dcm",
+                     options=Request(fragmentable=fragmentable, max_item_bytes=limit))
+    assert [f.transfer_syntax_uid for f in result.files] == [syntax]
+    back = read_back(result.files[0].path, tmp_path)
+    assert back.dcmdump.count("pi (not loaded)") >= 3, "expected several fragments"
+    assert coded_pictures(back.extracted) == coded_pictures(source)
