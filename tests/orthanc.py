@@ -1,0 +1,86 @@
+"""A real PACS for the tests: Debian's Orthanc on loopback, started and stopped by PID.
+
+Orthanc 1.10 cannot bind to one address, so it gets unusual free ports, remote access off, and
+every request goes to 127.0.0.1. Its storage lives in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Orthanc:
+    aet: str
+    dicom_port: int
+    http_port: int
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=30) as r:
+            body = r.read()
+            return json.loads(body) if r.headers.get_content_type() == "application/json" else body
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_orthanc(folder: Path) -> Iterator[Orthanc]:
+    exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+    if not Path(exe).exists():
+        pytest.fail("Orthanc is not installed: run scripts/install-system-deps")
+    server = Orthanc("VID2DCMTEST", _free_port(), _free_port())
+    config = {
+        "Name": "vid2dcm-test",
+        "StorageDirectory": str(folder / "storage"),
+        "IndexDirectory": str(folder / "index"),
+        "DicomAet": server.aet,
+        "DicomPort": server.dicom_port,
+        "HttpPort": server.http_port,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomCheckCalledAet": True,
+        "StorageCompression": False,
+        "Plugins": [],
+    }
+    (folder / "orthanc.json").write_text(json.dumps(config))
+    log = (folder / "orthanc.log").open("wb")
+    proc = subprocess.Popen([exe, str(folder / "orthanc.json")], stdout=log, stderr=log,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                server.get("/system")
+                break
+            except OSError as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("Orthanc did not start: " + (folder / "orthanc.log")
+                                       .read_text(errors="replace")) from exc
+                time.sleep(0.2)
+        yield server
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
