@@ -334,8 +334,6 @@ def test_option_parsing_errors_exit_2(extra: tuple[str, ...], stage: Callable[[s
     assert_no_leftovers(outdir)
 
 
-@pytest.mark.xfail(strict=True, reason="option-parsing usage errors (click) print a multi-line "
-                   "'Usage: ... Error' panel instead of one 'vid2dcm: error:' line")
 @pytest.mark.parametrize("extra", CLICK_USAGE_ERRORS)
 def test_option_parsing_errors_are_one_error_line(extra: tuple[str, ...],
                                                   stage: Callable[[str], Path],
@@ -535,8 +533,6 @@ def test_validate_altered_number_of_frames_fails(good_dcm: Path, tmp_path: Path)
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="validate raises typer.Exit(1) inside _errors(), whose "
-                   "'except Exception' turns it into 'vid2dcm: error: internal error: Exit: 1'")
 def test_validate_invalid_file_reports_no_internal_error(good_dcm: Path, tmp_path: Path) -> None:
     bad = _altered_frames(good_dcm, tmp_path)
     proc = run_cli("validate", "--no-dciodvfy", bad)
@@ -615,9 +611,6 @@ def test_split_pieces_pass_own_checks(split_series: tuple[subprocess.CompletedPr
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy not installed")
-@pytest.mark.xfail(strict=True, reason="split parts 2.. carry a ReferencedImageSequence item "
-                   "without PurposeOfReferenceCodeSequence (0040,A170), Type 2 in the VL Image "
-                   "module; dciodvfy reports an error, validate exits 1")
 def test_split_pieces_pass_dciodvfy(split_series: tuple[subprocess.CompletedProcess[str], Path,
                                                         str, str]) -> None:
     proc, out, _, _ = split_series

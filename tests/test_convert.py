@@ -40,7 +40,7 @@ CASES = [
     Case("h264.mov", ClipSpec(options=HIGH), "1.2.840.10008.1.2.4.102"),
     Case("h264.mkv", ClipSpec(options=HIGH), "1.2.840.10008.1.2.4.102"),
     Case("h264.ts", ClipSpec(options=HIGH), "1.2.840.10008.1.2.4.102"),
-    Case("h264-frag.mp4", ClipSpec(options={**HIGH, "keyint": "10"},
+    Case("h264-frag.mp4", ClipSpec(options={**HIGH, "g": "10"},
                                    container_options=FRAGMENTED), "1.2.840.10008.1.2.4.102"),
     Case("h264.h264", ClipSpec(options={**HIGH, "bframes": "3"}), "1.2.840.10008.1.2.4.102"),
     Case("h264.avi", ClipSpec(options={**HIGH, "bframes": "0"}), "1.2.840.10008.1.2.4.102"),
@@ -182,8 +182,8 @@ def _sha(path: Path) -> str:
 
 
 @pytest.mark.parametrize(("codec", "options", "fragmentable", "syntax"), [
-    ("libx264", {**HIGH, "keyint": "10"}, True, "1.2.840.10008.1.2.4.102.1"),
-    ("libx265", {**X265, "keyint": "10"}, False, "1.2.840.10008.1.2.4.107"),
+    ("libx264", {**HIGH, "g": "10"}, True, "1.2.840.10008.1.2.4.102.1"),
+    ("libx265", {**X265, "g": "10"}, False, "1.2.840.10008.1.2.4.107"),
 ])
 def test_one_instance_over_several_fragments(codec: str, options: dict[str, str],
                                             fragmentable: bool, syntax: str,

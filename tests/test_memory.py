@@ -39,7 +39,7 @@ sys.exit(code)
 def _gigabyte_stream(folder: Path) -> tuple[Path, int]:
     seed = synthesize(folder / "seed.mp4", ClipSpec(
         width=1920, height=1080, frames=6, noise=True, rate=Fraction(25),
-        options={"preset": "superfast", "profile": "high", "level": "4.1", "keyint": "1",
+        options={"preset": "superfast", "profile": "high", "level": "4.1", "g": "1",
                  "qp": "4"}))
     big = folder / "big.mkv"
     frames = 0

@@ -38,8 +38,17 @@ err = Console(stderr=True, soft_wrap=True)
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")]
 
 
-def main() -> None:
-    app()
+def main() -> int:
+    """Entry point: option errors are one line too, not Click's usage panel."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:
+        err.print(f"vid2dcm: error: {exc.format_message()}", markup=False, highlight=False)
+        return int(exc.exit_code)
+    except typer.Abort:
+        err.print("vid2dcm: error: interrupted", markup=False, highlight=False)
+        return 130
+    return code if isinstance(code, int) else 0
 
 
 @contextmanager
@@ -47,6 +56,8 @@ def _errors(verbose: bool) -> Iterator[None]:
     """Every failure becomes one line on stderr and its documented exit code."""
     try:
         yield
+    except typer.Exit:
+        raise
     except Vid2DcmError as exc:
         _fail(str(exc), exc.exit_code, verbose)
     except KeyboardInterrupt:
@@ -237,8 +248,8 @@ def validate(
         verdict = "valid" if report.ok else f"INVALID ({len(report.errors)} errors)"
         out.print(f"{file}: {verdict}; dciodvfy {report.dciodvfy}", markup=False,
                   highlight=False)
-        if not report.ok:
-            raise typer.Exit(1)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -274,5 +285,5 @@ def _root(
 
 
 if __name__ == "__main__":
-    sys.exit(main())  # type: ignore[func-returns-value]
+    sys.exit(main())
 

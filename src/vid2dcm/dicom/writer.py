@@ -30,6 +30,9 @@ FRAME_TIME = Tag(0x0018, 0x1063)
 FRAME_TIME_VECTOR = Tag(0x0018, 0x1065)
 MAX_DS_VALUE_BYTES = 65534
 AMBIENT_AUDIO = CodedConcept(value="109112", scheme="DCM", meaning="Ambient room environment")
+"""CID 3000 Audio Channel Source: what an unattended room or scope microphone records."""
+TEMPORAL_PREDECESSOR = CodedConcept(value="121348", scheme="DCM", meaning="Temporal Predecessor")
+"""CID 7201: the part of a split recording that plays just before this one."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ def _general_image(ds: Dataset, v: VideoInstance) -> None:
         ref = Dataset()
         ref.ReferencedSOPClassUID = v.iod.sop_class_uid
         ref.ReferencedSOPInstanceUID = v.identity.predecessor_sop_instance_uid
+        ref.PurposeOfReferenceCodeSequence = DicomSequence([code_item(TEMPORAL_PREDECESSOR)])
         ds.ReferencedImageSequence = DicomSequence([ref])
 
 
