@@ -25,7 +25,8 @@ from vid2dcm.plan import (
     plan_conversion,
 )
 
-Progress = Callable[[str], None]
+Progress = Callable[[str, float | None], None]
+"""Called with a stage name and, where known, the fraction of it done."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ def convert(source: str | Path, out: str | Path | None = None, *,
     source = Path(source)
     metadata = metadata or Metadata()
     options = options or Request()
-    say = progress or (lambda _msg: None)
-    say("probing")
+    say: Progress = progress or _quiet
+    say("probing", None)
     info = probe(source)
     plan = plan_conversion(info, options)
     if plan.action is Action.TRANSCODE or plan.transfer_syntax is None:
@@ -81,12 +82,12 @@ def convert(source: str | Path, out: str | Path | None = None, *,
     written: list[WrittenFile] = []
     try:
         with tempfile.TemporaryDirectory(prefix=".vid2dcm-", dir=targets[0].parent) as work:
-            say("copying packets")
+            say("copying packets", 0.0)
             pieces = copy_packets(info, plan.copied_audio, plan.container, plan.segments,
-                                  Path(work))
+                                  Path(work), lambda done: say("copying packets", done))
             previous: str | None = None
             for number, (piece, target) in enumerate(zip(pieces, targets, strict=True), 1):
-                say(f"writing {target.name}")
+                say(f"writing {target.name}", (number - 1) / len(pieces))
                 bitstream = probe(piece.path)
                 _check_piece(bitstream, piece.segment.end_frame - piece.segment.first_frame,
                              plan, options)
@@ -113,6 +114,10 @@ def convert(source: str | Path, out: str | Path | None = None, *,
             f.path.unlink(missing_ok=True)
         raise
     return ConversionResult(info, plan, tuple(written), study_uid, series_uid, plan.warnings)
+
+
+def _quiet(_stage: str, _done: float | None) -> None:
+    pass
 
 
 def _not_storable(plan: Plan, options: Request) -> NotStorableError:

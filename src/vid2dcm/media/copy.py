@@ -8,7 +8,7 @@ frame rate and the display order (found by one decoding pass, the only way to le
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -38,8 +38,13 @@ class CopiedStream:
 
 
 def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: OutputContainer,
-                 segments: tuple[Segment, ...], out_dir: Path) -> list[CopiedStream]:
-    """Write one container file per segment into out_dir, in a single pass over the input."""
+                 segments: tuple[Segment, ...], out_dir: Path,
+                 progress: Callable[[float], None] | None = None) -> list[CopiedStream]:
+    """Write one container file per segment into out_dir, in a single pass over the input.
+
+    progress, if given, receives the fraction of video frames copied so far.
+    """
+    total = info.video.timing.frame_count
     retimer = _Retimer.for_elementary(info) if not info.video.has_timestamps else None
     cut_times = [_segment_start(info, s) for s in segments]
     results: list[CopiedStream] = []
@@ -69,6 +74,8 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
                         retimer.stamp(packet, frame)
                     writer.mux(packet, video=True)
                     frame += 1
+                    if progress is not None and frame % 256 == 0:
+                        progress(frame / total)
                 elif writer is not None:
                     t = _seconds(packet)
                     nxt = seg_no + 1
