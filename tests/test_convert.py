@@ -18,7 +18,7 @@ from vid2dcm.convert import convert
 from vid2dcm.dicom.iods import SopChoice
 from vid2dcm.media.synth import AudioSpec, ClipSpec
 from vid2dcm.metadata import Metadata
-from vid2dcm.plan import ContainerChoice, Request
+from vid2dcm.planning import ContainerChoice, Request
 
 HIGH = {"preset": "superfast", "profile": "high"}
 FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}

@@ -14,8 +14,8 @@ from vid2dcm.dicom import encapsulation as enc
 from vid2dcm.dicom.encapsulation import (
     PIXEL_DATA_HEADER,
     SEQUENCE_DELIMITER,
-    FragmentReader,
     Fragment,
+    FragmentReader,
     PixelDataLayout,
     fragment_lengths,
     item_header,

@@ -18,7 +18,8 @@ from vid2dcm.errors import (
 from vid2dcm.media.info import MediaInfo
 from vid2dcm.media.probe import probe
 from vid2dcm.metadata import CodedConcept, Metadata
-from vid2dcm.plan import ContainerChoice, Plan, Request, TranscodePolicy
+from vid2dcm.planning import ContainerChoice, Plan, Request, TranscodePolicy
+from vid2dcm.planning import plan_conversion as plan
 
 __all__ = [
     "CodedConcept",
@@ -40,6 +41,7 @@ __all__ = [
     "__version__",
     "convert",
     "extract",
+    "plan",
     "probe",
     "validate",
 ]

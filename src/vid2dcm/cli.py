@@ -26,7 +26,7 @@ from vid2dcm.dicom.validate import validate as validate_file
 from vid2dcm.errors import OutputError, Vid2DcmError
 from vid2dcm.media.probe import probe as probe_media
 from vid2dcm.metadata import load_metadata
-from vid2dcm.plan import ContainerChoice, Request, TranscodePolicy, plan_conversion
+from vid2dcm.planning import ContainerChoice, Request, TranscodePolicy, plan_conversion
 from vid2dcm.report import probe_report
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

@@ -15,7 +15,7 @@ from vid2dcm.media.copy import copy_packets
 from vid2dcm.media.info import MediaInfo
 from vid2dcm.media.probe import probe
 from vid2dcm.metadata import Metadata
-from vid2dcm.plan import (
+from vid2dcm.planning import (
     Action,
     Layout,
     Plan,

@@ -65,11 +65,18 @@ class Metadata(BaseModel):
     burned_in_annotation: Literal["YES", "NO"] | None = None
     uid_root: str | None = Field(default=None, max_length=40)
 
-    @field_validator("study_instance_uid", "series_instance_uid", "uid_root")
+    @field_validator("study_instance_uid", "series_instance_uid")
     @classmethod
     def _uid(cls, value: str | None) -> str | None:
-        if value is not None and not is_valid_uid(value.rstrip(".")):
+        if value is not None and not is_valid_uid(value):
             raise ValueError("is not a valid DICOM UID (digits and dots, at most 64 characters)")
+        return value
+
+    @field_validator("uid_root")
+    @classmethod
+    def _uid_root(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_uid(value.rstrip(".")):
+            raise ValueError("is not a valid UID root (digits and dots, at most 40 characters)")
         return value
 
     @field_validator("patient_id", "accession_number", "study_id", "study_description",

@@ -10,7 +10,7 @@ from typing import Any
 
 from vid2dcm.dicom.syntaxes import uid_name
 from vid2dcm.media.info import MediaInfo
-from vid2dcm.plan import Plan
+from vid2dcm.planning import Plan
 
 
 def to_plain(value: Any) -> Any:

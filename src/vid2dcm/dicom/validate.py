@@ -27,7 +27,7 @@ from vid2dcm.dicom.syntaxes import VideoTransferSyntax, allows_multiple_fragment
 from vid2dcm.errors import InputError
 from vid2dcm.media.info import MediaInfo
 from vid2dcm.media.probe import probe_opened
-from vid2dcm.plan import choose_transfer_syntax
+from vid2dcm.planning import choose_transfer_syntax
 
 CONTAINERS = {
     "h264": {"mp4", "mpegts"},

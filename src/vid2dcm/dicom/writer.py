@@ -191,8 +191,13 @@ def frame_time_vector(timing: FrameTiming) -> list[str] | None:
 
 def format_ds(value: float) -> str:
     """A Decimal String of at most 16 characters, without needless zeros."""
-    text = f"{value:.4f}".rstrip("0").rstrip(".")
-    return text[:16] or "0"
+    for decimals in range(4, -1, -1):
+        text = f"{value:.{decimals}f}"
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        if len(text) <= 16:
+            return "0" if text in ("-0", "") else text
+    return f"{value:.8e}"
 
 
 def _cine(ds: Dataset, timing: FrameTiming, audio: Sequence[AudioStreamInfo]) -> None:

@@ -18,7 +18,7 @@ import av
 
 from vid2dcm.errors import InputError, OutputError
 from vid2dcm.media.info import MediaInfo
-from vid2dcm.plan import OutputContainer, Segment
+from vid2dcm.planning import OutputContainer, Segment
 
 MUXER_OPTIONS: dict[OutputContainer, dict[str, str]] = {
     OutputContainer.MP4: {"movflags": "+faststart"},
@@ -74,7 +74,7 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
                         retimer.stamp(packet, frame)
                     writer.mux(packet, video=True)
                     frame += 1
-                    if progress is not None and frame % 256 == 0:
+                    if progress is not None and frame % 32 == 0:
                         progress(frame / total)
                 elif writer is not None:
                     t = _seconds(packet)
