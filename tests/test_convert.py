@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 
@@ -198,3 +199,20 @@ def test_one_instance_over_several_fragments(codec: str, options: dict[str, str]
     back = read_back(result.files[0].path, tmp_path)
     assert back.dcmdump.count("pi (not loaded)") >= 3, "expected several fragments"
     assert coded_pictures(back.extracted) == coded_pictures(source)
+
+
+def test_recording_time_comes_from_the_container(make_clip: MakeClip, tmp_path: Path) -> None:
+    source = make_clip("dated.mp4", ClipSpec(
+        options=HIGH, container_metadata={"creation_time": "2024-05-01T10:20:30.000000Z"}))
+    ds = _convert_and_read(source, tmp_path)
+    local = datetime(2024, 5, 1, 10, 20, 30, tzinfo=UTC).astimezone().replace(tzinfo=None)
+    assert ds.AcquisitionDateTime.startswith(local.strftime("%Y%m%d%H%M%S"))
+    assert ds.ContentDate == ds.StudyDate == local.strftime("%Y%m%d")
+    assert ds.ContentTime.startswith(local.strftime("%H%M%S"))
+
+
+def test_without_a_recording_time_content_time_is_the_conversion(make_clip: MakeClip,
+                                                                 tmp_path: Path) -> None:
+    ds = _convert_and_read(make_clip("undated.mp4", ClipSpec(options=HIGH)), tmp_path)
+    assert "AcquisitionDateTime" not in ds
+    assert ds.ContentDate == datetime.now().strftime("%Y%m%d")

@@ -77,7 +77,7 @@ def convert(source: str | Path, out: str | Path | None = None, *,
     targets = output_paths(source, out, len(plan.segments), overwrite)
     study_uid = metadata.study_instance_uid or new_uid(metadata.uid_root)
     series_uid = metadata.series_instance_uid or new_uid(metadata.uid_root)
-    content_start = _recorded_at(metadata)
+    recorded_at = metadata.acquisition_datetime or info.creation_time
     assert plan.container is not None and plan.transfer_syntax_uid is not None
     written: list[WrittenFile] = []
     try:
@@ -98,7 +98,9 @@ def convert(source: str | Path, out: str | Path | None = None, *,
                     transfer_syntax_uid=plan.transfer_syntax_uid, bitstream=bitstream,
                     audio=tuple(a for a in info.audio if a.index in plan.copied_audio),
                     identity=identity,
-                    content_datetime=_part_start(content_start, info, piece.segment),
+                    acquired_at=_part_start(recorded_at, info, piece.segment)
+                    if recorded_at else None,
+                    converted_at=datetime.now(),
                     metadata=metadata,
                 )
                 size = write_instance(target, build_dataset(instance), piece.path,
@@ -164,12 +166,6 @@ def _check_piece(bitstream: MediaInfo, expected_frames: int, plan: Plan,
         raise OutputError(f"a key-frame interval is larger than one fragment "
                           f"({bitstream.size_bytes} > {options.max_item_bytes} bytes); "
                           "use --fragmentable")
-
-
-def _recorded_at(metadata: Metadata) -> datetime:
-    if metadata.acquisition_datetime:
-        return metadata.acquisition_datetime
-    return datetime.now()
 
 
 def _part_start(start: datetime, info: MediaInfo, segment: Segment) -> datetime:

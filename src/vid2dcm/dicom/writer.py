@@ -56,8 +56,14 @@ class VideoInstance:
     """The container that goes into Pixel Data, as probed after it was written."""
     audio: tuple[AudioStreamInfo, ...]
     identity: InstanceIdentity
-    content_datetime: datetime
+    acquired_at: datetime | None
+    """When this part of the recording started, if anyone knows (metadata or container)."""
+    converted_at: datetime
     metadata: Metadata
+
+    @property
+    def content_datetime(self) -> datetime:
+        return self.acquired_at or self.converted_at
 
 
 def build_dataset(v: VideoInstance) -> Dataset:
@@ -66,7 +72,7 @@ def build_dataset(v: VideoInstance) -> Dataset:
     _general_study(ds, v)
     _general_series(ds, v)
     _general_equipment(ds, v.metadata)
-    _general_acquisition(ds, v.metadata)
+    _general_acquisition(ds, v.acquired_at)
     _general_image(ds, v)
     _image_pixel(ds, v)
     _multi_frame(ds, v.bitstream)
@@ -131,9 +137,9 @@ def _general_equipment(ds: Dataset, m: Metadata) -> None:
         ds.InstitutionName = m.institution_name
 
 
-def _general_acquisition(ds: Dataset, m: Metadata) -> None:
-    if m.acquisition_datetime:
-        ds.AcquisitionDateTime = m.acquisition_datetime.strftime("%Y%m%d%H%M%S.%f")
+def _general_acquisition(ds: Dataset, acquired_at: datetime | None) -> None:
+    if acquired_at:
+        ds.AcquisitionDateTime = acquired_at.strftime("%Y%m%d%H%M%S.%f")
 
 
 def _general_image(ds: Dataset, v: VideoInstance) -> None:
@@ -253,7 +259,8 @@ def _sop_common(ds: Dataset, v: VideoInstance) -> None:
 
 
 def _texts(ds: Dataset) -> str:
-    return "".join(str(e.value) for e in ds if e.VR in ("PN", "LO", "SH", "ST", "LT", "UT"))
+    return "".join(str(e.value) for e in ds.iterall()
+                   if e.VR in ("PN", "LO", "SH", "ST", "LT", "UT"))
 
 
 def _file_meta(v: VideoInstance) -> FileMetaDataset:

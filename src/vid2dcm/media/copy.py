@@ -8,7 +8,7 @@ frame rate and the display order (found by one decoding pass, the only way to le
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -178,7 +178,7 @@ def _display_order(info: MediaInfo) -> array[int]:
         if stream.index != info.video.index:
             stream = next(s for s in source.streams.video if s.index == info.video.index)
         stream.thread_type = "AUTO"
-        for index, packet in enumerate(_packets(source, stream)):
+        for index, packet in enumerate(source.demux(stream)):
             if packet.size:
                 packet.pts = packet.dts = index
             for picture in stream.decode(packet if packet.size else None):
@@ -189,6 +189,3 @@ def _display_order(info: MediaInfo) -> array[int]:
         raise InputError(f"{info.path}: {len(order)} frames in the stream but {emitted} decode")
     return order
 
-
-def _packets(source: Any, stream: Any) -> Iterator[Any]:
-    yield from source.demux(stream)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 
@@ -84,11 +85,5 @@ class MediaInfo:
     total_packet_bytes: int = 0
     major_brand: str | None = None
     """ISO BMFF brand: 'qt  ' marks QuickTime, which is not an MP4 container for DICOM."""
-    creation_time: str | None = None
-
-    @property
-    def is_elementary_stream(self) -> bool:
-        return self.container in ELEMENTARY_FORMATS
-
-
-ELEMENTARY_FORMATS = frozenset({"h264", "hevc", "mpegvideo", "m4v"})
+    creation_time: datetime | None = None
+    """When the recording started, as the container says (recorders and phones write it)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,6 @@ import av
 from vid2dcm.errors import InputError
 from vid2dcm.media.info import (
     AudioStreamInfo,
-    FrameTiming,
     KeyFrame,
     MediaInfo,
     VideoStreamInfo,
@@ -102,7 +103,7 @@ def _describe(path: Path, size: int, container: Any, opener: Opener) -> MediaInf
             f"but only {counter.count} can be read"
         )
     if index_count:
-        timing = _with_source(timing, "packet count, equal to the container index")
+        timing = replace(timing, count_source="packet count, equal to the container index")
     rotation, interlaced = _first_frame_facts(path, opener, vstream.index)
     video = VideoStreamInfo(
         index=vstream.index,
@@ -136,14 +137,8 @@ def _describe(path: Path, size: int, container: Any, opener: Opener) -> MediaInf
         audio=audio,
         total_packet_bytes=total_bytes,
         major_brand=(container.metadata.get("major_brand") or "").strip() or None,
-        creation_time=container.metadata.get("creation_time"),
+        creation_time=_timestamp(container.metadata.get("creation_time")),
     )
-
-
-def _with_source(timing: FrameTiming, source: str) -> FrameTiming:
-    from dataclasses import replace
-
-    return replace(timing, count_source=source)
 
 
 def _first_frame_facts(path: Path, opener: Opener, index: int) -> tuple[int, bool]:
@@ -160,6 +155,21 @@ def _first_frame_facts(path: Path, opener: Opener, index: int) -> tuple[int, boo
 
 DECODER_TO_CODEC = {"mp3float": "mp3", "mp2float": "mp2", "aac_fixed": "aac", "ac3_fixed": "ac3"}
 """PyAV names the decoder picked; rules are about the codec."""
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    """Container creation_time (ISO 8601, UTC) as local time; None when absent or zero."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.year < 1971:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone().replace(tzinfo=None)
 
 
 def _audio_info(stream: Any) -> AudioStreamInfo:

@@ -35,6 +35,8 @@ class ClipSpec:
     options: dict[str, str] = field(default_factory=lambda: {"preset": "superfast"})
     container_format: str | None = None
     container_options: dict[str, str] = field(default_factory=dict)
+    container_metadata: dict[str, str] = field(default_factory=dict)
+    """e.g. {"creation_time": "2024-05-01T10:20:30Z"}, as cameras and phones write it."""
     codec_tag: str | None = None
     audio: AudioSpec | None = None
     rotation: int = 0
@@ -54,6 +56,7 @@ def synthesize(path: str | Path, spec: ClipSpec = ClipSpec()) -> Path:
         options = {**SILENT_X265, **options}
     with av.open(str(path), "w", format=spec.container_format,
                  options=spec.container_options) as out:
+        out.metadata.update(spec.container_metadata)
         video = cast(av.VideoStream, out.add_stream(spec.codec, rate=spec.rate))
         video.width, video.height, video.pix_fmt = spec.width, spec.height, spec.pix_fmt
         if spec.bit_rate:
