@@ -48,7 +48,7 @@ CASES = [
     Case("h264-aac.mp4", ClipSpec(options=HIGH, audio=AudioSpec()), "1.2.840.10008.1.2.4.102",
          audio_items=1),
     Case("h264-aac44k.mkv", ClipSpec(options=HIGH, audio=AudioSpec(sample_rate=44100)),
-         "1.2.840.10008.1.2.4.102"),
+         "1.2.840.10008.1.2.4.102", audio_items=1),
     Case("h264-aac-to-ts.mp4", ClipSpec(options=HIGH, audio=AudioSpec(channels=1)),
          "1.2.840.10008.1.2.4.102", Request(container=ContainerChoice.TS), 1, "mpegts"),
     Case("h264-noaudio.mp4", ClipSpec(options=HIGH, audio=AudioSpec()),

@@ -322,9 +322,12 @@ def test_rejected_streams_name_the_rule(v: VideoStreamInfo, fragments: tuple[str
 
 
 @pytest.mark.parametrize("v", [c[1] for c in REJECTED], ids=[c[0] for c in REJECTED])
-def test_rejected_streams_are_transcoded(v: VideoStreamInfo) -> None:
-    plan = plan_conversion(media(v, audio_streams=(audio(),)))
+def test_rejected_streams_stop_when_transcoding_is_forbidden(v: VideoStreamInfo) -> None:
+    plan = plan_conversion(media(v, audio_streams=(audio(),)),
+                           Request(transcode=TranscodePolicy.NEVER))
     assert plan.action is Action.TRANSCODE
+    assert plan.video_target is None
+    assert not plan.storable
     assert plan.transfer_syntax is None
     assert plan.transfer_syntax_uid is None
     assert plan.container is None
@@ -336,6 +339,19 @@ def test_rejected_streams_are_transcoded(v: VideoStreamInfo) -> None:
     assert action.choice == Action.TRANSCODE
     for rule in plan.broken_rules:
         assert rule in action.reason
+    assert_reasons(plan)
+
+
+@pytest.mark.parametrize("v", [c[1] for c in REJECTED], ids=[c[0] for c in REJECTED])
+def test_rejected_streams_are_transcoded(v: VideoStreamInfo) -> None:
+    plan = plan_conversion(media(v, audio_streams=(audio(),)))
+    assert plan.action is Action.TRANSCODE
+    assert plan.video_target is not None
+    assert plan.transfer_syntax is plan.video_target.syntax
+    assert plan.container is OutputContainer.MP4
+    assert plan.broken_rules == tuple(choose_transfer_syntax(v)[1])
+    assert [a.copy for a in plan.audio] == [True]
+    assert plan.needs_transcode
     assert_reasons(plan)
 
 
@@ -363,10 +379,11 @@ def test_hevc_lists_each_broken_rule() -> None:
 def test_transcode_always_forces_transcode(v: VideoStreamInfo) -> None:
     plan = plan_conversion(media(v), Request(transcode=TranscodePolicy.ALWAYS))
     assert plan.action is Action.TRANSCODE
-    assert plan.transfer_syntax is None
-    assert plan.container is None
+    assert plan.video_target is not None
+    assert plan.transfer_syntax is plan.video_target.syntax
     assert plan.broken_rules == ("--transcode always was requested",)
-    assert "--transcode always" in plan.decisions[-1].reason
+    action = next(d for d in plan.decisions if d.topic == "action")
+    assert "--transcode always" in action.reason
     assert_reasons(plan)
 
 
@@ -480,10 +497,24 @@ def test_plan_audio_decisions_and_warnings() -> None:
     assert plan.action is Action.COPY
     assert [a.stream_index for a in plan.audio] == [1, 2, 3, 4]
     assert plan.copied_audio == (1, 4)
+    assert [a.transcode_to for a in plan.audio] == [None, "aac", "aac", None]
+    assert "48 kHz" in plan.audio[1].reason and "opus" in plan.audio[2].reason
+    assert plan.needs_transcode and plan.video_target is None
+    assert not [w for w in plan.warnings if w.startswith("audio stream")]
+
+
+def test_audio_is_dropped_not_transcoded_when_transcoding_is_forbidden() -> None:
+    streams = (audio("aac", 44100, index=1), audio("opus", 48000, index=2))
+    plan = plan_conversion(media(audio_streams=streams), Request(transcode=TranscodePolicy.NEVER))
+    assert [a.action for a in plan.audio] == ["drop", "drop"]
     dropped = [w for w in plan.warnings if w.startswith("audio stream")]
-    assert len(dropped) == 2
-    assert "#2" in dropped[0] and "48 kHz" in dropped[0]
-    assert "#3" in dropped[1] and "opus" in dropped[1]
+    assert len(dropped) == 2 and "48 kHz" in dropped[0] and "opus" in dropped[1]
+    assert not plan.needs_transcode
+
+
+def test_mpeg2_video_gets_mp3_audio() -> None:
+    plan = plan_conversion(media(mpeg2(), container="mpeg", audio_streams=(audio("aac"),)))
+    assert plan.audio[0].transcode_to == "mp3"
 
 
 def test_plan_without_audio_drops_silently() -> None:
@@ -827,6 +858,8 @@ def test_every_decision_has_a_reason(info: MediaInfo, request_: Request) -> None
         assert topics == ["IOD", "transfer syntax", "action", "container", "layout"]
         assert plan.decisions[1].choice == plan.transfer_syntax.name
     else:
-        assert [d.topic for d in plan.decisions] == ["IOD", "action"]
+        topics = [d.topic for d in plan.decisions]
+        assert topics[:3] == ["IOD", "action", "transfer syntax"]
+        assert plan.video_target is not None
         assert plan.layout is Layout.SINGLE
         assert plan.segments == (Segment(0, info.video.timing.frame_count),)

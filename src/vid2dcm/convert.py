@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from vid2dcm import __version__
 from vid2dcm.dicom.uids import new_uid
-from vid2dcm.dicom.writer import InstanceIdentity, VideoInstance, build_dataset, write_instance
+from vid2dcm.dicom.writer import (
+    InstanceIdentity,
+    Provenance,
+    VideoInstance,
+    build_dataset,
+    write_instance,
+)
 from vid2dcm.errors import NotStorableError, OutputError, UsageError
 from vid2dcm.media.copy import copy_packets
 from vid2dcm.media.info import MediaInfo
 from vid2dcm.media.probe import probe
+from vid2dcm.media.transcode import TranscodeStats, transcode
 from vid2dcm.metadata import Metadata
 from vid2dcm.planning import (
     Action,
@@ -41,6 +49,8 @@ class WrittenFile:
     size_bytes: int
     bitstream_bytes: int
     action: Action
+    study_instance_uid: str
+    series_instance_uid: str
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,8 @@ class ConversionResult:
     study_instance_uid: str
     series_instance_uid: str
     warnings: tuple[str, ...] = field(default=())
+    transcode: TranscodeStats | None = None
+    """Encoder statistics when anything was re-encoded."""
 
     @property
     def frames(self) -> int:
@@ -72,50 +84,103 @@ def convert(source: str | Path, out: str | Path | None = None, *,
     say("probing", None)
     info = probe(source)
     plan = plan_conversion(info, options)
-    if plan.action is Action.TRANSCODE or plan.transfer_syntax is None:
+    if not plan.storable:
         raise _not_storable(plan, options)
-    targets = output_paths(source, out, len(plan.segments), overwrite)
-    study_uid = metadata.study_instance_uid or new_uid(metadata.uid_root)
-    series_uid = metadata.series_instance_uid or new_uid(metadata.uid_root)
-    recorded_at = metadata.acquisition_datetime or info.creation_time
-    assert plan.container is not None and plan.transfer_syntax_uid is not None
+    base = output_base(source, out, overwrite)
     written: list[WrittenFile] = []
     try:
-        with tempfile.TemporaryDirectory(prefix=".vid2dcm-", dir=targets[0].parent) as work:
-            say("copying packets", 0.0)
-            pieces = copy_packets(info, plan.copied_audio, plan.container, plan.segments,
-                                  Path(work), lambda done: say("copying packets", done))
-            previous: str | None = None
-            for number, (piece, target) in enumerate(zip(pieces, targets, strict=True), 1):
-                say(f"writing {target.name}", (number - 1) / len(pieces))
-                bitstream = probe(piece.path)
-                _check_piece(bitstream, piece.segment.end_frame - piece.segment.first_frame,
-                             plan, options)
-                identity = InstanceIdentity(study_uid, series_uid, new_uid(metadata.uid_root),
-                                            number, previous)
-                instance = VideoInstance(
-                    iod=plan.iod, syntax=plan.transfer_syntax,
-                    transfer_syntax_uid=plan.transfer_syntax_uid, bitstream=bitstream,
-                    audio=tuple(a for a in info.audio if a.index in plan.copied_audio),
-                    identity=identity,
-                    acquired_at=_part_start(recorded_at, info, piece.segment)
-                    if recorded_at else None,
-                    converted_at=datetime.now(),
-                    metadata=metadata,
-                )
-                size = write_instance(target, build_dataset(instance), piece.path,
-                                      options.max_item_bytes)
-                written.append(WrittenFile(
-                    target, plan.iod.sop_class_uid, identity.sop_instance_uid,
-                    plan.transfer_syntax_uid, bitstream.video.timing.frame_count,
-                    bitstream.video.height, bitstream.video.width, size, bitstream.size_bytes,
-                    plan.action))
-                previous = identity.sop_instance_uid
+        with tempfile.TemporaryDirectory(prefix=".vid2dcm-", dir=base.parent) as tmp:
+            work = Path(tmp)
+            stats = None
+            wrapped, wrap_plan = info, plan
+            if plan.needs_transcode:
+                stats, wrapped, wrap_plan = _transcode(info, plan, options, work, say)
+            targets = numbered_paths(source, base, len(wrap_plan.segments), overwrite)
+            written = _wrap(info, wrapped, wrap_plan, plan, targets, metadata, options, work,
+                            say, written)
     except BaseException:
         for f in written:
             f.path.unlink(missing_ok=True)
         raise
-    return ConversionResult(info, plan, tuple(written), study_uid, series_uid, plan.warnings)
+    warnings = list(plan.warnings)
+    if stats is not None and stats.lost_frames:
+        warnings.append(f"{stats.lost_frames} of {stats.packets_in} frames could not be decoded "
+                        "(damaged input) and are missing from the output")
+    return ConversionResult(info, plan, tuple(written), written[0].study_instance_uid,
+                            written[0].series_instance_uid, tuple(warnings), stats)
+
+
+def _transcode(info: MediaInfo, plan: Plan, options: Request, work: Path, say: Progress
+               ) -> tuple[TranscodeStats, MediaInfo, Plan]:
+    """Encode what must be encoded, then plan the result like any other input: it must now
+    qualify for the target syntax, and splitting works on the encoded stream."""
+    assert plan.container is not None
+    encoded = work / f"encoded.{plan.container.extension}"
+    stage = "transcoding" if plan.video_target else "re-encoding audio"
+    say(stage, 0.0)
+    stats = transcode(info, plan.video_target, plan.audio, plan.container, encoded,
+                      lambda done: say(stage, done))
+    wrapped = probe(encoded)
+    wrap_plan = plan_conversion(wrapped, replace(options, transcode=TranscodePolicy.NEVER))
+    if not wrap_plan.storable or wrap_plan.transfer_syntax is not plan.transfer_syntax:
+        rules = "; ".join(wrap_plan.broken_rules) or (
+            f"{wrap_plan.transfer_syntax.name if wrap_plan.transfer_syntax else '?'} instead of "
+            f"{plan.transfer_syntax.name if plan.transfer_syntax else '?'}")
+        raise OutputError(f"the encoder's output does not qualify for DICOM: {rules}")
+    return stats, wrapped, wrap_plan
+
+
+def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, targets: list[Path],
+          metadata: Metadata, options: Request, work: Path, say: Progress,
+          written: list[WrittenFile]) -> list[WrittenFile]:
+    """Copy packets into one container per instance and write each instance around it."""
+    assert plan.container is not None and plan.transfer_syntax is not None
+    assert plan.transfer_syntax_uid is not None
+    study_uid = metadata.study_instance_uid or new_uid(metadata.uid_root)
+    series_uid = metadata.series_instance_uid or new_uid(metadata.uid_root)
+    recorded_at = metadata.acquisition_datetime or source.creation_time
+    provenance = describe_provenance(source, original)
+    say("copying packets", 0.0)
+    pieces = copy_packets(info, plan.copied_audio, plan.container, plan.segments, work,
+                          lambda done: say("copying packets", done))
+    previous: str | None = None
+    for number, (piece, target) in enumerate(zip(pieces, targets, strict=True), 1):
+        say(f"writing {target.name}", (number - 1) / len(pieces))
+        bitstream = probe(piece.path)
+        _check_piece(bitstream, piece.segment.end_frame - piece.segment.first_frame,
+                     plan, options)
+        identity = InstanceIdentity(study_uid, series_uid, new_uid(metadata.uid_root),
+                                    number, previous)
+        instance = VideoInstance(
+            iod=plan.iod, syntax=plan.transfer_syntax,
+            transfer_syntax_uid=plan.transfer_syntax_uid, bitstream=bitstream,
+            audio=bitstream.audio, identity=identity,
+            acquired_at=_part_start(recorded_at, info, piece.segment) if recorded_at else None,
+            converted_at=datetime.now(), metadata=metadata, provenance=provenance,
+        )
+        size = write_instance(target, build_dataset(instance), piece.path,
+                              options.max_item_bytes)
+        written.append(WrittenFile(
+            target, plan.iod.sop_class_uid, identity.sop_instance_uid,
+            plan.transfer_syntax_uid, bitstream.video.timing.frame_count,
+            bitstream.video.height, bitstream.video.width, size, bitstream.size_bytes,
+            original.action, study_uid, series_uid))
+        previous = identity.sop_instance_uid
+    return written
+
+
+def describe_provenance(source: MediaInfo, plan: Plan) -> Provenance:
+    """What was done to the pictures, for Image Type and Derivation Description."""
+    target = plan.video_target
+    if target is None:
+        return Provenance(derived=False, description=None)
+    v = source.video
+    text = (f"Transcoded by vid2dcm {__version__} from {v.codec} {v.profile or ''} "
+            f"{v.width}x{v.height} {v.pix_fmt} to {target.describe()}; because: "
+            + "; ".join(plan.broken_rules))
+    if target.steps:
+        text += "; pictures: " + "; ".join(target.steps)
+    return Provenance(derived=target.changes_geometry, description=text[:1024])
 
 
 def _quiet(_stage: str, _done: float | None) -> None:
@@ -132,9 +197,8 @@ def _not_storable(plan: Plan, options: Request) -> NotStorableError:
                             plan.broken_rules)
 
 
-def output_paths(source: Path, out: str | Path | None, count: int,
-                 overwrite: bool) -> list[Path]:
-    """Where each instance goes: OUT.dcm, OUT_001.dcm... or DIR/<input>[_NNN].dcm."""
+def output_base(source: Path, out: str | Path | None, overwrite: bool) -> Path:
+    """Where the (first) instance goes: OUT.dcm, or DIR/<input>.dcm, or beside the input."""
     if out is None:
         base = source.with_suffix(".dcm")
     else:
@@ -142,11 +206,19 @@ def output_paths(source: Path, out: str | Path | None, count: int,
         base = out / (source.stem + ".dcm") if out.is_dir() or str(out).endswith("/") else out
     if not base.parent.is_dir():
         raise OutputError(f"output folder {base.parent} does not exist")
+    if base.resolve() == source.resolve():
+        raise UsageError(f"output {base} would overwrite the input")
+    if base.exists() and not overwrite:
+        raise OutputError(f"{base} already exists (use --overwrite to replace it)")
+    return base
+
+
+def numbered_paths(source: Path, base: Path, count: int, overwrite: bool) -> list[Path]:
+    """One path per instance: base itself, or base_001.dcm, base_002.dcm... for a split."""
     if count == 1:
-        paths = [base]
-    else:
-        paths = [base.with_name(f"{base.stem}_{n:03d}{base.suffix or '.dcm'}")
-                 for n in range(1, count + 1)]
+        return [base]
+    paths = [base.with_name(f"{base.stem}_{n:03d}{base.suffix or '.dcm'}")
+             for n in range(1, count + 1)]
     for p in paths:
         if p.resolve() == source.resolve():
             raise UsageError(f"output {p} would overwrite the input")

@@ -5,7 +5,7 @@ Nothing here touches a file, so every rule can be tested exhaustively with hand-
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from fractions import Fraction
 
@@ -14,6 +14,7 @@ from vid2dcm.dicom.iods import VIDEO_IODS, SopChoice, VideoIOD
 from vid2dcm.dicom.syntaxes import MAX_ITEM_BYTES, VideoTransferSyntax
 from vid2dcm.media import levels
 from vid2dcm.media.info import AudioStreamInfo, KeyFrame, MediaInfo, VideoStreamInfo
+from vid2dcm.video_target import Quality, Speed, VideoTarget, choose_video_target
 
 
 class TranscodePolicy(StrEnum):
@@ -46,6 +47,10 @@ class OutputContainer(StrEnum):
     MPEG_TS = "mpegts"
     MPEG_PS = "vob"
 
+    @property
+    def extension(self) -> str:
+        return {"mp4": "mp4", "mpegts": "ts", "vob": "mpg"}[self.value]
+
 
 @dataclass(frozen=True)
 class Request:
@@ -58,6 +63,10 @@ class Request:
     fragmentable: bool = False
     max_item_bytes: int = MAX_ITEM_BYTES
     """Largest fragment or instance bitstream; below 2^32-2 only to exercise splitting."""
+    quality: Quality = Quality.STANDARD
+    speed: Speed = Speed.BALANCED
+    max_size: tuple[int, int] | None = None
+    """Bounding box (width, height) for transcoded pictures, turned to their orientation."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,13 @@ class AudioDecision:
     stream_index: int
     copy: bool
     reason: str
+    transcode_to: str | None = None
+    """'aac' or 'mp3' when the stream is re-encoded instead of dropped."""
+
+    @property
+    def action(self) -> str:
+        return "copy" if self.copy else f"transcode to {self.transcode_to}" if (
+            self.transcode_to) else "drop"
 
 
 @dataclass(frozen=True)
@@ -96,10 +112,21 @@ class Plan:
     """Why the stream cannot be copied as it is (empty when it can)."""
     decisions: tuple[Decision, ...]
     warnings: tuple[str, ...] = field(default=())
+    video_target: VideoTarget | None = None
+    """What the video is encoded to, when it must be transcoded."""
 
     @property
     def copied_audio(self) -> tuple[int, ...]:
         return tuple(a.stream_index for a in self.audio if a.copy)
+
+    @property
+    def needs_transcode(self) -> bool:
+        """Anything to re-encode (video or audio) before the container can be wrapped."""
+        return self.video_target is not None or any(a.transcode_to for a in self.audio)
+
+    @property
+    def storable(self) -> bool:
+        return self.transfer_syntax is not None
 
 
 def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
@@ -110,6 +137,7 @@ def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
     syntax, broken = choose_transfer_syntax(info.video)
     if request.transcode is TranscodePolicy.ALWAYS:
         broken = [*broken, "--transcode always was requested"]
+    target: VideoTarget | None = None
     if syntax is not None and not broken:
         decisions.append(Decision("transfer syntax", syntax.name,
                                   _syntax_reason(info.video, syntax)))
@@ -120,14 +148,24 @@ def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
         decisions.append(Decision("action", Action.TRANSCODE, "; ".join(broken)))
         action = Action.TRANSCODE
         syntax = None
+        if request.transcode is not TranscodePolicy.NEVER:
+            target = choose_video_target(info.video, request.quality, request.speed,
+                                         request.max_size)
+            syntax = target.syntax
+            decisions.append(Decision("transfer syntax", syntax.name, "transcode target: "
+                                      + target.describe()))
+            for step in target.steps:
+                decisions.append(Decision("picture", "changed", step))
+            warnings.extend(target.warnings)
     container = choose_container(info, syntax, request.container) if syntax else None
     if container is not None:
         decisions.append(Decision("container", container, _container_reason(info, container)))
     audio = tuple(
-        choose_audio(a, syntax, container, request.audio) for a in info.audio
+        _audio_action(choose_audio(a, syntax, container, request.audio), syntax, request)
+        for a in info.audio
     ) if syntax and container else ()
     for a in audio:
-        if not a.copy and request.audio:
+        if not a.copy and not a.transcode_to and request.audio:
             warnings.append(f"audio stream #{a.stream_index} dropped: {a.reason}")
     _warn_about_video(info.video, warnings)
     layout = Layout.SINGLE
@@ -135,6 +173,8 @@ def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
     ts_uid: str | None = None
     if syntax is not None and container is not None:
         layout, segments, ts_uid, why = choose_layout(info, syntax, container, audio, request)
+        if target is not None:
+            why = "decided on the encoded stream: " + why
         decisions.append(Decision("layout", layout, why))
     return Plan(
         iod=iod,
@@ -148,7 +188,17 @@ def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
         broken_rules=tuple(broken),
         decisions=tuple(decisions),
         warnings=tuple(warnings),
+        video_target=target,
     )
+
+
+def _audio_action(decision: AudioDecision, syntax: VideoTransferSyntax,
+                  request: Request) -> AudioDecision:
+    """Audio that cannot be copied is re-encoded, unless the caller forbade transcoding."""
+    if decision.copy or not request.audio or request.transcode is TranscodePolicy.NEVER:
+        return decision
+    codec = "mp3" if syntax.codec == "mpeg2video" else "aac"
+    return replace(decision, transcode_to=codec)
 
 
 # --- video: which transfer syntax, or which rules are broken -------------------------------
@@ -348,7 +398,7 @@ def choose_audio(a: AudioStreamInfo, syntax: VideoTransferSyntax,
         return AudioDecision(a.index, False, "--no-audio")
     if a.channels not in (1, 2):
         return AudioDecision(a.index, False, f"{a.codec} with {a.channels} channels; "
-                             "vid2dcm copies mono or stereo audio only")
+                             "DICOM describes mono or stereo channels only")
     if syntax.codec == "mpeg2video":
         if a.codec == "mp3" and a.sample_rate in AUDIO_RATES_MPEG1:
             return AudioDecision(a.index, True, "MP3 in an MPEG-2 system stream")
@@ -358,7 +408,7 @@ def choose_audio(a: AudioStreamInfo, syntax: VideoTransferSyntax,
         if a.sample_rate == 48000:
             return AudioDecision(a.index, True, "AAC 48 kHz")
         return AudioDecision(a.index, False, f"AAC at {a.sample_rate} Hz; DICOM allows AAC at "
-                             "48 kHz only (resampling is part of the transcode path)")
+                             "48 kHz only")
     if a.codec in ("mp3", "mp2") and a.sample_rate in AUDIO_RATES_MPEG1:
         return AudioDecision(a.index, True, f"{'MP3' if a.codec == 'mp3' else 'MPEG-1 Layer II'}")
     if a.codec == "ac3" and container is OutputContainer.MPEG_TS and a.sample_rate == 48000:

@@ -46,6 +46,19 @@ class InstanceIdentity:
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """What happened to the pictures before they were stored."""
+
+    derived: bool
+    """Geometry or scan changed (rotated, scaled, padded, deinterlaced): Image Type DERIVED."""
+    description: str | None
+    """Derivation Description (0008,2111) when the video was re-encoded."""
+
+
+COPIED = Provenance(derived=False, description=None)
+
+
+@dataclass(frozen=True)
 class VideoInstance:
     """Everything the header needs, gathered from earlier stages."""
 
@@ -60,6 +73,7 @@ class VideoInstance:
     """When this part of the recording started, if anyone knows (metadata or container)."""
     converted_at: datetime
     metadata: Metadata
+    provenance: Provenance = COPIED
 
     @property
     def content_datetime(self) -> datetime:
@@ -147,8 +161,11 @@ def _general_image(ds: Dataset, v: VideoInstance) -> None:
     ds.PatientOrientation = ""
     ds.ContentDate = v.content_datetime.strftime("%Y%m%d")
     ds.ContentTime = v.content_datetime.strftime("%H%M%S.%f")
-    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.ImageType = ["DERIVED" if v.provenance.derived else "ORIGINAL", "PRIMARY"]
+    if v.provenance.description:
+        ds.DerivationDescription = v.provenance.description
     ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionRatio = format_ds(compression_ratio(v.bitstream))
     ds.LossyImageCompressionMethod = v.syntax.lossy_method
     if v.metadata.burned_in_annotation:
         ds.BurnedInAnnotation = v.metadata.burned_in_annotation
@@ -158,6 +175,13 @@ def _general_image(ds: Dataset, v: VideoInstance) -> None:
         ref.ReferencedSOPInstanceUID = v.identity.predecessor_sop_instance_uid
         ref.PurposeOfReferenceCodeSequence = DicomSequence([code_item(TEMPORAL_PREDECESSOR)])
         ds.ReferencedImageSequence = DicomSequence([ref])
+
+
+def compression_ratio(bitstream: MediaInfo) -> float:
+    """Uncompressed 8-bit 4:2:0 size of all frames over the bitstream size."""
+    v = bitstream.video
+    raw = v.width * v.height * 1.5 * v.timing.frame_count
+    return raw / max(bitstream.size_bytes, 1)
 
 
 def _image_pixel(ds: Dataset, v: VideoInstance) -> None:

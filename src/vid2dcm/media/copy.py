@@ -45,7 +45,7 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
     progress, if given, receives the fraction of video frames copied so far.
     """
     total = info.video.timing.frame_count
-    retimer = _Retimer.for_elementary(info) if not info.video.has_timestamps else None
+    retimer = Retimer.for_elementary(info) if not info.video.has_timestamps else None
     cut_times = [_segment_start(info, s) for s in segments]
     results: list[CopiedStream] = []
     try:
@@ -68,8 +68,9 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
                         if writer is not None:
                             results.append(writer.close())
                         seg = segments[seg_no]
-                        writer = _SegmentWriter(out_dir / f"segment{seg_no:03d}.{_ext(container)}",
-                                                container, vsrc, asrcs, seg, cut_times[seg_no])
+                        name = f"segment{seg_no:03d}.{container.extension}"
+                        writer = _SegmentWriter(out_dir / name, container, vsrc, asrcs, seg,
+                                                cut_times[seg_no])
                     if retimer is not None:
                         retimer.stamp(packet, frame)
                     writer.mux(packet, video=True)
@@ -90,11 +91,6 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
         raise InputError(f"{info.path}: read {frame} frames, probe counted "
                          f"{info.video.timing.frame_count}; the file changed or is damaged")
     return results
-
-
-def _ext(container: OutputContainer) -> str:
-    return {OutputContainer.MP4: "mp4", OutputContainer.MPEG_TS: "ts",
-            OutputContainer.MPEG_PS: "mpg"}[container]
 
 
 def _seconds(packet: Any) -> float | None:
@@ -148,7 +144,7 @@ class _SegmentWriter:
         return CopiedStream(self.path, self.segment, self.video_packets, self.audio_packets)
 
 
-class _Retimer:
+class Retimer:
     """Timestamps for a raw elementary stream: constant rate, display order from one decode."""
 
     def __init__(self, rate: Fraction, display_position: array[int]) -> None:
@@ -157,7 +153,7 @@ class _Retimer:
         self.delay = max((i - p for i, p in enumerate(display_position)), default=0)
 
     @classmethod
-    def for_elementary(cls, info: MediaInfo) -> _Retimer:
+    def for_elementary(cls, info: MediaInfo) -> Retimer:
         return cls(info.video.timing.rate, _display_order(info))
 
     def stamp(self, packet: Any, frame: int) -> None:

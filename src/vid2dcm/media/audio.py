@@ -1,0 +1,45 @@
+"""Audio that DICOM video cannot carry as-is, re-encoded on the fly: AAC-LC 48 kHz (or MP3 for
+MPEG-2 systems), mono kept mono, anything wider mixed down to stereo."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import av
+
+TARGETS = {"aac": ("aac", 192_000), "mp3": ("libmp3lame", 192_000)}
+SAMPLE_RATE = 48_000
+
+
+class AudioTranscoder:
+    def __init__(self, source: Any, out: Any, codec: str) -> None:
+        name, bit_rate = TARGETS[codec]
+        layout = "mono" if source.codec_context.channels == 1 else "stereo"
+        self.source = source
+        self.out = out
+        self.stream = cast(av.AudioStream, out.add_stream(name, rate=SAMPLE_RATE, layout=layout))
+        self.stream.bit_rate = bit_rate
+        formats = self.stream.codec_context.codec.audio_formats or []
+        fmt = formats[0].name if formats else "fltp"
+        self.resampler = av.AudioResampler(format=fmt, layout=layout, rate=SAMPLE_RATE)
+
+    def push(self, packet: Any) -> None:
+        """Decode one source packet (None flushes) and mux whatever the encoder emits."""
+        try:
+            frames = self.source.decode(packet)
+        except av.error.InvalidDataError:
+            return
+        for frame in frames:
+            for resampled in self.resampler.resample(frame):
+                self._encode(resampled)
+
+    def finish(self) -> None:
+        self.push(None)
+        for resampled in self.resampler.resample(None):
+            self._encode(resampled)
+        for packet in self.stream.encode(None):
+            self.out.mux(packet)
+
+    def _encode(self, frame: av.AudioFrame) -> None:
+        for packet in self.stream.encode(frame):
+            self.out.mux(packet)
