@@ -23,11 +23,12 @@ from vid2dcm.dicom.reader import extract_bitstream, open_video_object
 from vid2dcm.dicom.syntaxes import uid_name
 from vid2dcm.dicom.validate import Severity
 from vid2dcm.dicom.validate import validate as validate_file
-from vid2dcm.errors import OutputError, Vid2DcmError
+from vid2dcm.errors import OutputError, UsageError, Vid2DcmError
 from vid2dcm.media.probe import probe as probe_media
 from vid2dcm.metadata import load_metadata
 from vid2dcm.planning import ContainerChoice, Request, TranscodePolicy, plan_conversion
-from vid2dcm.report import probe_report
+from vid2dcm.report import conversion_report, probe_report
+from vid2dcm.video_target import Quality, Speed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn video into conformant DICOM, copying the bitstream when DICOM "
@@ -107,12 +108,16 @@ def probe(
     sop: Annotated[SopChoice, typer.Option(help="Target IOD.")] = SopChoice.PHOTOGRAPHIC,
     container: Annotated[ContainerChoice | None, typer.Option(help="mp4 or ts.")] = None,
     no_audio: Annotated[bool, typer.Option("--no-audio")] = False,
+    transcode: Annotated[TranscodePolicy, typer.Option()] = TranscodePolicy.AUTO,
+    max_size: Annotated[str | None, typer.Option(help="WxH box for transcoded pictures.")
+                        ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Media facts and the plan: copy or transcode, which transfer syntax and IOD, and why."""
     with _errors(verbose):
         info = probe_media(input)
-        plan = plan_conversion(info, Request(sop=sop, container=container, audio=not no_audio))
+        plan = plan_conversion(info, Request(sop=sop, container=container, audio=not no_audio,
+                                             transcode=transcode, max_size=_box(max_size)))
         report = probe_report(info, plan)
         if as_json:
             out.print_json(json.dumps(report))
@@ -129,13 +134,14 @@ def probe(
             out.print(f"  audio #{stream.index}: {stream.codec} {stream.sample_rate} Hz, "
                       f"{stream.channels} ch")
         action = plan.action.value
-        if plan.broken_rules:
-            action += " (not available in this version: conversion stops with exit code 4)"
+        if not plan.storable:
+            action += " (forbidden by --transcode never: conversion stops with exit code 4)"
         out.print(f"[bold]plan[/]: {action}")
         for d in plan.decisions:
-            out.print(f"  {d.topic}: {d.choice} ({d.reason})", highlight=False)
+            out.print(f"  {d.topic}: {d.choice} ({d.reason})", markup=False, highlight=False)
         for a in plan.audio:
-            out.print(f"  audio #{a.stream_index}: {'copy' if a.copy else 'drop'} ({a.reason})")
+            out.print(f"  audio #{a.stream_index}: {a.action} ({a.reason})", markup=False,
+                      highlight=False)
         for w in plan.warnings:
             out.print(f"  [yellow]warning[/]: {w}", highlight=False)
 
@@ -161,6 +167,17 @@ def convert(
     fragmentable: Annotated[bool, typer.Option(
         help="One instance with a Fragmentable transfer syntax instead of splitting.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    quality: Annotated[Quality, typer.Option(
+        help="Transcode quality: archive (CRF 16), standard (20), compact (26).")
+    ] = Quality.STANDARD,
+    speed: Annotated[Speed, typer.Option(
+        help="Transcode speed: fast (x264 superfast), balanced (veryfast), slow (medium).")
+    ] = Speed.BALANCED,
+    max_size: Annotated[str | None, typer.Option(
+        help="WxH box transcoded pictures must fit, e.g. 1920x1080.")] = None,
+    measure_quality: Annotated[bool, typer.Option(
+        help="Report PSNR/SSIM of a transcoded video against the source.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     max_item_bytes: Annotated[int, typer.Option(hidden=True)] = 2**32 - 2,
     verbose: Verbose = False,
 ) -> None:
@@ -171,7 +188,8 @@ def convert(
                              uid_root=uid_root)
         request = Request(sop=sop, transcode=transcode, container=container,
                           audio=not no_audio, fragmentable=fragmentable,
-                          max_item_bytes=max_item_bytes)
+                          max_item_bytes=max_item_bytes, quality=quality, speed=speed,
+                          max_size=_box(max_size), measure_quality=measure_quality)
         progress = _LazyProgress()
         try:
             result = convert_video(input, output, metadata=meta, options=request,
@@ -180,6 +198,18 @@ def convert(
             progress.close()
         for w in result.warnings:
             err.print(f"vid2dcm: warning: {w}", markup=False, highlight=False)
+        if as_json:
+            out.print_json(json.dumps(conversion_report(result)))
+            return
+        if result.transcode is not None:
+            t = result.transcode
+            out.print(f"transcoded {t.frames_out} frames at {t.frames_per_second:.1f} fps"
+                      + (f", {t.lost_frames} lost to damage" if t.lost_frames else ""),
+                      markup=False, highlight=False)
+        if result.quality is not None:
+            q = result.quality
+            out.print(f"quality: PSNR {q.psnr_db:.2f} dB, SSIM {q.ssim:.4f} ({q.sampling})",
+                      markup=False, highlight=False)
         for f in result.files:
             iod = iod_for_sop_class(f.sop_class_uid)
             out.print(f"{f.path}  {iod.name if iod else f.sop_class_uid}  "
@@ -269,6 +299,15 @@ def sample(
                                     audio=AudioSpec(),
                                     options={"preset": "superfast", "profile": "high"}))
         out.print(f"{output}  {frames} frames", markup=False, highlight=False)
+
+
+def _box(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 16 for p in parts):
+        raise UsageError(f"--max-size must look like 1920x1080, not {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def _version(value: bool) -> None:

@@ -21,6 +21,7 @@ from vid2dcm.errors import NotStorableError, OutputError, UsageError
 from vid2dcm.media.copy import copy_packets
 from vid2dcm.media.info import MediaInfo
 from vid2dcm.media.probe import probe
+from vid2dcm.media.quality import QualityReport, measure_quality
 from vid2dcm.media.transcode import TranscodeStats, transcode
 from vid2dcm.metadata import Metadata
 from vid2dcm.planning import (
@@ -63,6 +64,8 @@ class ConversionResult:
     warnings: tuple[str, ...] = field(default=())
     transcode: TranscodeStats | None = None
     """Encoder statistics when anything was re-encoded."""
+    quality: QualityReport | None = None
+    """PSNR/SSIM of the transcoded video against the source, when asked for."""
 
     @property
     def frames(self) -> int:
@@ -91,10 +94,13 @@ def convert(source: str | Path, out: str | Path | None = None, *,
     try:
         with tempfile.TemporaryDirectory(prefix=".vid2dcm-", dir=base.parent) as tmp:
             work = Path(tmp)
-            stats = None
+            stats = quality = None
             wrapped, wrap_plan = info, plan
             if plan.needs_transcode:
                 stats, wrapped, wrap_plan = _transcode(info, plan, options, work, say)
+                if options.measure_quality and plan.video_target is not None:
+                    say("measuring quality", None)
+                    quality = measure_quality(info, plan.video_target, wrapped.path)
             targets = numbered_paths(source, base, len(wrap_plan.segments), overwrite)
             written = _wrap(info, wrapped, wrap_plan, plan, targets, metadata, options, work,
                             say, written)
@@ -107,7 +113,7 @@ def convert(source: str | Path, out: str | Path | None = None, *,
         warnings.append(f"{stats.lost_frames} of {stats.packets_in} frames could not be decoded "
                         "(damaged input) and are missing from the output")
     return ConversionResult(info, plan, tuple(written), written[0].study_instance_uid,
-                            written[0].series_instance_uid, tuple(warnings), stats)
+                            written[0].series_instance_uid, tuple(warnings), stats, quality)
 
 
 def _transcode(info: MediaInfo, plan: Plan, options: Request, work: Path, say: Progress

@@ -67,6 +67,8 @@ class Request:
     speed: Speed = Speed.BALANCED
     max_size: tuple[int, int] | None = None
     """Bounding box (width, height) for transcoded pictures, turned to their orientation."""
+    measure_quality: bool = False
+    """Compute PSNR/SSIM of a transcoded video against its source (costs a second decode)."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,8 @@ def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
             warnings.extend(target.warnings)
     container = choose_container(info, syntax, request.container) if syntax else None
     if container is not None:
-        decisions.append(Decision("container", container, _container_reason(info, container)))
+        decisions.append(Decision("container", container,
+                                  _container_reason(info, container, target is None)))
     audio = tuple(
         _audio_action(choose_audio(a, syntax, container, request.audio), syntax, request)
         for a in info.audio
@@ -378,12 +381,13 @@ def choose_container(info: MediaInfo, syntax: VideoTransferSyntax,
     return OutputContainer.MPEG_TS if requested is ContainerChoice.TS else OutputContainer.MP4
 
 
-def _container_reason(info: MediaInfo, container: OutputContainer) -> str:
+def _container_reason(info: MediaInfo, container: OutputContainer, copied: bool) -> str:
+    how = "by packet copy" if copied else "written by the encoder"
     if container is OutputContainer.MP4:
-        return f"{info.container} -> MP4 (ISO BMFF) with the index first, by packet copy"
+        return f"{info.container} -> MP4 (ISO BMFF) with the index first, {how}"
     if container is OutputContainer.MPEG_PS:
-        return "MPEG-2 program stream kept, rewritten by packet copy"
-    return f"{info.container} -> MPEG-2 transport stream, by packet copy"
+        return f"MPEG-2 program stream kept, {how}"
+    return f"{info.container} -> MPEG-2 transport stream, {how}"
 
 
 # --- audio ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from vid2dcm.convert import ConversionResult
 from vid2dcm.dicom.syntaxes import uid_name
 from vid2dcm.media.info import MediaInfo
 from vid2dcm.planning import Plan
@@ -31,6 +32,23 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+def conversion_report(result: ConversionResult) -> dict[str, Any]:
+    return {
+        "files": to_plain(result.files),
+        "study_instance_uid": result.study_instance_uid,
+        "series_instance_uid": result.series_instance_uid,
+        "action": result.plan.action.value,
+        "transfer_syntax": uid_name(result.files[0].transfer_syntax_uid),
+        "transcode": None if result.transcode is None else {
+            **to_plain(result.transcode),
+            "lost_frames": result.transcode.lost_frames,
+            "frames_per_second": round(result.transcode.frames_per_second, 2),
+        },
+        "quality": to_plain(result.quality),
+        "warnings": list(result.warnings),
+    }
+
+
 def probe_report(info: MediaInfo, plan: Plan) -> dict[str, Any]:
     media = to_plain(info)
     media["video"].pop("keyframes", None)
@@ -47,7 +65,8 @@ def probe_report(info: MediaInfo, plan: Plan) -> dict[str, Any]:
             "container": plan.container.value if plan.container else None,
             "layout": plan.layout.value,
             "instances": len(plan.segments),
-            "audio": to_plain(plan.audio),
+            "audio": [{**to_plain(a), "action": a.action} for a in plan.audio],
+            "video_target": to_plain(plan.video_target),
             "broken_rules": list(plan.broken_rules),
             "decisions": to_plain(plan.decisions),
             "warnings": list(plan.warnings),

@@ -108,7 +108,7 @@ def choose_video_target(v: VideoStreamInfo, quality: Quality = Quality.STANDARD,
     width, height = v.width, v.height
     sar = v.sample_aspect_ratio or Fraction(1)
     if sar != 1:
-        width = max(2, round(width * sar))
+        width = max(2, round(width * sar / 2) * 2)
         steps.append(f"non-square pixels (aspect {sar}) resampled to square: "
                      f"{v.width}x{v.height} -> {width}x{height}")
     turned = v.rotation in (90, 270)
