@@ -53,7 +53,8 @@ def measure_quality(source: MediaInfo, target: VideoTarget, encoded: Path,
     finite = [p for p in psnrs if np.isfinite(p)]
     mean_psnr = float(np.mean(finite)) if finite else float("inf")
     return QualityReport(mean_psnr, float(np.mean(ssims)), len(psnrs),
-                         f"luma of {len(psnrs)} of {total} frames, one in every {step} from the first")
+                         f"luma of {len(psnrs)} of {total} frames, one in every {step} "
+                         "from the first")
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
