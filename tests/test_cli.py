@@ -486,8 +486,11 @@ def test_probe_json_baseline_plans_transcode(stage: Callable[[str], Path]) -> No
 def test_probe_human_output(stage: Callable[[str], Path]) -> None:
     proc = run_cli("probe", stage("baseline.mp4"))
     assert proc.returncode == 0, proc.stderr
-    assert "transcode" in proc.stdout
-    assert "exit code 4" in proc.stdout
+    assert "plan: transcode" in proc.stdout
+    assert "Baseline profile" in proc.stdout
+    assert "transcode target: H.264 High Level 4.1" in proc.stdout
+    never = run_cli("probe", stage("baseline.mp4"), "--transcode", "never")
+    assert "exit code 4" in never.stdout
 
 
 def test_info_prints_number_of_frames(good_dcm: Path) -> None:
