@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vid2dcm import __version__
 from vid2dcm.convert import convert as convert_video
+from vid2dcm.dicom.frame_syntaxes import FrameEncoding
 from vid2dcm.dicom.iods import SopChoice, iod_for_sop_class
 from vid2dcm.dicom.reader import extract_bitstream, open_video_object
 from vid2dcm.dicom.syntaxes import uid_name
@@ -177,6 +178,9 @@ def convert(
         help="WxH box transcoded pictures must fit, e.g. 1920x1080.")] = None,
     measure_quality: Annotated[bool, typer.Option(
         help="Report PSNR/SSIM of a transcoded video against the source.")] = False,
+    frames: Annotated[FrameEncoding | None, typer.Option(
+        help="Store frame by frame: jpeg, jpeg-ls, j2k, rle or raw (default jpeg for "
+             "--sop ultrasound and sc).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     max_item_bytes: Annotated[int, typer.Option(hidden=True)] = 2**32 - 2,
     verbose: Verbose = False,
@@ -189,7 +193,8 @@ def convert(
         request = Request(sop=sop, transcode=transcode, container=container,
                           audio=not no_audio, fragmentable=fragmentable,
                           max_item_bytes=max_item_bytes, quality=quality, speed=speed,
-                          max_size=_box(max_size), measure_quality=measure_quality)
+                          max_size=_box(max_size), measure_quality=measure_quality,
+                          frames=frames)
         progress = _LazyProgress()
         try:
             result = convert_video(input, output, metadata=meta, options=request,

@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+import struct
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from vid2dcm import __version__
+from vid2dcm.dicom.encapsulation import (
+    item_offsets,
+    write_frame_items,
+    write_native_pixel_data,
+    write_pixel_data,
+)
 from vid2dcm.dicom.uids import new_uid
 from vid2dcm.dicom.writer import (
     InstanceIdentity,
+    PixelDescription,
     Provenance,
     VideoInstance,
     build_dataset,
+    describe_bitstream,
     write_instance,
 )
 from vid2dcm.errors import NotStorableError, OutputError, UsageError
 from vid2dcm.media.copy import copy_packets
+from vid2dcm.media.frames import encode_frames
 from vid2dcm.media.info import MediaInfo
 from vid2dcm.media.probe import probe
 from vid2dcm.media.quality import QualityReport, measure_quality
@@ -96,14 +108,18 @@ def convert(source: str | Path, out: str | Path | None = None, *,
             work = Path(tmp)
             stats = quality = None
             wrapped, wrap_plan = info, plan
-            if plan.needs_transcode:
+            if plan.frame_syntax is not None:
+                stats, frame_file = _frames(info, plan, options, metadata, base, work, say)
+                written.append(frame_file)
+            elif plan.needs_transcode:
                 stats, wrapped, wrap_plan = _transcode(info, plan, options, work, say)
                 if options.measure_quality and plan.video_target is not None:
                     say("measuring quality", None)
                     quality = measure_quality(info, plan.video_target, wrapped.path)
-            targets = numbered_paths(source, base, len(wrap_plan.segments), overwrite)
-            written = _wrap(info, wrapped, wrap_plan, plan, targets, metadata, options, work,
-                            say, written)
+            if plan.frame_syntax is None:
+                targets = numbered_paths(source, base, len(wrap_plan.segments), overwrite)
+                written = _wrap(info, wrapped, wrap_plan, plan, targets, metadata, options,
+                                work, say, written)
     except BaseException:
         for f in written:
             f.path.unlink(missing_ok=True)
@@ -158,14 +174,13 @@ def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, target
         identity = InstanceIdentity(study_uid, series_uid, new_uid(metadata.uid_root),
                                     number, previous)
         instance = VideoInstance(
-            iod=plan.iod, syntax=plan.transfer_syntax,
-            transfer_syntax_uid=plan.transfer_syntax_uid, bitstream=bitstream,
-            audio=bitstream.audio, identity=identity,
+            iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid,
+            pixels=describe_bitstream(bitstream, plan.transfer_syntax), identity=identity,
             acquired_at=_part_start(recorded_at, info, piece.segment) if recorded_at else None,
             converted_at=datetime.now(), metadata=metadata, provenance=provenance,
         )
-        size = write_instance(target, build_dataset(instance), piece.path,
-                              options.max_item_bytes)
+        size = write_instance(target, build_dataset(instance), partial(
+            write_pixel_data, source=piece.path, max_item=options.max_item_bytes))
         written.append(WrittenFile(
             target, plan.iod.sop_class_uid, identity.sop_instance_uid,
             plan.transfer_syntax_uid, bitstream.video.timing.frame_count,
@@ -175,15 +190,69 @@ def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, target
     return written
 
 
+def _frames(info: MediaInfo, plan: Plan, options: Request, metadata: Metadata, base: Path,
+            work: Path, say: Progress) -> tuple[TranscodeStats, WrittenFile]:
+    """Decode, encode every picture on its own, and write one instance around the frames."""
+    syntax, target = plan.frame_syntax, plan.video_target
+    assert syntax is not None and target is not None and plan.transfer_syntax_uid is not None
+    say("encoding frames", 0.0)
+    encoded = encode_frames(info, target, syntax, options.quality.value, work / "frames.bin",
+                            lambda done: say("encoding frames", done))
+    study_uid = metadata.study_instance_uid or new_uid(metadata.uid_root)
+    series_uid = metadata.series_instance_uid or new_uid(metadata.uid_root)
+    identity = InstanceIdentity(study_uid, series_uid, new_uid(metadata.uid_root), 1)
+    pixels = PixelDescription(
+        rows=encoded.height, columns=encoded.width, photometric=syntax.photometric,
+        timing=encoded.timing, stored_bytes=encoded.size_bytes,
+        lossy_method=syntax.lossy_method or SOURCE_LOSSY_METHODS.get(info.video.codec))
+    recorded_at = metadata.acquisition_datetime or info.creation_time
+    ds = build_dataset(VideoInstance(
+        iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid, pixels=pixels,
+        identity=identity, acquired_at=recorded_at, converted_at=datetime.now(),
+        metadata=metadata, provenance=describe_provenance(info, plan)))
+    pixel_data: Callable[[BinaryIO], object]
+    if not syntax.encapsulated:
+        pixel_data = partial(write_native_pixel_data, source=encoded.path)
+    else:
+        offsets = item_offsets(encoded.lengths)
+        if offsets[-1] < 2**32:
+            pixel_data = partial(write_frame_items, source=encoded.path,
+                                 frame_lengths=encoded.lengths, basic_offsets=offsets)
+        else:
+            ds.ExtendedOffsetTable = b"".join(struct.pack("<Q", o) for o in offsets)
+            ds.ExtendedOffsetTableLengths = b"".join(
+                struct.pack("<Q", n + n % 2) for n in encoded.lengths)
+            pixel_data = partial(write_frame_items, source=encoded.path,
+                                 frame_lengths=encoded.lengths, basic_offsets=None)
+    say(f"writing {base.name}", None)
+    size = write_instance(base, ds, pixel_data)
+    stats = TranscodeStats(encoded.packets_in, encoded.frame_count, encoded.damaged_packets,
+                           encoded.seconds)
+    return stats, WrittenFile(base, plan.iod.sop_class_uid, identity.sop_instance_uid,
+                              plan.transfer_syntax_uid, encoded.frame_count, encoded.height,
+                              encoded.width, size, encoded.size_bytes, plan.action, study_uid,
+                              series_uid)
+
+
+SOURCE_LOSSY_METHODS = {"h264": "ISO_14496_10", "hevc": "ISO_23008_2",
+                        "mpeg2video": "ISO_13818_2", "mjpeg": "ISO_10918_1"}
+"""Lossless frame encodings still hold pictures once compressed lossily by the camera."""
+
+
 def describe_provenance(source: MediaInfo, plan: Plan) -> Provenance:
     """What was done to the pictures, for Image Type and Derivation Description."""
     target = plan.video_target
     if target is None:
         return Provenance(derived=False, description=None)
     v = source.video
-    text = (f"Transcoded by vid2dcm {__version__} from {v.codec} {v.profile or ''} "
-            f"{v.width}x{v.height} {v.pix_fmt} to {target.describe()}; because: "
-            + "; ".join(plan.broken_rules))
+    if plan.frame_syntax is not None:
+        text = (f"Decoded by vid2dcm {__version__} from {v.codec} {v.profile or ''} "
+                f"{v.width}x{v.height} {v.pix_fmt} and stored frame by frame as "
+                f"{plan.frame_syntax.name}")
+    else:
+        text = (f"Transcoded by vid2dcm {__version__} from {v.codec} {v.profile or ''} "
+                f"{v.width}x{v.height} {v.pix_fmt} to {target.describe()}; because: "
+                + "; ".join(plan.broken_rules))
     if target.steps:
         text += "; pictures: " + "; ".join(target.steps)
     return Provenance(derived=target.changes_geometry, description=text[:1024])

@@ -10,6 +10,7 @@ from enum import StrEnum
 from fractions import Fraction
 
 from vid2dcm.dicom import syntaxes as ts
+from vid2dcm.dicom.frame_syntaxes import FRAME_SYNTAXES, FrameEncoding, FrameSyntax
 from vid2dcm.dicom.iods import VIDEO_IODS, SopChoice, VideoIOD
 from vid2dcm.dicom.syntaxes import MAX_ITEM_BYTES, VideoTransferSyntax
 from vid2dcm.media import levels
@@ -31,6 +32,8 @@ class ContainerChoice(StrEnum):
 class Action(StrEnum):
     COPY = "copy"
     TRANSCODE = "transcode"
+    FRAMES = "frames"
+    """Decoded and stored frame by frame as still images."""
 
 
 class Layout(StrEnum):
@@ -69,6 +72,8 @@ class Request:
     """Bounding box (width, height) for transcoded pictures, turned to their orientation."""
     measure_quality: bool = False
     """Compute PSNR/SSIM of a transcoded video against its source (costs a second decode)."""
+    frames: FrameEncoding | None = None
+    """Store frame by frame with this encoding (default JPEG for the US and SC IODs)."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,9 @@ class Plan:
     decisions: tuple[Decision, ...]
     warnings: tuple[str, ...] = field(default=())
     video_target: VideoTarget | None = None
-    """What the video is encoded to, when it must be transcoded."""
+    """What the video is encoded to, when it must be transcoded (geometry only for frames)."""
+    frame_syntax: FrameSyntax | None = None
+    """Set when the video is stored frame by frame."""
 
     @property
     def copied_audio(self) -> tuple[int, ...]:
@@ -124,11 +131,14 @@ class Plan:
     @property
     def needs_transcode(self) -> bool:
         """Anything to re-encode (video or audio) before the container can be wrapped."""
+        if self.frame_syntax is not None:
+            return False
         return self.video_target is not None or any(a.transcode_to for a in self.audio)
 
     @property
     def storable(self) -> bool:
-        return self.transfer_syntax is not None
+        return self.transfer_syntax is not None or (
+            self.frame_syntax is not None and not self.broken_rules)
 
 
 def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
@@ -136,6 +146,9 @@ def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
     iod = VIDEO_IODS[request.sop]
     decisions = [Decision("IOD", iod.name, _iod_reason(request.sop))]
     warnings: list[str] = []
+    encoding = request.frames or (FrameEncoding.JPEG if iod.frames_only else None)
+    if encoding is not None:
+        return _plan_frames(info, request, iod, encoding, decisions, warnings)
     syntax, broken = choose_transfer_syntax(info.video)
     if request.transcode is TranscodePolicy.ALWAYS:
         broken = [*broken, "--transcode always was requested"]
@@ -192,6 +205,41 @@ def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
         decisions=tuple(decisions),
         warnings=tuple(warnings),
         video_target=target,
+    )
+
+
+RAW_LIMIT = MAX_ITEM_BYTES
+
+
+def _plan_frames(info: MediaInfo, request: Request, iod: VideoIOD, encoding: FrameEncoding,
+                 decisions: list[Decision], warnings: list[str]) -> Plan:
+    """Frame by frame: decode, fix the geometry as for a transcode, encode each picture."""
+    syntax = FRAME_SYNTAXES[encoding]
+    target = choose_video_target(info.video, request.quality, request.speed, request.max_size)
+    why = (f"--frames {encoding.value}" if request.frames else
+           f"{iod.name} takes still frames, not a video bitstream")
+    decisions.append(Decision("action", Action.FRAMES, why))
+    decisions.append(Decision("transfer syntax", syntax.name,
+                              f"{target.width}x{target.height} frames, Photometric "
+                              f"Interpretation {syntax.photometric}"))
+    for step in target.steps:
+        decisions.append(Decision("picture", "changed", step))
+    warnings.extend(target.warnings)
+    broken: list[str] = []
+    frames = info.video.timing.frame_count
+    if encoding is FrameEncoding.RAW and frames * target.width * target.height * 3 > RAW_LIMIT:
+        broken.append(f"{frames} uncompressed {target.width}x{target.height} RGB frames exceed "
+                      "the 4 GiB limit of native Pixel Data; use --frames jpeg or rle")
+    audio = tuple(AudioDecision(a.index, False, "frame-by-frame objects carry no audio")
+                  for a in info.audio)
+    if audio and request.audio:
+        warnings.append("audio dropped: frame-by-frame objects carry no audio")
+    _warn_about_video(info.video, warnings)
+    return Plan(
+        iod=iod, action=Action.FRAMES, transfer_syntax=None, transfer_syntax_uid=syntax.uid,
+        container=None, layout=Layout.SINGLE, segments=(Segment(0, frames),), audio=audio,
+        broken_rules=tuple(broken), decisions=tuple(decisions), warnings=tuple(warnings),
+        video_target=target, frame_syntax=syntax,
     )
 
 
@@ -355,6 +403,9 @@ def _iod_reason(choice: SopChoice) -> str:
         SopChoice.PHOTOGRAPHIC: "default for camera video (--sop photographic)",
         SopChoice.ENDOSCOPIC: "requested: endoscope/laparoscope video (--sop endoscopic)",
         SopChoice.MICROSCOPIC: "requested: microscope camera video (--sop microscopic)",
+        SopChoice.ULTRASOUND: "requested: ultrasound cine for receivers without video "
+                              "(--sop ultrasound)",
+        SopChoice.SC: "requested: generic multi-frame colour capture (--sop sc)",
     }[choice]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -49,6 +49,46 @@ def write_pixel_data(out: BinaryIO, source: Path, max_item: int) -> int:
             if padded != length:
                 out.write(b"\x00")
     out.write(SEQUENCE_DELIMITER)
+    return total
+
+
+def item_offsets(frame_lengths: Sequence[int]) -> list[int]:
+    """Basic/Extended Offset Table entries: where each frame's item starts, counted from the
+    first item after the offset table, with every item padded to even length."""
+    offsets, position = [], 0
+    for length in frame_lengths:
+        offsets.append(position)
+        position += 8 + length + (length % 2)
+    return offsets
+
+
+def write_frame_items(out: BinaryIO, source: Path, frame_lengths: Sequence[int],
+                      basic_offsets: Sequence[int] | None) -> int:
+    """Append Pixel Data holding one fragment per frame, read in order from a spool file.
+
+    basic_offsets fills the Basic Offset Table; None leaves it empty (an Extended Offset Table
+    in the header then says where frames are)."""
+    out.write(PIXEL_DATA_HEADER)
+    table = b"".join(struct.pack("<I", o) for o in basic_offsets or ())
+    out.write(item_header(len(table)) + table)
+    with source.open("rb") as src:
+        for length in frame_lengths:
+            out.write(item_header(length + length % 2))
+            _copy(src, out, length)
+            if length % 2:
+                out.write(b"\x00")
+    out.write(SEQUENCE_DELIMITER)
+    return sum(frame_lengths)
+
+
+def write_native_pixel_data(out: BinaryIO, source: Path) -> int:
+    """Append uncompressed 8-bit Pixel Data (OB, explicit length) copied from a spool file."""
+    total = source.stat().st_size
+    if total % 2 or total >= 0xFFFFFFFF:
+        raise ValueError(f"native Pixel Data of {total} bytes cannot be encoded")
+    out.write(b"\xe0\x7f\x10\x00OB\x00\x00" + struct.pack("<I", total))
+    with source.open("rb") as src:
+        _copy(src, out, total)
     return total
 
 

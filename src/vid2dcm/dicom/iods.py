@@ -12,6 +12,8 @@ class SopChoice(StrEnum):
     PHOTOGRAPHIC = "photographic"
     ENDOSCOPIC = "endoscopic"
     MICROSCOPIC = "microscopic"
+    ULTRASOUND = "ultrasound"
+    SC = "sc"
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,8 @@ class VideoIOD:
     name: str
     sop_class_uid: str
     modality: str
+    frames_only: bool = False
+    """Stored frame by frame (JPEG, RLE...): the IOD is for receivers without video support."""
 
 
 VIDEO_IODS: dict[SopChoice, VideoIOD] = {
@@ -31,6 +35,14 @@ VIDEO_IODS: dict[SopChoice, VideoIOD] = {
     ),
     SopChoice.MICROSCOPIC: VideoIOD(
         SopChoice.MICROSCOPIC, "Video Microscopic Image", pu.VideoMicroscopicImageStorage, "GM"
+    ),
+    SopChoice.ULTRASOUND: VideoIOD(
+        SopChoice.ULTRASOUND, "Ultrasound Multi-frame Image",
+        pu.UltrasoundMultiFrameImageStorage, "US", frames_only=True,
+    ),
+    SopChoice.SC: VideoIOD(
+        SopChoice.SC, "Multi-frame True Color Secondary Capture Image",
+        pu.MultiFrameTrueColorSecondaryCaptureImageStorage, "OT", frames_only=True,
     ),
 }
 

@@ -6,14 +6,18 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels.utils import iter_pixels
 
 from vid2dcm.dicom.encapsulation import CHUNK, FragmentReader, PixelDataLayout, read_layout
+from vid2dcm.dicom.frame_syntaxes import frame_syntax_by_uid
 from vid2dcm.errors import InputError, OutputError
 
 
@@ -70,12 +74,23 @@ def open_video_object(path: str | Path) -> VideoObject:
     return VideoObject(path, ds, ts, layout)
 
 
+def iter_frames(video: VideoObject) -> Iterator[np.ndarray]:
+    """Decoded RGB frames of a frame-by-frame object, one at a time (pydicom's decoders:
+    RLE natively, JPEG/JPEG-LS through libjpeg, J2K through OpenJPEG)."""
+    yield from iter_pixels(video.path)
+
+
 def extract_bitstream(path: str | Path, out: str | Path, overwrite: bool = False) -> int:
-    """Stream the embedded video to out (pad byte removed); returns the bytes written."""
+    """Stream the embedded video to out (pad byte removed); returns the bytes written.
+
+    A frame-by-frame object has no bitstream: its decoded frames are written as a lossless
+    FFV1 video (Matroska) at the Cine rate instead, so it plays and can be compared."""
     video = open_video_object(path)
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputError(f"{out} already exists (use --overwrite to replace it)")
+    if frame_syntax_by_uid(video.transfer_syntax_uid) is not None:
+        return _frames_to_video(video, out)
     partial = out.with_name(out.name + ".partial")
     written = 0
     try:
@@ -93,3 +108,25 @@ def extract_bitstream(path: str | Path, out: str | Path, overwrite: bool = False
         partial.unlink(missing_ok=True)
         raise
     return written
+
+
+def _frames_to_video(video: VideoObject, out: Path) -> int:
+    rate = Fraction(int(video.dataset.get("CineRate") or 25))
+    partial = out.with_name(out.name + ".partial")
+    try:
+        with av.open(str(partial), "w", format="matroska") as container:
+            stream = container.add_stream("ffv1", rate=rate)
+            stream.width, stream.height = int(video.dataset.Columns), int(video.dataset.Rows)
+            stream.pix_fmt = "yuv444p"
+            for index, pixels in enumerate(iter_frames(video)):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
+                frame.pts = index
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+        partial.replace(out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return out.stat().st_size

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pydicom import uid as pu
+from pydicom.uid import UID
 
 
 @dataclass(frozen=True)
@@ -80,4 +81,4 @@ def uid_name(uid: str) -> str:
     if uid in FRAGMENTABLE_NAMES:
         return FRAGMENTABLE_NAMES[uid]
     ts = by_uid(uid)
-    return ts.name if ts else uid
+    return ts.name if ts else UID(uid).name

@@ -21,8 +21,9 @@ from pydicom.multival import MultiValue
 from pydicom.uid import MPEG4HP41
 
 from vid2dcm.dicom.encapsulation import write_pixel_data
+from vid2dcm.dicom.frame_syntaxes import FrameSyntax, frame_syntax_by_uid
 from vid2dcm.dicom.iods import iod_for_sop_class
-from vid2dcm.dicom.reader import VideoObject, open_video_object
+from vid2dcm.dicom.reader import VideoObject, iter_frames, open_video_object
 from vid2dcm.dicom.syntaxes import VideoTransferSyntax, allows_multiple_fragments, by_uid
 from vid2dcm.errors import InputError
 from vid2dcm.media.info import MediaInfo
@@ -81,15 +82,19 @@ def validate(path: str | Path, use_dciodvfy: bool = True) -> Report:
     video = open_video_object(path)
     findings: list[Finding] = []
     syntax = by_uid(video.transfer_syntax_uid)
-    if syntax is None:
-        findings.append(_own(Severity.ERROR, f"transfer syntax {video.transfer_syntax_uid} is "
-                             "not a video transfer syntax vid2dcm knows"))
-    findings += _check_header(video.dataset)
-    findings += _check_encapsulation(video)
+    frames = frame_syntax_by_uid(video.transfer_syntax_uid)
+    findings += _check_header(video.dataset, frames)
     bitstream = None
-    if syntax is not None and video.layout is not None and video.layout.fragments:
-        bitstream, found = _check_bitstream(video, syntax)
-        findings += found
+    if frames is not None:
+        findings += _check_frames(video, frames)
+    elif syntax is None:
+        findings.append(_own(Severity.ERROR, f"transfer syntax {video.transfer_syntax_uid} is "
+                             "neither a video nor a frame encoding vid2dcm knows"))
+    else:
+        findings += _check_encapsulation(video)
+        if video.layout is not None and video.layout.fragments:
+            bitstream, found = _check_bitstream(video, syntax)
+            findings += found
     status = "not run"
     if use_dciodvfy:
         status, found = run_dciodvfy(video)
@@ -101,7 +106,7 @@ def _own(severity: Severity, message: str) -> Finding:
     return Finding(severity, "vid2dcm", message)
 
 
-def _check_header(ds: Dataset) -> list[Finding]:
+def _check_header(ds: Dataset, frames: FrameSyntax | None) -> list[Finding]:
     found = []
     iod = iod_for_sop_class(str(ds.get("SOPClassUID", "")))
     if iod is None:
@@ -109,7 +114,12 @@ def _check_header(ds: Dataset) -> list[Finding]:
     elif ds.get("Modality") != iod.modality:
         found.append(_own(Severity.ERROR, f"Modality {ds.get('Modality')} must be "
                           f"{iod.modality} for {iod.name}"))
-    for keyword, expected in PIXEL_ATTRIBUTES.items():
+    elif iod.frames_only and frames is None:
+        found.append(_own(Severity.ERROR, f"{iod.name} is written frame by frame by vid2dcm"))
+    expected_pixels = dict(PIXEL_ATTRIBUTES)
+    if frames is not None:
+        expected_pixels["PhotometricInterpretation"] = frames.photometric
+    for keyword, expected in expected_pixels.items():
         if ds.get(keyword) != expected:
             found.append(_own(Severity.ERROR, f"{keyword} is {ds.get(keyword)!r}, "
                               f"video requires {expected!r}"))
@@ -130,6 +140,39 @@ def _as_list(value: object) -> list[object]:
     if isinstance(value, list | tuple | MultiValue):
         return list(value)
     return [value]
+
+
+def _check_frames(video: VideoObject, frames: FrameSyntax) -> list[Finding]:
+    """Frame objects: one fragment per frame, offset table consistent, every frame decodes."""
+    ds = video.dataset
+    expected = int(ds.get("NumberOfFrames", 0))
+    found = []
+    layout = video.layout
+    if frames.encapsulated:
+        if layout is None:
+            return [_own(Severity.ERROR, "Pixel Data is missing or not encapsulated")]
+        if len(layout.fragments) != expected:
+            found.append(_own(Severity.ERROR, f"{len(layout.fragments)} fragments for "
+                              f"{expected} frames; vid2dcm writes one fragment per frame"))
+        if layout.basic_offset_table_length not in (0, 4 * expected):
+            found.append(_own(Severity.ERROR, "the Basic Offset Table holds "
+                              f"{layout.basic_offset_table_length // 4} entries for {expected} "
+                              "frames"))
+    decoded = 0
+    try:
+        for pixels in iter_frames(video):
+            decoded += 1
+            if pixels.shape[:2] != (ds.Rows, ds.Columns):
+                found.append(_own(Severity.ERROR, f"frame {decoded} is {pixels.shape[1]}x"
+                                  f"{pixels.shape[0]}, header says {ds.Columns}x{ds.Rows}"))
+                break
+    except Exception as exc:  # any decoder failure is a finding, not a crash
+        found.append(_own(Severity.ERROR, f"frame {decoded + 1} does not decode: {exc}"))
+        return found
+    if decoded != expected:
+        found.append(_own(Severity.ERROR, f"{decoded} frames decode, Number of Frames is "
+                          f"{expected}"))
+    return found
 
 
 def _check_encapsulation(video: VideoObject) -> list[Finding]:
@@ -216,7 +259,9 @@ def run_dciodvfy(video: VideoObject) -> tuple[str, list[Finding]]:
         return "not installed", [Finding(Severity.NOTE, "dciodvfy", "dciodvfy is not "
                                          "installed; IOD not checked by dicom3tools")]
     syntax = by_uid(video.transfer_syntax_uid)
-    if syntax is not None and syntax.known_to_dciodvfy and video.transfer_syntax_uid == syntax.uid:
+    if frame_syntax_by_uid(video.transfer_syntax_uid) is not None or (
+            syntax is not None and syntax.known_to_dciodvfy
+            and video.transfer_syntax_uid == syntax.uid):
         status, found = _dciodvfy(exe, video.path)
         return status, found
     with tempfile.TemporaryDirectory(prefix="vid2dcm-twin-") as tmp:

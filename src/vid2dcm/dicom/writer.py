@@ -1,16 +1,19 @@
 """write: the DICOM header of a video instance, module by module, and the streamed Pixel Data.
 
-The header is small and built with pydicom; the bitstream is appended in chunks after it, so the
-video is never held in memory. Output appears under its final name only once complete.
+The header is small and built with pydicom; the bitstream (or the spooled frames) is appended in
+chunks after it, so the video is never held in memory. Output appears under its final name only
+once complete. The module set follows the IOD: VL video (Photographic, Endoscopic, Microscopic),
+Ultrasound Multi-frame, or Multi-frame True Color Secondary Capture.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
@@ -20,8 +23,7 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 from vid2dcm import __version__
-from vid2dcm.dicom.encapsulation import write_pixel_data
-from vid2dcm.dicom.iods import VideoIOD
+from vid2dcm.dicom.iods import SopChoice, VideoIOD
 from vid2dcm.dicom.syntaxes import VideoTransferSyntax
 from vid2dcm.media.info import AudioStreamInfo, FrameTiming, MediaInfo
 from vid2dcm.metadata import CodedConcept, Metadata
@@ -59,15 +61,42 @@ COPIED = Provenance(derived=False, description=None)
 
 
 @dataclass(frozen=True)
+class PixelDescription:
+    """What Pixel Data holds, as measured after it was produced."""
+
+    rows: int
+    columns: int
+    photometric: str
+    timing: FrameTiming
+    stored_bytes: int
+    lossy_method: str | None
+    audio: tuple[AudioStreamInfo, ...] = ()
+    pixel_aspect_ratio: tuple[int, int] | None = None
+    """Only MPEG-2 MP@ML may describe non-square pixels."""
+    bitstream_length: int | None = None
+    """(7FE0,0003) for a video bitstream."""
+
+
+def describe_bitstream(bitstream: MediaInfo, syntax: VideoTransferSyntax) -> PixelDescription:
+    v = bitstream.video
+    sar = v.sample_aspect_ratio
+    aspect = (sar.denominator, sar.numerator) if (
+        syntax.uid.endswith(".100") and sar and sar != 1) else None
+    return PixelDescription(
+        rows=v.height, columns=v.width, photometric="YBR_PARTIAL_420", timing=v.timing,
+        stored_bytes=bitstream.size_bytes, lossy_method=syntax.lossy_method,
+        audio=bitstream.audio, pixel_aspect_ratio=aspect,
+        bitstream_length=bitstream.size_bytes,
+    )
+
+
+@dataclass(frozen=True)
 class VideoInstance:
     """Everything the header needs, gathered from earlier stages."""
 
     iod: VideoIOD
-    syntax: VideoTransferSyntax
     transfer_syntax_uid: str
-    bitstream: MediaInfo
-    """The container that goes into Pixel Data, as probed after it was written."""
-    audio: tuple[AudioStreamInfo, ...]
+    pixels: PixelDescription
     identity: InstanceIdentity
     acquired_at: datetime | None
     """When this part of the recording started, if anyone knows (metadata or container)."""
@@ -88,23 +117,28 @@ def build_dataset(v: VideoInstance) -> Dataset:
     _general_equipment(ds, v.metadata)
     _general_acquisition(ds, v.acquired_at)
     _general_image(ds, v)
-    _image_pixel(ds, v)
-    _multi_frame(ds, v.bitstream)
-    _cine(ds, v.bitstream.video.timing, v.audio)
-    ds.AcquisitionContextSequence = DicomSequence([])
-    _vl_image(ds, v)
+    _image_pixel(ds, v.pixels)
+    _multi_frame(ds, v.pixels)
+    _cine(ds, v.pixels.timing, v.pixels.audio)
+    if v.iod.choice is SopChoice.SC:
+        _secondary_capture(ds, v.metadata)
+    elif v.iod.choice is SopChoice.ULTRASOUND:
+        ds.Laterality = ""
+    else:
+        ds.AcquisitionContextSequence = DicomSequence([])
+        _vl_image(ds, v)
     _sop_common(ds, v)
     ds.file_meta = _file_meta(v)
     return ds
 
 
-def write_instance(path: Path, ds: Dataset, bitstream: Path, max_item: int) -> int:
+def write_instance(path: Path, ds: Dataset, pixel_data: Callable[[BinaryIO], object]) -> int:
     """Write header then Pixel Data to path.partial, rename on success; returns file size."""
     partial = path.with_name(path.name + ".partial")
     try:
         with partial.open("wb") as out:
             dcmwrite(out, ds, enforce_file_format=True)
-            write_pixel_data(out, bitstream, max_item)
+            pixel_data(out)
             out.flush()
             os.fsync(out.fileno())
         partial.replace(path)
@@ -165,8 +199,9 @@ def _general_image(ds: Dataset, v: VideoInstance) -> None:
     if v.provenance.description:
         ds.DerivationDescription = v.provenance.description
     ds.LossyImageCompression = "01"
-    ds.LossyImageCompressionRatio = format_ds(compression_ratio(v.bitstream))
-    ds.LossyImageCompressionMethod = v.syntax.lossy_method
+    ds.LossyImageCompressionRatio = format_ds(compression_ratio(v.pixels))
+    if v.pixels.lossy_method:
+        ds.LossyImageCompressionMethod = v.pixels.lossy_method
     if v.metadata.burned_in_annotation:
         ds.BurnedInAnnotation = v.metadata.burned_in_annotation
     if v.identity.predecessor_sop_instance_uid:
@@ -177,36 +212,34 @@ def _general_image(ds: Dataset, v: VideoInstance) -> None:
         ds.ReferencedImageSequence = DicomSequence([ref])
 
 
-def compression_ratio(bitstream: MediaInfo) -> float:
-    """Uncompressed 8-bit 4:2:0 size of all frames over the bitstream size."""
-    v = bitstream.video
-    raw = v.width * v.height * 1.5 * v.timing.frame_count
-    return raw / max(bitstream.size_bytes, 1)
+def compression_ratio(pixels: PixelDescription) -> float:
+    """Uncompressed 8-bit RGB size of all frames over the stored size."""
+    raw = pixels.rows * pixels.columns * 3 * pixels.timing.frame_count
+    return raw / max(pixels.stored_bytes, 1)
 
 
-def _image_pixel(ds: Dataset, v: VideoInstance) -> None:
-    video = v.bitstream.video
+def _image_pixel(ds: Dataset, pixels: PixelDescription) -> None:
     ds.SamplesPerPixel = 3
-    ds.PhotometricInterpretation = "YBR_PARTIAL_420"
+    ds.PhotometricInterpretation = pixels.photometric
     ds.PlanarConfiguration = 0
-    ds.Rows = video.height
-    ds.Columns = video.width
+    ds.Rows = pixels.rows
+    ds.Columns = pixels.columns
     ds.BitsAllocated = 8
     ds.BitsStored = 8
     ds.HighBit = 7
     ds.PixelRepresentation = 0
-    sar = video.sample_aspect_ratio
-    if v.syntax.codec == "mpeg2video" and v.syntax.uid.endswith(".100") and sar and sar != 1:
-        ds.PixelAspectRatio = [sar.denominator, sar.numerator]
+    if pixels.pixel_aspect_ratio:
+        ds.PixelAspectRatio = list(pixels.pixel_aspect_ratio)
 
 
-def _multi_frame(ds: Dataset, bitstream: MediaInfo) -> None:
-    timing = bitstream.video.timing
+def _multi_frame(ds: Dataset, pixels: PixelDescription) -> None:
+    timing = pixels.timing
     ds.NumberOfFrames = timing.frame_count
     ds.FrameIncrementPointer = (
         FRAME_TIME_VECTOR if frame_time_vector(timing) is not None else FRAME_TIME
     )
-    ds.EncapsulatedPixelDataValueTotalLength = bitstream.size_bytes
+    if pixels.bitstream_length is not None:
+        ds.EncapsulatedPixelDataValueTotalLength = pixels.bitstream_length
 
 
 def frame_time_vector(timing: FrameTiming) -> list[str] | None:
@@ -262,6 +295,14 @@ def code_item(code: CodedConcept) -> Dataset:
     item.CodingSchemeDesignator = code.scheme
     item.CodeMeaning = code.meaning
     return item
+
+
+def _secondary_capture(ds: Dataset, m: Metadata) -> None:
+    """SC Equipment and SC Multi-frame Image. Burned In Annotation defaults to YES: without
+    knowing, claiming the pictures hold no identifying text would be the unsafe answer."""
+    ds.ConversionType = "WSD"
+    ds.BurnedInAnnotation = m.burned_in_annotation or "YES"
+    ds.Laterality = ""
 
 
 def _vl_image(ds: Dataset, v: VideoInstance) -> None:

@@ -18,7 +18,7 @@ ROTATIONS: dict[int, tuple[tuple[str, str], ...]] = {
 autorotate does for the same display matrix)."""
 
 
-def filter_chain(target: VideoTarget) -> list[tuple[str, str]]:
+def filter_chain(target: VideoTarget, pix_fmt: str = "yuv420p") -> list[tuple[str, str]]:
     """(filter, arguments) in order; pure, so it can be tested without FFmpeg."""
     chain: list[tuple[str, str]] = []
     if target.deinterlace:
@@ -30,7 +30,7 @@ def filter_chain(target: VideoTarget) -> list[tuple[str, str]]:
     if target.padded:
         chain.append(("pad", f"{target.width}:{target.height}:0:0:black"))
     chain.append(("setsar", "1"))
-    chain.append(("format", "yuv420p"))
+    chain.append(("format", pix_fmt))
     return chain
 
 
@@ -38,12 +38,12 @@ class PictureFilter:
     """A configured filter graph: push decoded frames, pull frames ready to encode."""
 
     def __init__(self, target: VideoTarget, width: int, height: int, pix_fmt: str,
-                 time_base: Fraction) -> None:
+                 time_base: Fraction, out_pix_fmt: str = "yuv420p") -> None:
         self.graph = av.filter.Graph()
         source = self.graph.add_buffer(width=width, height=height,
                                        format=av.VideoFormat(pix_fmt), time_base=time_base)
         node: Any = source
-        for name, args in filter_chain(target):
+        for name, args in filter_chain(target, out_pix_fmt):
             step = self.graph.add(name, args) if args else self.graph.add(name)
             node.link_to(step)
             node = step
