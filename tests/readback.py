@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import pydicom
 
+from vid2dcm.dicom.frame_syntaxes import frame_syntax_by_uid
 from vid2dcm.dicom.reader import extract_bitstream, open_video_object
 from vid2dcm.dicom.syntaxes import by_uid
 from vid2dcm.dicom.validate import Severity, run_dciodvfy, validate
@@ -40,11 +41,14 @@ def read_back(path: Path, work: Path) -> ReadBack:
                           errors="replace", check=False)
     assert dump.returncode == 0, f"dcmdump failed: {dump.stderr}"
     assert "E: " not in dump.stderr, dump.stderr
-    assert "PixelSequence" in dump.stdout
-
     syntax = by_uid(str(ds.file_meta.TransferSyntaxUID))
-    assert syntax is not None
-    if syntax.known_to_dciodvfy and ds.file_meta.TransferSyntaxUID == syntax.uid:
+    frames = frame_syntax_by_uid(str(ds.file_meta.TransferSyntaxUID))
+    native = frames is not None and not frames.encapsulated
+    assert ("PixelSequence" in dump.stdout) is not native, "Pixel Data encoding unexpected"
+
+    assert syntax is not None or frames is not None
+    if frames is not None or (syntax is not None and syntax.known_to_dciodvfy
+                              and ds.file_meta.TransferSyntaxUID == syntax.uid):
         errors = dciodvfy_errors(path)
         assert errors == [], f"dciodvfy: {errors}"
     else:
