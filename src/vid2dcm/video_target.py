@@ -88,6 +88,8 @@ class VideoTarget:
     steps: tuple[str, ...]
     """What happens to the pictures beyond re-encoding, in words."""
     warnings: tuple[str, ...] = ()
+    short_clip: bool = False
+    """So few frames that the encoder must not hold any back for B-frames."""
 
     @property
     def changes_geometry(self) -> bool:
@@ -150,7 +152,13 @@ def choose_video_target(v: VideoStreamInfo, quality: Quality = Quality.STANDARD,
         interlaced=keep_interlace, rate=rate, crf=CRF[(encoder, quality)],
         preset=PRESETS[(encoder, speed)], max_rate_kbit=max_rate, buffer_kbit=buffer,
         steps=tuple(steps), warnings=tuple(warnings),
+        short_clip=v.timing.frame_count < SHORT_CLIP_FRAMES,
     )
+
+
+SHORT_CLIP_FRAMES = 8
+"""x265 leaves the DTS of the first packets undefined when a clip ends inside its B-frame
+delay; clips this short are coded without B-frames."""
 
 
 def _even(value: float) -> int:

@@ -30,8 +30,15 @@ def filter_chain(target: VideoTarget, pix_fmt: str = "yuv420p") -> list[tuple[st
     if target.padded:
         chain.append(("pad", f"{target.width}:{target.height}:0:0:black"))
     chain.append(("setsar", "1"))
+    if pix_fmt in SAMPLE_RANGES:
+        chain.append(("scale", f"out_range={SAMPLE_RANGES[pix_fmt]}"))
     chain.append(("format", pix_fmt))
     return chain
+
+
+SAMPLE_RANGES = {"yuv420p": "tv", "yuvj422p": "pc"}
+"""Video (YBR_PARTIAL_420) is limited range, JPEG (YBR_FULL_422) full range: a full-range
+source (MJPEG, some phones) must be converted, not relabelled."""
 
 
 class PictureFilter:

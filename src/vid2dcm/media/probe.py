@@ -107,7 +107,7 @@ def _describe(path: Path, size: int, container: Any, opener: Opener) -> MediaInf
     rotation, interlaced = _first_frame_facts(path, opener, vstream.index)
     video = VideoStreamInfo(
         index=vstream.index,
-        codec=vcc.name,
+        codec=DECODER_TO_CODEC.get(vcc.name, vcc.name),
         codec_tag=(vstream.codec_tag or "").strip("\x00 "),
         profile=vcc.profile,
         level=vcc.level if vcc.level is not None and vcc.level >= 0 else None,
@@ -153,7 +153,9 @@ def _first_frame_facts(path: Path, opener: Opener, index: int) -> tuple[int, boo
     raise InputError(f"{path}: the video does not decode (no picture in the stream)")
 
 
-DECODER_TO_CODEC = {"mp3float": "mp3", "mp2float": "mp2", "aac_fixed": "aac", "ac3_fixed": "ac3"}
+DECODER_TO_CODEC = {"mp3float": "mp3", "mp2float": "mp2", "aac_fixed": "aac", "ac3_fixed": "ac3",
+                    "libdav1d": "av1", "libaom-av1": "av1", "libvpx-vp9": "vp9",
+                    "libvpx": "vp8", "libopus": "opus"}
 """PyAV names the decoder picked; rules are about the codec."""
 
 

@@ -50,8 +50,11 @@ def encoder_options(target: VideoTarget) -> dict[str, str]:
         params = vbv + (":interlaced=1:tff=1" if target.interlaced else "")
         return {"preset": target.preset, "crf": str(target.crf), "profile": "high",
                 "level": target.level, "x264-params": params}
+    params = f"level-idc={target.level}:{vbv}:log-level=error"
+    if target.short_clip:
+        params += ":bframes=0"
     return {"preset": target.preset, "crf": str(target.crf), "profile": "main",
-            "x265-params": f"level-idc={target.level}:{vbv}:log-level=error"}
+            "x265-params": params}
 
 
 def transcode(info: MediaInfo, target: VideoTarget | None, audio: tuple[AudioDecision, ...],
