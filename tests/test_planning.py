@@ -863,3 +863,14 @@ def test_every_decision_has_a_reason(info: MediaInfo, request_: Request) -> None
         assert plan.video_target is not None
         assert plan.layout is Layout.SINGLE
         assert plan.segments == (Segment(0, info.video.timing.frame_count),)
+
+
+def test_request_accepts_plain_strings_for_its_choices() -> None:
+    request = Request(sop="endoscopic", transcode="always", container="ts",  # type: ignore[arg-type]
+                      quality="compact", speed="fast", frames="rle")  # type: ignore[arg-type]
+    assert request.transcode is TranscodePolicy.ALWAYS
+    assert request.container is ContainerChoice.TS
+    plan = plan_conversion(media(), replace(request, frames=None))
+    assert plan.action is Action.TRANSCODE
+    with pytest.raises(ValueError):
+        Request(transcode="sometimes")  # type: ignore[arg-type]

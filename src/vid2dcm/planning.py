@@ -57,7 +57,10 @@ class OutputContainer(StrEnum):
 
 @dataclass(frozen=True)
 class Request:
-    """What the caller asked for; every field has the default a user expects."""
+    """What the caller asked for; every field has the default a user expects.
+
+    Plain strings are accepted for the choices ("always", "ts", "endoscopic"...) and turned
+    into their enums, so library callers get the same checks as the command line."""
 
     sop: SopChoice = SopChoice.PHOTOGRAPHIC
     transcode: TranscodePolicy = TranscodePolicy.AUTO
@@ -74,6 +77,14 @@ class Request:
     """Compute PSNR/SSIM of a transcoded video against its source (costs a second decode)."""
     frames: FrameEncoding | None = None
     """Store frame by frame with this encoding (default JPEG for the US and SC IODs)."""
+
+    def __post_init__(self) -> None:
+        for name, kind in (("sop", SopChoice), ("transcode", TranscodePolicy),
+                           ("container", ContainerChoice), ("quality", Quality),
+                           ("speed", Speed), ("frames", FrameEncoding)):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kind):
+                object.__setattr__(self, name, kind(value))
 
 
 @dataclass(frozen=True)
@@ -183,7 +194,7 @@ def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
     for a in audio:
         if not a.copy and not a.transcode_to and request.audio:
             warnings.append(f"audio stream #{a.stream_index} dropped: {a.reason}")
-    _warn_about_video(info.video, warnings)
+    _warn_about_video(info.video, warnings, copied=action is Action.COPY)
     layout = Layout.SINGLE
     segments: tuple[Segment, ...] = (Segment(0, info.video.timing.frame_count),)
     ts_uid: str | None = None
@@ -234,7 +245,7 @@ def _plan_frames(info: MediaInfo, request: Request, iod: VideoIOD, encoding: Fra
                   for a in info.audio)
     if audio and request.audio:
         warnings.append("audio dropped: frame-by-frame objects carry no audio")
-    _warn_about_video(info.video, warnings)
+    _warn_about_video(info.video, warnings, copied=False)
     return Plan(
         iod=iod, action=Action.FRAMES, transfer_syntax=None, transfer_syntax_uid=syntax.uid,
         container=None, layout=Layout.SINGLE, segments=(Segment(0, frames),), audio=audio,
@@ -409,8 +420,9 @@ def _iod_reason(choice: SopChoice) -> str:
     }[choice]
 
 
-def _warn_about_video(v: VideoStreamInfo, warnings: list[str]) -> None:
-    if v.color_range == "full":
+def _warn_about_video(v: VideoStreamInfo, warnings: list[str], copied: bool) -> None:
+    """Caveats the output will carry; range only matters when the samples are copied as-is."""
+    if copied and v.color_range == "full":
         warnings.append("the video is full-range (JPEG levels) while DICOM describes it as "
                         "YBR_PARTIAL_420; some viewers will show it with raised contrast")
     if v.timing.variable and v.timing.frame_deltas_ms is None:
