@@ -24,9 +24,12 @@ from vid2dcm.dicom.reader import extract_bitstream, open_video_object
 from vid2dcm.dicom.syntaxes import uid_name
 from vid2dcm.dicom.validate import Severity
 from vid2dcm.dicom.validate import validate as validate_file
-from vid2dcm.errors import OutputError, UsageError, Vid2DcmError
+from vid2dcm.errors import DeliveryError, OutputError, UsageError, Vid2DcmError
 from vid2dcm.media.probe import probe as probe_media
 from vid2dcm.metadata import load_metadata
+from vid2dcm.net.destinations import Destination, parse_destination
+from vid2dcm.net.dimse import echo as dimse_echo
+from vid2dcm.net.send import Receipt, deliver
 from vid2dcm.planning import ContainerChoice, Request, TranscodePolicy, plan_conversion
 from vid2dcm.report import conversion_report, probe_report
 from vid2dcm.video_target import Quality, Speed
@@ -182,6 +185,10 @@ def convert(
         help="Store frame by frame: jpeg, jpeg-ls, j2k, rle or raw (default jpeg for "
              "--sop ultrasound and sc).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    send: Annotated[list[str] | None, typer.Option(
+        help="Deliver the result: AE@HOST:PORT, a STOW-RS URL or a configured name.")] = None,
+    stow: Annotated[str | None, typer.Option(help="Deliver by STOW-RS to this URL.")] = None,
+    config: Config = None,
     max_item_bytes: Annotated[int, typer.Option(hidden=True)] = 2**32 - 2,
     verbose: Verbose = False,
 ) -> None:
@@ -221,6 +228,70 @@ def convert(
                       f"{uid_name(f.transfer_syntax_uid)}  {f.frames} frames  "
                       f"{f.columns}x{f.rows}  {f.size_bytes} bytes  {f.action.value}",
                       markup=False, highlight=False, soft_wrap=True)
+        targets = [*(send or []), *([stow] if stow else [])]
+        failed = False
+        for target in targets:
+            dest = parse_destination(target, config)
+            failed |= _report_receipts(deliver([f.path for f in result.files], dest), dest)
+    if targets and failed:
+        raise typer.Exit(DeliveryError.exit_code)
+
+
+Config = Annotated[Path | None, typer.Option(
+    "--config", help="TOML file with [destinations.NAME] tables.")]
+
+
+@app.command()
+def echo(
+    destination: Annotated[str, typer.Argument(help="AE@HOST:PORT or a configured name.")],
+    calling_aet: Annotated[str, typer.Option(help="Our AE title.")] = "VID2DCM",
+    config: Config = None,
+    verbose: Verbose = False,
+) -> None:
+    """C-ECHO a DICOM peer."""
+    with _errors(verbose):
+        dest = parse_destination(destination, config, calling_ae_title=calling_aet)
+        result = dimse_echo(dest)
+        out.print(f"{dest.describe()}: C-ECHO status 0x{result.status:04X} in "
+                  f"{result.seconds * 1000:.0f} ms", markup=False, highlight=False)
+
+
+@app.command(name="send")
+def send_files(
+    files: Annotated[list[Path], typer.Argument(help="DICOM files to deliver.")],
+    to: Annotated[str, typer.Option("--to", help="AE@HOST:PORT, STOW-RS URL or name.")],
+    calling_aet: Annotated[str | None, typer.Option(help="Our AE title.")] = None,
+    no_lossy_fallback: Annotated[bool, typer.Option(
+        "--no-lossy-fallback", help="Never send a refused video frame by frame.")] = False,
+    retries: Annotated[int | None, typer.Option(min=0, max=20)] = None,
+    config: Config = None,
+    verbose: Verbose = False,
+) -> None:
+    """Deliver DICOM files, negotiating what the peer accepts and falling back if needed."""
+    with _errors(verbose):
+        overrides: dict[str, object] = {}
+        if calling_aet:
+            overrides["calling_ae_title"] = calling_aet
+        if no_lossy_fallback:
+            overrides["lossy_fallback"] = False
+        if retries is not None:
+            overrides["retries"] = retries
+        dest = parse_destination(to, config)
+        dest = dest.model_copy(update=overrides)
+        failed = _report_receipts(deliver(files, dest), dest)
+    if failed:
+        raise typer.Exit(DeliveryError.exit_code)
+
+
+def _report_receipts(receipts: list[Receipt], dest: Destination) -> bool:
+    """One line per delivered object; True when anything failed."""
+    for r in receipts:
+        verdict = "stored" if r.ok else "FAILED"
+        syntax = f" as {uid_name(r.transfer_syntax_uid)}" if r.transfer_syntax_uid else ""
+        target = err if not r.ok else out
+        target.print(f"{r.source} -> {dest.describe()}: {verdict}{syntax} ({r.kind}; "
+                     f"{r.message})", markup=False, highlight=False, soft_wrap=True)
+    return any(not r.ok for r in receipts)
 
 
 @app.command()

@@ -35,3 +35,9 @@ class OutputError(Vid2DcmError):
     """Writing, reading back or validating an output failed."""
 
     exit_code = 5
+
+
+class DeliveryError(Vid2DcmError):
+    """The destination could not be reached, or refused what was sent."""
+
+    exit_code = 6
