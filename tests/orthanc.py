@@ -29,6 +29,12 @@ class Orthanc:
     dicom_port: int
     http_port: int
 
+    def get_json_post(self, path: str, body: str) -> Any:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}",
+                                         data=body.encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return json.loads(r.read())
+
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=30) as r:
             body = r.read()
@@ -41,8 +47,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
 @contextmanager
-def running_orthanc(folder: Path) -> Iterator[Orthanc]:
+def running_orthanc(folder: Path, **extra: Any) -> Iterator[Orthanc]:
+    """Orthanc with a temporary config; extra keys are merged in (e.g. AcceptedTransferSyntaxes,
+    Plugins=[DICOMWEB_PLUGIN])."""
     exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
     if not Path(exe).exists():
         pytest.fail("Orthanc is not installed: run scripts/install-system-deps")
@@ -59,6 +70,7 @@ def running_orthanc(folder: Path) -> Iterator[Orthanc]:
         "DicomCheckCalledAet": True,
         "StorageCompression": False,
         "Plugins": [],
+        **extra,
     }
     (folder / "orthanc.json").write_text(json.dumps(config))
     log = (folder / "orthanc.log").open("wb")
