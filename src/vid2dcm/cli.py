@@ -9,6 +9,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -30,8 +31,10 @@ from vid2dcm.metadata import load_metadata
 from vid2dcm.net.destinations import Destination, parse_destination
 from vid2dcm.net.dimse import echo as dimse_echo
 from vid2dcm.net.send import Receipt, deliver
+from vid2dcm.net.worklist import query as worklist_query
+from vid2dcm.net.worklist import the_order
 from vid2dcm.planning import ContainerChoice, Request, TranscodePolicy, plan_conversion
-from vid2dcm.report import conversion_report, probe_report
+from vid2dcm.report import conversion_report, probe_report, to_plain
 from vid2dcm.video_target import Quality, Speed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -185,6 +188,8 @@ def convert(
         help="Store frame by frame: jpeg, jpeg-ls, j2k, rle or raw (default jpeg for "
              "--sop ultrasound and sc).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    worklist: Annotated[str | None, typer.Option(
+        help="Fill patient and order from this worklist (needs --accession).")] = None,
     send: Annotated[list[str] | None, typer.Option(
         help="Deliver the result: AE@HOST:PORT, a STOW-RS URL or a configured name.")] = None,
     stow: Annotated[str | None, typer.Option(help="Deliver by STOW-RS to this URL.")] = None,
@@ -194,7 +199,12 @@ def convert(
 ) -> None:
     """Write DICOM video instance(s); prints one line per file written."""
     with _errors(verbose):
-        meta = load_metadata(metadata, patient_name=patient_name, patient_id=patient_id,
+        base: dict[str, object] = {}
+        if worklist:
+            if not accession:
+                raise UsageError("--worklist needs --accession to pick the order")
+            base = the_order(parse_destination(worklist, config), accession).metadata_fields()
+        meta = load_metadata(metadata, base, patient_name=patient_name, patient_id=patient_id,
                              accession_number=accession, study_instance_uid=study_uid,
                              uid_root=uid_root)
         request = Request(sop=sop, transcode=transcode, container=container,
@@ -292,6 +302,35 @@ def _report_receipts(receipts: list[Receipt], dest: Destination) -> bool:
         target.print(f"{r.source} -> {dest.describe()}: {verdict}{syntax} ({r.kind}; "
                      f"{r.message})", markup=False, highlight=False, soft_wrap=True)
     return any(not r.ok for r in receipts)
+
+
+@app.command(name="worklist")
+def worklist_command(
+    source: Annotated[str, typer.Option("--from", help="Worklist SCP: AE@HOST:PORT or name.")],
+    on: Annotated[str | None, typer.Option("--date", help="today or YYYYMMDD.")] = None,
+    modality: Annotated[str | None, typer.Option(help="e.g. ES, XC, GM.")] = None,
+    accession: Annotated[str | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: Config = None,
+    verbose: Verbose = False,
+) -> None:
+    """List scheduled procedures from a Modality Worklist."""
+    with _errors(verbose):
+        day = None
+        if on:
+            try:
+                day = date.today() if on == "today" else datetime.strptime(on, "%Y%m%d").date()
+            except ValueError as exc:
+                raise UsageError(f"--date must be today or YYYYMMDD, not {on!r}") from exc
+        entries = worklist_query(parse_destination(source, config), day, modality, accession)
+        if as_json:
+            out.print_json(json.dumps([to_plain(e) for e in entries]))
+            return
+        for e in entries:
+            out.print(f"{e.accession_number:16} {e.scheduled_date} {e.scheduled_time[:4]:4} "
+                      f"{e.modality:3} {e.patient_id:12} {e.patient_name:24} "
+                      f"{e.requested_procedure_description}", markup=False, highlight=False)
+        out.print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}", markup=False)
 
 
 @app.command()

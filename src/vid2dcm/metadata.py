@@ -63,6 +63,11 @@ class Metadata(BaseModel):
     operators_name: str = Field(default="", max_length=64 * 5)
     acquisition_datetime: datetime | None = None
     burned_in_annotation: Literal["YES", "NO"] | None = None
+    requested_procedure_id: str = Field(default="", max_length=16)
+    requested_procedure_description: str = Field(default="", max_length=64)
+    scheduled_procedure_step_id: str = Field(default="", max_length=16)
+    scheduled_procedure_step_description: str = Field(default="", max_length=64)
+    """The order (from a worklist): written as the Request Attributes Sequence."""
     uid_root: str | None = Field(default=None, max_length=40)
 
     @field_validator("study_instance_uid", "series_instance_uid")
@@ -87,9 +92,11 @@ class Metadata(BaseModel):
         return _no_backslash(value)
 
 
-def load_metadata(path: Path | None, **overrides: object) -> Metadata:
-    """Read a JSON metadata file (if any) and apply command-line overrides on top."""
-    data: dict[str, object] = {}
+def load_metadata(path: Path | None, base: dict[str, object] | None = None,
+                  **overrides: object) -> Metadata:
+    """base (e.g. a worklist entry), then a JSON metadata file (if any), then command-line
+    overrides on top."""
+    data: dict[str, object] = dict(base or {})
     if path is not None:
         try:
             loaded = json.loads(path.read_text(encoding="utf-8"))

@@ -175,6 +175,27 @@ def _general_series(ds: Dataset, v: VideoInstance) -> None:
         ds.SeriesDescription = v.metadata.series_description
     if v.metadata.operators_name:
         ds.OperatorsName = v.metadata.operators_name
+    request = _request_attributes(v.metadata)
+    if request is not None:
+        ds.RequestAttributesSequence = DicomSequence([request])
+
+
+def _request_attributes(m: Metadata) -> Dataset | None:
+    """The order this acquisition fulfils (General Series, Request Attributes Sequence)."""
+    if not (m.requested_procedure_id or m.scheduled_procedure_step_id):
+        return None
+    item = Dataset()
+    if m.accession_number:
+        item.AccessionNumber = m.accession_number
+    if m.study_instance_uid:
+        item.StudyInstanceUID = m.study_instance_uid
+    item.RequestedProcedureID = m.requested_procedure_id
+    if m.requested_procedure_description:
+        item.RequestedProcedureDescription = m.requested_procedure_description
+    item.ScheduledProcedureStepID = m.scheduled_procedure_step_id
+    if m.scheduled_procedure_step_description:
+        item.ScheduledProcedureStepDescription = m.scheduled_procedure_step_description
+    return item
 
 
 def _general_equipment(ds: Dataset, m: Metadata) -> None:

@@ -98,6 +98,15 @@ def metadata_from(ds: Dataset) -> Metadata:
                                                  meaning=item.CodeMeaning)
     if ds.get("ImageLaterality") in ("R", "L", "U", "B"):
         fields["image_laterality"] = ds.ImageLaterality
+    for request in ds.get("RequestAttributesSequence", [])[:1]:
+        for keyword, field in (("RequestedProcedureID", "requested_procedure_id"),
+                               ("RequestedProcedureDescription",
+                                "requested_procedure_description"),
+                               ("ScheduledProcedureStepID", "scheduled_procedure_step_id"),
+                               ("ScheduledProcedureStepDescription",
+                                "scheduled_procedure_step_description")):
+            if request.get(keyword):
+                fields[field] = str(request.get(keyword))
     return Metadata.model_validate({k: v for k, v in fields.items() if v is not None})
 
 
