@@ -6,6 +6,7 @@ Associations are retried with exponential backoff; a C-STORE is sent straight fr
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -72,6 +73,9 @@ def with_association(dest: Destination, contexts: Sequence[tuple[str, str]],
                                         f"{len(contexts)} proposed presentation contexts")
             last = ("association rejected" if assoc.is_rejected else
                     "peer unreachable or association aborted")
+            tls_problem = _tls_diagnosis(dest)
+            if tls_problem:
+                raise DeliveryError(f"{what} with {dest.describe()} failed: {tls_problem}")
             continue
         try:
             return work(assoc)
@@ -82,6 +86,24 @@ def with_association(dest: Destination, contexts: Sequence[tuple[str, str]],
                 assoc.release()
     raise DeliveryError(f"{what} with {dest.describe()} failed after {dest.retries + 1} "
                         f"attempt(s): {last}")
+
+
+def _tls_diagnosis(dest: Destination) -> str | None:
+    """pynetdicom swallows TLS errors; a bare handshake says what went wrong (untrusted or
+    mismatched certificate), which retrying would not fix."""
+    args = tls_context(dest)
+    if args is None:
+        return None
+    context, hostname = args
+    try:
+        with socket.create_connection((dest.host, dest.port), timeout=dest.timeout_s) as raw, \
+                context.wrap_socket(raw, server_hostname=hostname):
+            return None
+    except ssl.SSLError as exc:
+        detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+        return f"TLS handshake failed: {detail} (check ca_file and the peer's certificate)"
+    except OSError:
+        return None
 
 
 class NoContextAccepted(DeliveryError):
