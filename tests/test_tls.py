@@ -11,7 +11,10 @@ import pytest
 
 from dcmtk_peers import StoreSCP, running_storescp
 from vid2dcm.convert import convert
+from vid2dcm.errors import DeliveryError
 from vid2dcm.media.synth import ClipSpec, synthesize
+from vid2dcm.net.destinations import Destination
+from vid2dcm.net.dimse import echo
 
 
 def _openssl(*args: str) -> None:
@@ -93,5 +96,7 @@ def test_untrusted_certificate_is_refused(tls_peer: StoreSCP, pki: dict[str, Pat
     proc = cli("echo", "secure", "--config", cfg)
     assert proc.returncode == 6
     assert "TLS handshake failed: self-signed certificate" in proc.stderr
-    plain = cli("echo", f"{tls_peer.aet}@127.0.0.1:{tls_peer.port}")
-    assert plain.returncode == 6, "a TLS-only peer must not accept a plain association"
+    plain = Destination(ae_title=tls_peer.aet, host="127.0.0.1", port=tls_peer.port,
+                        retries=0, timeout_s=3)
+    with pytest.raises(DeliveryError):
+        echo(plain)  # a TLS-only peer must not accept a plain association
