@@ -242,3 +242,22 @@ def test_unreachable_peer_fails_with_exit_6(core_files: list[tuple[Path, str]]) 
     with pytest.raises(DeliveryError):
         deliver([core_files[0][0]], Destination(ae_title="X", host="127.0.0.1",
                                                 port=free_port(), retries=0))
+
+
+def test_storage_commitment_with_orthanc(core_files: list[tuple[Path, str]],
+                                         tmp_path: Path) -> None:
+    """Orthanc answers N-ACTION and sends the N-EVENT-REPORT on a new association to us."""
+    listen = free_port()
+    with running_orthanc(tmp_path, DicomModalities={
+            "vid2dcm": ["VID2DCM", "127.0.0.1", listen]}) as server:
+        dest = dimse(server, storage_commitment=True, commitment_port=listen,
+                     commitment_timeout_s=20)
+        receipts = deliver([core_files[0][0]], dest)
+        assert receipts[0].ok and receipts[0].committed is True, receipts[0]
+
+        from vid2dcm.net.commitment import request_commitment
+
+        sop = pydicom.dcmread(core_files[0][0], stop_before_pixels=True)
+        answers = request_commitment(dest, [(str(sop.SOPClassUID), "1.2.826.0.1.3680043.10.999.9")],
+                                     listen, 20)
+        assert answers == {"1.2.826.0.1.3680043.10.999.9": False}, "never stored: not committed"

@@ -297,11 +297,13 @@ def _report_receipts(receipts: list[Receipt], dest: Destination) -> bool:
     """One line per delivered object; True when anything failed."""
     for r in receipts:
         verdict = "stored" if r.ok else "FAILED"
+        if r.ok and r.committed is not None:
+            verdict += ", committed" if r.committed else ", commitment REFUSED"
         syntax = f" as {uid_name(r.transfer_syntax_uid)}" if r.transfer_syntax_uid else ""
         target = err if not r.ok else out
         target.print(f"{r.source} -> {dest.describe()}: {verdict}{syntax} ({r.kind}; "
                      f"{r.message})", markup=False, highlight=False, soft_wrap=True)
-    return any(not r.ok for r in receipts)
+    return any(not r.ok or r.committed is False for r in receipts)
 
 
 @app.command(name="worklist")

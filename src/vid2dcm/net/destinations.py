@@ -49,6 +49,9 @@ class Destination(BaseModel):
     lossy_fallback: bool = True
     """May a video the peer refuses be sent frame by frame instead (no audio, larger)?"""
     storage_commitment: bool = False
+    commitment_port: int | None = Field(default=None, ge=1, le=65535)
+    """Where we listen for an N-EVENT-REPORT the peer sends on a new association."""
+    commitment_timeout_s: float = Field(default=30.0, gt=0)
     retries: int = Field(default=3, ge=0, le=20)
     retry_delay_s: float = Field(default=2.0, ge=0)
     timeout_s: float = Field(default=60.0, gt=0)

@@ -8,13 +8,14 @@ STOW-RS: streamed multipart upload. Nothing is deleted; a failed delivery says w
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydicom import dcmread
 
 from vid2dcm.errors import DeliveryError, InputError
 from vid2dcm.net import dicomweb, dimse
+from vid2dcm.net.commitment import request_commitment
 from vid2dcm.net.destinations import Destination
 from vid2dcm.net.fallback import Alternative, reconvert, transcode_request, twin
 from vid2dcm.net.negotiation import (
@@ -36,6 +37,8 @@ class Receipt:
     ok: bool
     message: str
     attempts: int = 0
+    committed: bool | None = None
+    """Storage Commitment answer, when the destination asks for one (None: no answer)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,21 @@ def deliver(files: list[Path], dest: Destination, work: Path | None = None) -> l
         headers = _split_oversized(headers, dest, Path(tmp))
         if dest.kind == "stow":
             return dicomweb.stow(dest, [h.path for h in headers])
-        return _deliver_dimse(headers, dest, Path(tmp))
+        receipts = _deliver_dimse(headers, dest, Path(tmp))
+        if dest.storage_commitment:
+            receipts = _commit(receipts, dest)
+        return receipts
+
+
+def _commit(receipts: list[Receipt], dest: Destination) -> list[Receipt]:
+    stored = [(r, _header(r.sent)) for r in receipts if r.ok and r.sent is not None]
+    if not stored:
+        return receipts
+    answers = request_commitment(dest, [(h.sop_class_uid, h.sop_instance_uid) for _, h in stored],
+                                 dest.commitment_port, dest.commitment_timeout_s)
+    committed = {r.sop_instance_uid: answers.get(h.sop_instance_uid) for r, h in stored}
+    return [replace(r, committed=committed.get(r.sop_instance_uid)) if r.ok else r
+            for r in receipts]
 
 
 def _header(path: Path) -> _Header:
