@@ -15,10 +15,13 @@ import av
 import pydicom
 import pytest
 
+from dcmtk_peers import running_storescp
+from vid2dcm.dicom.reader import open_video_object
 from vid2dcm.media.synth import ClipSpec, synthesize
 
 TARGET_BYTES = 1_000_000_000
 RSS_LIMIT_MB = 200
+SEND_RSS_LIMIT_MB = 100
 
 RUN_MEASURED = """
 import sys
@@ -82,6 +85,17 @@ def test_gigabyte_conversion_keeps_memory_flat(tmp_path: Path) -> None:
     assert peak < RSS_LIMIT_MB
     assert out.stat().st_size > TARGET_BYTES
     source.unlink()
+
+    with running_storescp(tmp_path / "received") as peer:
+        proc, peak = _measured(["send", str(out), "--to", f"{peer.aet}@127.0.0.1:{peer.port}"])
+        assert proc.returncode == 0, proc.stderr
+        print(f"C-STORE of {out.stat().st_size} bytes: peak RSS {peak:.0f} MB")
+        assert peak < SEND_RSS_LIMIT_MB
+        (received,) = peer.received()
+        sent, got = open_video_object(out), open_video_object(received)
+        assert got.dataset.SOPInstanceUID == sent.dataset.SOPInstanceUID
+        assert got.bitstream_length == sent.bitstream_length
+        received.unlink()
 
     extracted = tmp_path / "back.mp4"
     proc, peak = _measured(["extract", str(out), "-o", str(extracted)])

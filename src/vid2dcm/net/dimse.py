@@ -6,6 +6,7 @@ Associations are retried with exponential backoff; a C-STORE is sent straight fr
 
 from __future__ import annotations
 
+import queue
 import socket
 import ssl
 import time
@@ -168,6 +169,7 @@ def store(dest: Destination, items: list[PendingStore]) -> None:
     _config.STORE_SEND_CHUNKED_DATASET = True
 
     def send(assoc: Association) -> None:
+        _apply_backpressure(assoc)
         for item in items:
             if item.status is not None and item.status in (0x0000, 0xB000, 0xB007, 0xB006):
                 continue
@@ -187,6 +189,18 @@ def store(dest: Destination, items: list[PendingStore]) -> None:
         with_association(dest, contexts, send, "C-STORE")
     finally:
         _config.STORE_SEND_CHUNKED_DATASET = previous
+
+
+PDU_BACKLOG = 64
+
+
+def _apply_backpressure(assoc: Association) -> None:
+    """pynetdicom queues outgoing P-DATA without limit, so reading a large file outruns the
+    socket and the whole instance ends up in memory (measured: 395 MB to send 1 GB). A bounded
+    queue makes the reader wait for the sender."""
+    dul = assoc.dul
+    if dul.to_provider_queue.empty():
+        dul.to_provider_queue = queue.Queue(maxsize=PDU_BACKLOG)
 
 
 def _status_text(status: int) -> str:
