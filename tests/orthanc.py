@@ -6,11 +6,13 @@ every request goes to 127.0.0.1. Its storage lives in a temporary folder.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -28,15 +30,28 @@ class Orthanc:
     aet: str
     dicom_port: int
     http_port: int
+    scheme: str = "http"
+    user: tuple[str, str] | None = None
+    ca_file: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
+
+    def _open(self, request: urllib.request.Request) -> Any:
+        if self.user:
+            token = base64.b64encode(":".join(self.user).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        context = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else None
+        return urllib.request.urlopen(request, timeout=30, context=context)
 
     def get_json_post(self, path: str, body: str) -> Any:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}",
-                                         data=body.encode(), method="POST")
-        with urllib.request.urlopen(request, timeout=30) as r:
+        request = urllib.request.Request(self.url + path, data=body.encode(), method="POST")
+        with self._open(request) as r:
             return json.loads(r.read())
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=30) as r:
+        with self._open(urllib.request.Request(self.url + path)) as r:
             body = r.read()
             return json.loads(body) if r.headers.get_content_type() == "application/json" else body
 
@@ -51,13 +66,19 @@ DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 
 
 @contextmanager
-def running_orthanc(folder: Path, **extra: Any) -> Iterator[Orthanc]:
+def running_orthanc(folder: Path, user: tuple[str, str] | None = None,
+                    tls: tuple[Path, Path] | None = None, **extra: Any) -> Iterator[Orthanc]:
     """Orthanc with a temporary config; extra keys are merged in (e.g. AcceptedTransferSyntaxes,
     Plugins=[DICOMWEB_PLUGIN])."""
     exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
     if not Path(exe).exists():
         pytest.fail("Orthanc is not installed: run scripts/install-system-deps")
-    server = Orthanc("VID2DCMTEST", _free_port(), _free_port())
+    server = Orthanc("VID2DCMTEST", _free_port(), _free_port(),
+                     "https" if tls else "http", user, tls[1] if tls else None)
+    if user:
+        extra = {"AuthenticationEnabled": True, "RegisteredUsers": {user[0]: user[1]}, **extra}
+    if tls:
+        extra = {"SslEnabled": True, "SslCertificate": str(tls[0]), **extra}
     config = {
         "Name": "vid2dcm-test",
         "StorageDirectory": str(folder / "storage"),

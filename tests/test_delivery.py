@@ -17,13 +17,15 @@ import pytest
 
 from conftest import MakeClip
 from dcmtk_peers import free_port, running_storescp, start_storescp, stop, wait_listening
+from https_proxy import https_proxy
 from orthanc import DICOMWEB_PLUGIN, Orthanc, running_orthanc
+from pki import make_ca, make_leaf
 from vid2dcm.convert import convert
 from vid2dcm.dicom.reader import open_video_object
 from vid2dcm.errors import DeliveryError
 from vid2dcm.media.synth import AudioSpec, ClipSpec
 from vid2dcm.metadata import Metadata
-from vid2dcm.net.destinations import Destination
+from vid2dcm.net.destinations import Destination, TlsSettings
 from vid2dcm.net.send import deliver
 from vid2dcm.planning import Request
 
@@ -261,3 +263,24 @@ def test_storage_commitment_with_orthanc(core_files: list[tuple[Path, str]],
         answers = request_commitment(dest, [(str(sop.SOPClassUID), "1.2.826.0.1.3680043.10.999.9")],
                                      listen, 20)
         assert answers == {"1.2.826.0.1.3680043.10.999.9": False}, "never stored: not committed"
+
+
+def test_stow_rs_over_https_with_basic_auth(core_files: list[tuple[Path, str]],
+                                            tmp_path: Path) -> None:
+    ca_key, ca = make_ca(tmp_path, "ca")
+    key, cert = make_leaf(tmp_path, "proxy", ca_key, ca)
+    with running_orthanc(tmp_path, user=("nurse", "s3cret"), Plugins=[DICOMWEB_PLUGIN],
+                         DicomWeb={"Enable": True, "Root": "/dicom-web/"}) as server, \
+            https_proxy(tmp_path / "nginx", server.http_port, cert, key) as port:
+        url = f"https://127.0.0.1:{port}/dicom-web"
+        good = Destination(kind="stow", url=url, username="nurse", password="s3cret",
+                           tls=TlsSettings(ca_file=ca), **FAST)
+        (receipt,) = deliver([core_files[0][0]], good)
+        assert receipt.ok, receipt.message
+        stored(server, str(receipt.sop_instance_uid))
+        wrong = good.model_copy(update={"password": "guess"})
+        with pytest.raises(DeliveryError, match="HTTP 401"):
+            deliver([core_files[0][0]], wrong)
+        untrusted = good.model_copy(update={"tls": None})
+        with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+            deliver([core_files[0][0]], untrusted)
