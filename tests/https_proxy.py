@@ -33,19 +33,26 @@ http {{
     ssl_certificate_key {key};
     client_max_body_size 0;
     proxy_request_buffering off;
-    location / {{ proxy_pass http://127.0.0.1:{upstream}; }}
+    location / {{
+      {bearer_check}
+      proxy_pass http://127.0.0.1:{upstream};
+    }}
   }}
 }}
 """
 
 
 @contextmanager
-def https_proxy(folder: Path, upstream_port: int, cert: Path, key: Path) -> Iterator[int]:
+def https_proxy(folder: Path, upstream_port: int, cert: Path, key: Path,
+                bearer: str | None = None) -> Iterator[int]:
+    """bearer: require this token, as an OAuth-fronted DICOMweb service would."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = folder / "nginx.conf"
+    check = (f'if ($http_authorization != "Bearer {bearer}") {{ return 401; }}'
+             if bearer else "")
     conf.write_text(CONFIG.format(folder=folder, port=port, cert=cert, key=key,
-                                  upstream=upstream_port))
+                                  upstream=upstream_port, bearer_check=check))
     proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(folder)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

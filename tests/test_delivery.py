@@ -284,3 +284,16 @@ def test_stow_rs_over_https_with_basic_auth(core_files: list[tuple[Path, str]],
         untrusted = good.model_copy(update={"tls": None})
         with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
             deliver([core_files[0][0]], untrusted)
+
+
+def test_stow_rs_with_a_bearer_token(core_files: list[tuple[Path, str]], pacs: Orthanc,
+                                     tmp_path: Path) -> None:
+    ca_key, ca = make_ca(tmp_path, "ca")
+    key, cert = make_leaf(tmp_path, "proxy", ca_key, ca)
+    with https_proxy(tmp_path / "nginx", pacs.http_port, cert, key, bearer="t0ken") as port:
+        dest = Destination(kind="stow", url=f"https://127.0.0.1:{port}/dicom-web",
+                           bearer_token="t0ken", tls=TlsSettings(ca_file=ca), **FAST)
+        (receipt,) = deliver([core_files[1][0]], dest)
+        assert receipt.ok, receipt.message
+        with pytest.raises(DeliveryError, match="HTTP 401"):
+            deliver([core_files[1][0]], dest.model_copy(update={"bearer_token": "stale"}))
