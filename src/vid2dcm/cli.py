@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -29,13 +29,12 @@ from vid2dcm.errors import DeliveryError, OutputError, UsageError, Vid2DcmError
 from vid2dcm.media.probe import probe as probe_media
 from vid2dcm.metadata import load_metadata
 from vid2dcm.net.destinations import Destination, parse_destination
-from vid2dcm.net.dimse import echo as dimse_echo
-from vid2dcm.net.send import Receipt, deliver
-from vid2dcm.net.worklist import query as worklist_query
-from vid2dcm.net.worklist import the_order
 from vid2dcm.planning import ContainerChoice, Request, TranscodePolicy, plan_conversion
 from vid2dcm.report import conversion_report, probe_report, to_plain
 from vid2dcm.video_target import Quality, Speed
+
+if TYPE_CHECKING:
+    from vid2dcm.net.send import Receipt
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn video into conformant DICOM, copying the bitstream when DICOM "
@@ -201,6 +200,8 @@ def convert(
     with _errors(verbose):
         base: dict[str, object] = {}
         if worklist:
+            from vid2dcm.net.worklist import the_order
+
             if not accession:
                 raise UsageError("--worklist needs --accession to pick the order")
             base = the_order(parse_destination(worklist, config), accession).metadata_fields()
@@ -240,6 +241,8 @@ def convert(
                       markup=False, highlight=False, soft_wrap=True)
         targets = [*(send or []), *([stow] if stow else [])]
         failed = False
+        if targets:
+            from vid2dcm.net.send import deliver
         for target in targets:
             dest = parse_destination(target, config)
             failed |= _report_receipts(deliver([f.path for f in result.files], dest), dest)
@@ -260,6 +263,8 @@ def echo(
 ) -> None:
     """C-ECHO a DICOM peer."""
     with _errors(verbose):
+        from vid2dcm.net.dimse import echo as dimse_echo
+
         dest = parse_destination(destination, config, calling_ae_title=calling_aet)
         result = dimse_echo(dest)
         out.print(f"{dest.describe()}: C-ECHO status 0x{result.status:04X} in "
@@ -286,6 +291,8 @@ def send_files(
             overrides["lossy_fallback"] = False
         if retries is not None:
             overrides["retries"] = retries
+        from vid2dcm.net.send import deliver
+
         dest = parse_destination(to, config)
         dest = dest.model_copy(update=overrides)
         failed = _report_receipts(deliver(files, dest), dest)
@@ -324,6 +331,8 @@ def worklist_command(
                 day = date.today() if on == "today" else datetime.strptime(on, "%Y%m%d").date()
             except ValueError as exc:
                 raise UsageError(f"--date must be today or YYYYMMDD, not {on!r}") from exc
+        from vid2dcm.net.worklist import query as worklist_query
+
         entries = worklist_query(parse_destination(source, config), day, modality, accession)
         if as_json:
             out.print_json(json.dumps([to_plain(e) for e in entries]))
