@@ -15,7 +15,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from vid2dcm.convert import convert
+from vid2dcm.conversion import convert
 from vid2dcm.media.synth import ClipSpec, synthesize
 from vid2dcm.planning import Request
 from vid2dcm.video_target import Quality, Speed

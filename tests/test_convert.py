@@ -15,7 +15,7 @@ import pytest
 
 from conftest import MakeClip
 from readback import coded_pictures, read_back
-from vid2dcm.convert import convert
+from vid2dcm.conversion import convert
 from vid2dcm.dicom.iods import SopChoice
 from vid2dcm.media.synth import AudioSpec, ClipSpec
 from vid2dcm.metadata import Metadata
@@ -220,3 +220,31 @@ def test_without_a_recording_time_content_time_is_the_conversion(make_clip: Make
     ds = _convert_and_read(make_clip("undated.mp4", ClipSpec(options=HIGH)), tmp_path)
     assert "AcquisitionDateTime" not in ds
     assert ds.ContentDate == datetime.now().strftime("%Y%m%d")
+
+
+def test_one_pass_route_and_its_fallback(make_clip: MakeClip, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Constant-rate copies are muxed straight into the DICOM file (no spool); when the room
+    reserved for the MP4 index is too small the spool route still delivers the same pictures."""
+    import vid2dcm.conversion as conversion
+    import vid2dcm.media.copy as copying
+
+    source = make_clip("one-pass.mp4", ClipSpec(options=HIGH, audio=AudioSpec()))
+    calls: list[bool] = []
+    real = copying.copy_packets
+
+    def spy(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs.get("sink") is not None)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(conversion, "copy_packets", spy)
+    one = convert(source, tmp_path / "one.dcm").files[0]
+    assert calls == [True]
+    monkeypatch.setattr(copying, "moov_reserve", lambda info: 100)
+    calls.clear()
+    two = convert(source, tmp_path / "two.dcm").files[0]
+    assert calls == [True, False], "the spool route must take over"
+    for written in (one, two):
+        back = read_back(written.path, tmp_path)
+        assert coded_pictures(back.extracted) == coded_pictures(source)
+    assert not list(tmp_path.glob("*.partial"))

@@ -20,7 +20,7 @@ from dcmtk_peers import free_port, running_storescp, start_storescp, stop, wait_
 from https_proxy import https_proxy
 from orthanc import DICOMWEB_PLUGIN, Orthanc, running_orthanc
 from pki import make_ca, make_leaf
-from vid2dcm.convert import convert
+from vid2dcm.conversion import convert
 from vid2dcm.dicom.reader import open_video_object
 from vid2dcm.errors import DeliveryError
 from vid2dcm.media.synth import AudioSpec, ClipSpec

@@ -13,7 +13,7 @@ from pydicom.pixels.utils import iter_pixels
 
 from conftest import MakeClip
 from readback import read_back
-from vid2dcm.convert import convert
+from vid2dcm.conversion import convert
 from vid2dcm.dicom.frame_syntaxes import FRAME_SYNTAXES, FrameEncoding
 from vid2dcm.dicom.iods import SopChoice
 from vid2dcm.media.quality import psnr

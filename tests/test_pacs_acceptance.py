@@ -12,7 +12,7 @@ import pytest
 
 from conftest import MakeClip
 from orthanc import Orthanc, running_orthanc
-from vid2dcm.convert import convert
+from vid2dcm.conversion import convert
 from vid2dcm.dicom.reader import open_video_object
 from vid2dcm.media.synth import AudioSpec, ClipSpec
 from vid2dcm.metadata import Metadata

@@ -11,7 +11,7 @@ import pytest
 
 from dcmtk_peers import StoreSCP, running_storescp
 from pki import make_ca, make_leaf
-from vid2dcm.convert import convert
+from vid2dcm.conversion import convert
 from vid2dcm.errors import DeliveryError
 from vid2dcm.media.synth import ClipSpec, synthesize
 from vid2dcm.net.destinations import Destination

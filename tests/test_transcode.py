@@ -19,7 +19,7 @@ import pytest
 
 from conftest import MakeClip
 from readback import coded_pictures, read_back
-from vid2dcm.convert import ConversionResult, convert
+from vid2dcm.conversion import ConversionResult, convert
 from vid2dcm.errors import InputError
 from vid2dcm.media.synth import AudioSpec, ClipSpec
 from vid2dcm.planning import Request, TranscodePolicy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from vid2dcm.convert import ConversionResult, WrittenFile, convert
+from vid2dcm.conversion import ConversionResult, WrittenFile, convert
 from vid2dcm.dicom.iods import SopChoice
 from vid2dcm.dicom.reader import extract_bitstream as extract
 from vid2dcm.dicom.validate import Report, validate

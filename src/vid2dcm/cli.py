@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vid2dcm import __version__
-from vid2dcm.convert import convert as convert_video
+from vid2dcm.conversion import convert as convert_video
 from vid2dcm.dicom.frame_syntaxes import FrameEncoding
 from vid2dcm.dicom.iods import SopChoice, iod_for_sop_class
 from vid2dcm.dicom.reader import extract_bitstream, open_video_object

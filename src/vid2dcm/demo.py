@@ -7,7 +7,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from vid2dcm.convert import convert
+from vid2dcm.conversion import convert
 from vid2dcm.dicom.syntaxes import uid_name
 from vid2dcm.dicom.validate import validate
 from vid2dcm.media.synth import AudioSpec, ClipSpec, synthesize

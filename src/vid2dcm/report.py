@@ -8,7 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from vid2dcm.convert import ConversionResult
+from vid2dcm.conversion import ConversionResult
 from vid2dcm.dicom.syntaxes import uid_name
 from vid2dcm.media.info import MediaInfo
 from vid2dcm.planning import Plan

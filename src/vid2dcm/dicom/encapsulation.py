@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 CHUNK = 1 << 20
+MAX_ITEM = 2**32 - 2
 ITEM_TAG = b"\xfe\xff\x00\xe0"
 SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 PIXEL_DATA_HEADER = b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff"
@@ -50,6 +51,63 @@ def write_pixel_data(out: BinaryIO, source: Path, max_item: int) -> int:
                 out.write(b"\x00")
     out.write(SEQUENCE_DELIMITER)
     return total
+
+
+class WindowWriter(io.RawIOBase):
+    """A file seen from `base` onwards, so a muxer can write (and seek back into) its container
+    in place inside the Pixel Data item."""
+
+    def __init__(self, fp: BinaryIO, base: int) -> None:
+        super().__init__()
+        self._fp = fp
+        self._base = base
+        fp.seek(base)
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return self._fp.write(data)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._fp.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            return self._fp.seek(self._base + offset) - self._base
+        return self._fp.seek(offset, whence) - self._base
+
+    def tell(self) -> int:
+        return self._fp.tell() - self._base
+
+
+def write_streamed_item(out: BinaryIO, produce: Callable[[BinaryIO], object]) -> int:
+    """Append Pixel Data whose single fragment produce() writes in place (its length is patched
+    in afterwards); returns the bitstream length, without the pad byte."""
+    out.write(PIXEL_DATA_HEADER + item_header(0))
+    item_at = out.tell()
+    out.write(item_header(0))
+    start = out.tell()
+    produce(cast(BinaryIO, WindowWriter(out, start)))
+    end = out.seek(0, io.SEEK_END)
+    length = end - start
+    if not 0 < length <= MAX_ITEM:
+        raise ValueError(f"a bitstream of {length} bytes does not fit one item")
+    if length % 2:
+        out.write(b"\x00")
+    out.write(SEQUENCE_DELIMITER)
+    out.seek(item_at + 4)
+    out.write(struct.pack("<I", length + length % 2))
+    out.seek(0, io.SEEK_END)
+    return length
 
 
 def item_offsets(frame_lengths: Sequence[int]) -> list[int]:

@@ -9,6 +9,7 @@ Ultrasound Multi-frame, or Multi-frame True Color Secondary Capture.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,7 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 from vid2dcm import __version__
+from vid2dcm.dicom.encapsulation import write_streamed_item
 from vid2dcm.dicom.iods import SopChoice, VideoIOD
 from vid2dcm.dicom.syntaxes import VideoTransferSyntax
 from vid2dcm.media.info import AudioStreamInfo, FrameTiming, MediaInfo
@@ -69,6 +71,7 @@ class PixelDescription:
     photometric: str
     timing: FrameTiming
     stored_bytes: int
+    """Compressed picture bytes (video packets, or encoded frames): the ratio's denominator."""
     lossy_method: str | None
     audio: tuple[AudioStreamInfo, ...] = ()
     pixel_aspect_ratio: tuple[int, int] | None = None
@@ -77,15 +80,19 @@ class PixelDescription:
     """(7FE0,0003) for a video bitstream."""
 
 
-def describe_bitstream(bitstream: MediaInfo, syntax: VideoTransferSyntax) -> PixelDescription:
+def describe_bitstream(bitstream: MediaInfo, syntax: VideoTransferSyntax,
+                       audio_indexes: tuple[int, ...] | None = None) -> PixelDescription:
+    """audio_indexes: the streams that go into Pixel Data (default: all of the bitstream's)."""
     v = bitstream.video
     sar = v.sample_aspect_ratio
     aspect = (sar.denominator, sar.numerator) if (
         syntax.uid.endswith(".100") and sar and sar != 1) else None
     return PixelDescription(
         rows=v.height, columns=v.width, photometric="YBR_PARTIAL_420", timing=v.timing,
-        stored_bytes=bitstream.size_bytes, lossy_method=syntax.lossy_method,
-        audio=bitstream.audio, pixel_aspect_ratio=aspect,
+        stored_bytes=v.packet_bytes, lossy_method=syntax.lossy_method,
+        audio=tuple(a for a in bitstream.audio
+                    if audio_indexes is None or a.index in audio_indexes),
+        pixel_aspect_ratio=aspect,
         bitstream_length=bitstream.size_bytes,
     )
 
@@ -146,6 +153,38 @@ def write_instance(path: Path, ds: Dataset, pixel_data: Callable[[BinaryIO], obj
         partial.unlink(missing_ok=True)
         raise
     return path.stat().st_size
+
+
+TOTAL_LENGTH_ELEMENT = b"\xe0\x7f\x03\x00UV\x00\x00\x08\x00\x00\x00"
+"""(7FE0,0003) UV with its 8-byte value following, as pydicom writes it."""
+
+
+def write_instance_streamed(path: Path, ds: Dataset,
+                            produce: Callable[[BinaryIO], object]) -> tuple[int, int]:
+    """One pass: header, then the container written in place into Pixel Data; the item
+    length and (7FE0,0003) are filled in once the container is complete. Returns
+    (file size, bitstream length)."""
+    ds.EncapsulatedPixelDataValueTotalLength = 0
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w+b") as out:
+            dcmwrite(out, ds, enforce_file_format=True)
+            header_end = out.tell()
+            out.seek(0)
+            at = out.read(header_end).rfind(TOTAL_LENGTH_ELEMENT)
+            if at < 0:
+                raise ValueError("(7FE0,0003) not found in the written header")
+            out.seek(header_end)
+            length = write_streamed_item(out, produce)
+            out.seek(at + len(TOTAL_LENGTH_ELEMENT))
+            out.write(struct.pack("<Q", length))
+            out.flush()
+            os.fsync(out.fileno())
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return path.stat().st_size, length
 
 
 def _patient(ds: Dataset, m: Metadata) -> None:

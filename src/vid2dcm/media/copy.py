@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 
@@ -31,7 +31,8 @@ MUXER_OPTIONS: dict[OutputContainer, dict[str, str]] = {
 class CopiedStream:
     """One container file holding a segment of the source, with what went into it."""
 
-    path: Path
+    path: Path | None
+    """None when the container was written straight into a caller's file object."""
     segment: Segment
     video_packets: int
     audio_packets: int
@@ -39,11 +40,17 @@ class CopiedStream:
 
 def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: OutputContainer,
                  segments: tuple[Segment, ...], out_dir: Path,
-                 progress: Callable[[float], None] | None = None) -> list[CopiedStream]:
+                 progress: Callable[[float], None] | None = None,
+                 sink: BinaryIO | None = None) -> list[CopiedStream]:
     """Write one container file per segment into out_dir, in a single pass over the input.
 
-    progress, if given, receives the fraction of video frames copied so far.
+    With sink (one segment only), the container goes straight into that seekable file object
+    instead: an MP4 then reserves room for its index at the front rather than moving it there
+    afterwards (faststart would rewrite the whole file). progress, if given, receives the
+    fraction of video frames copied so far.
     """
+    if sink is not None and len(segments) != 1:
+        raise ValueError("a sink takes exactly one segment")
     total = info.video.timing.frame_count
     retimer = Retimer.for_elementary(info) if not info.video.has_timestamps else None
     cut_times = [_segment_start(info, s) for s in segments]
@@ -69,8 +76,10 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
                             results.append(writer.close())
                         seg = segments[seg_no]
                         name = f"segment{seg_no:03d}.{container.extension}"
-                        writer = _SegmentWriter(out_dir / name, container, vsrc, asrcs, seg,
-                                                cut_times[seg_no])
+                        target = sink if sink is not None else out_dir / name
+                        writer = _SegmentWriter(target, container, vsrc, asrcs, seg,
+                                                cut_times[seg_no], _muxer_options(
+                                                    container, info, sink is not None))
                     if retimer is not None:
                         retimer.stamp(packet, frame)
                     writer.mux(packet, video=True)
@@ -111,14 +120,29 @@ def _segment_start(info: MediaInfo, segment: Segment) -> float:
     return 0.0
 
 
+def _muxer_options(container: OutputContainer, info: MediaInfo, streamed: bool
+                   ) -> dict[str, str]:
+    if not streamed or container is not OutputContainer.MP4:
+        return MUXER_OPTIONS[container]
+    return {"moov_size": str(moov_reserve(info))}
+
+
+def moov_reserve(info: MediaInfo) -> int:
+    """Bytes to keep free at the front of an MP4 for its index: at most about 40 bytes per
+    sample (size, offset, timing, composition offset, chunk map), with a margin."""
+    samples = info.video.timing.frame_count + info.audio_packets
+    return 65536 + 64 * samples
+
+
 class _SegmentWriter:
-    def __init__(self, path: Path, container: OutputContainer, vsrc: Any, asrcs: list[Any],
-                 segment: Segment, start_s: float) -> None:
-        self.path = path
+    def __init__(self, target: Path | BinaryIO, container: OutputContainer, vsrc: Any,
+                 asrcs: list[Any], segment: Segment, start_s: float,
+                 options: dict[str, str]) -> None:
+        self.path = target if isinstance(target, Path) else None
         self.segment = segment
         self.offset_s = start_s
-        self.out = av.open(str(path), "w", format=container.value,
-                           options=MUXER_OPTIONS[container])
+        self.out = av.open(str(target) if isinstance(target, Path) else target, "w",
+                           format=container.value, options=options)
         self.map = {vsrc.index: self.out.add_stream_from_template(vsrc)}
         for a in asrcs:
             self.map[a.index] = self.out.add_stream_from_template(a)

@@ -83,6 +83,8 @@ class MediaInfo:
     video: VideoStreamInfo
     audio: tuple[AudioStreamInfo, ...] = field(default=())
     total_packet_bytes: int = 0
+    audio_packets: int = 0
+    """Packets of all audio streams (sizes an MP4 index before it is written)."""
     major_brand: str | None = None
     """ISO BMFF brand: 'qt  ' marks QuickTime, which is not an MP4 container for DICOM."""
     creation_time: datetime | None = None

@@ -77,6 +77,7 @@ def _describe(path: Path, size: int, container: Any, opener: Opener) -> MediaInf
     keyframes: list[KeyFrame] = []
     total_bytes = 0
     video_bytes = 0
+    audio_packets = 0
     has_ts = True
     try:
         for packet in container.demux([vstream, *audio_streams]):
@@ -90,6 +91,8 @@ def _describe(path: Path, size: int, container: Any, opener: Opener) -> MediaInf
                     has_ts = False
                 counter.add(packet.pts, packet.duration or 0)
                 video_bytes += packet.size
+            else:
+                audio_packets += 1
             total_bytes += packet.size
     except av.error.FFmpegError as exc:
         raise InputError(f"{path}: damaged or truncated ({_reason(exc)})") from exc
@@ -136,6 +139,7 @@ def _describe(path: Path, size: int, container: Any, opener: Opener) -> MediaInf
         video=video,
         audio=audio,
         total_packet_bytes=total_bytes,
+        audio_packets=audio_packets,
         major_brand=(container.metadata.get("major_brand") or "").strip() or None,
         creation_time=_timestamp(container.metadata.get("creation_time")),
     )

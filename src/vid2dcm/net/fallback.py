@@ -15,7 +15,7 @@ from pydicom import Dataset, dcmread
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID
 
-from vid2dcm.convert import convert
+from vid2dcm.conversion import convert
 from vid2dcm.dicom.encapsulation import CHUNK
 from vid2dcm.dicom.iods import iod_for_sop_class
 from vid2dcm.dicom.reader import extract_bitstream, open_video_object

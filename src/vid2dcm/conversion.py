@@ -27,6 +27,7 @@ from vid2dcm.dicom.writer import (
     build_dataset,
     describe_bitstream,
     write_instance,
+    write_instance_streamed,
 )
 from vid2dcm.errors import NotStorableError, OutputError, UsageError
 from vid2dcm.media.copy import copy_packets
@@ -162,12 +163,32 @@ def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, target
     series_uid = metadata.series_instance_uid or new_uid(metadata.uid_root)
     recorded_at = metadata.acquisition_datetime or source.creation_time
     provenance = describe_provenance(source, original)
+    if plan.layout is Layout.SINGLE and _timing_survives_remux(info):
+        identity = InstanceIdentity(study_uid, series_uid, new_uid(metadata.uid_root), 1)
+        instance = VideoInstance(
+            iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid,
+            pixels=describe_bitstream(info, plan.transfer_syntax, plan.copied_audio),
+            identity=identity, acquired_at=recorded_at, converted_at=datetime.now(),
+            metadata=metadata, provenance=provenance)
+        say(f"writing {targets[0].name}", 0.0)
+        try:
+            size, length = write_instance_streamed(targets[0], build_dataset(instance), partial(
+                _copy_into, info, plan, lambda done: say(f"writing {targets[0].name}", done)))
+        except (OutputError, ValueError):
+            pass  # e.g. the index outgrew its reserved room: take the spool route below
+        else:
+            written.append(WrittenFile(
+                targets[0], plan.iod.sop_class_uid, identity.sop_instance_uid,
+                plan.transfer_syntax_uid, info.video.timing.frame_count, info.video.height,
+                info.video.width, size, length, original.action, study_uid, series_uid))
+            return written
     say("copying packets", 0.0)
     pieces = copy_packets(info, plan.copied_audio, plan.container, plan.segments, work,
                           lambda done: say("copying packets", done))
     previous: str | None = None
     for number, (piece, target) in enumerate(zip(pieces, targets, strict=True), 1):
         say(f"writing {target.name}", (number - 1) / len(pieces))
+        assert piece.path is not None
         bitstream = probe(piece.path)
         _check_piece(bitstream, piece.segment.end_frame - piece.segment.first_frame,
                      plan, options)
@@ -237,6 +258,21 @@ def _frames(info: MediaInfo, plan: Plan, options: Request, metadata: Metadata, b
 SOURCE_LOSSY_METHODS = {"h264": "ISO_14496_10", "hevc": "ISO_23008_2",
                         "mpeg2video": "ISO_13818_2", "mjpeg": "ISO_10918_1"}
 """Lossless frame encodings still hold pictures once compressed lossily by the camera."""
+
+
+def _timing_survives_remux(info: MediaInfo) -> bool:
+    """The one-pass route writes the header from the source's timing before the container
+    exists. That is exact for constant-rate streams with timestamps; variable-rate and raw
+    streams are retimed by the muxer, so their header is taken from the written container."""
+    return info.video.has_timestamps and not info.video.timing.variable
+
+
+def _copy_into(info: MediaInfo, plan: Plan, progress: Callable[[float], None],
+               sink: BinaryIO) -> None:
+    """The single-pass route: packets muxed straight into the open DICOM file."""
+    assert plan.container is not None
+    copy_packets(info, plan.copied_audio, plan.container, plan.segments, Path("."), progress,
+                 sink=sink)
 
 
 def describe_provenance(source: MediaInfo, plan: Plan) -> Provenance:
