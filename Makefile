@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint bench clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,11 @@ run: setup
 ## ruff + mypy --strict, then every test (real dcmdump / dciodvfy, synthesised fixtures).
 test: setup lint
 	$(BIN)/python -m pytest
+
+## Side-by-side measurements against cp / ffmpeg; writes docs/benchmarks.md.
+bench: setup
+	scripts/install-system-deps --bench
+	$(BIN)/python benchmarks/run.py
 
 lint: setup
 	$(BIN)/ruff check src tests

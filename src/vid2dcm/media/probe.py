@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,11 @@ def _describe(path: Path, size: int, container: Any, opener: Opener) -> MediaInf
     video_bytes = 0
     audio_packets = 0
     has_ts = True
+    indexed = _from_index(container, vstream, audio_streams, size)
+    if indexed is not None:
+        counter, keyframes, total_bytes, video_bytes, audio_packets = indexed
     try:
-        for packet in container.demux([vstream, *audio_streams]):
+        for packet in [] if indexed is not None else container.demux([vstream, *audio_streams]):
             if packet.size == 0:
                 continue
             if packet.stream.index == vstream.index:
@@ -105,7 +109,10 @@ def _describe(path: Path, size: int, container: Any, opener: Opener) -> MediaInf
             f"{path}: damaged or truncated: the container index lists {index_count} frames "
             f"but only {counter.count} can be read"
         )
-    if index_count:
+    if indexed is not None:
+        timing = replace(timing, count_source="MP4 sample table (every sample present in the "
+                         "file, none discarded)")
+    elif index_count:
         timing = replace(timing, count_source="packet count, equal to the container index")
     rotation, interlaced = _first_frame_facts(path, opener, vstream.index)
     video = VideoStreamInfo(
@@ -143,6 +150,55 @@ def _describe(path: Path, size: int, container: Any, opener: Opener) -> MediaInf
         major_brand=(container.metadata.get("major_brand") or "").strip() or None,
         creation_time=_timestamp(container.metadata.get("creation_time")),
     )
+
+
+INDEX_LIMIT = 2**32 - 2
+"""Above one fragment the stream may be split at key frames, which needs presentation times
+that only demuxing gives; below it the MP4 sample table is exact and far cheaper to read."""
+
+
+def _from_index(container: Any, vstream: Any, audio_streams: list[Any], size: int
+                ) -> tuple[FrameTimingCounter, list[KeyFrame], int, int, int] | None:
+    """Frame facts from an MP4/MOV sample table, without reading the media data; None when
+    the table cannot be trusted on its own (not MP4, edit-list discards, truncated data)."""
+    if not container.format.name.startswith("mov") or vstream.time_base is None:
+        return None
+    entries = vstream.index_entries
+    count = len(entries)
+    if count == 0 or count != (vstream.frames or 0):
+        return None
+    stamps = [e.timestamp for e in entries]
+    steps = {b - a for a, b in pairwise(stamps)}
+    if steps and max(steps) - min(steps) > 1:
+        return None  # variable rate: decode-order times are not display intervals; demux
+    samples = []
+    for stream in [vstream, *audio_streams]:
+        for entry in stream.index_entries:
+            if entry.is_discard and stream is vstream:
+                return None  # an edit list hides frames: count what demuxing yields
+            samples.append((entry.pos, entry.size, stream is vstream, entry))
+    samples.sort(key=lambda s: s[0])
+    last = samples[-1]
+    if last[0] + last[1] > size:
+        return None
+    total = sum(s[1] for s in samples)
+    if total > INDEX_LIMIT:
+        return None
+    nominal = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
+    counter = FrameTimingCounter(vstream.time_base, _fraction(nominal))
+    keyframes: list[KeyFrame] = []
+    before = video_bytes = audio_packets = 0
+    for _pos, length, is_video, entry in samples:
+        if is_video:
+            if entry.is_keyframe:
+                keyframes.append(KeyFrame(counter.count, before,
+                                          float(entry.timestamp * vstream.time_base)))
+            counter.add(entry.timestamp, 0)
+            video_bytes += length
+        else:
+            audio_packets += 1
+        before += length
+    return counter, keyframes, total, video_bytes, audio_packets
 
 
 def _first_frame_facts(path: Path, opener: Opener, index: int) -> tuple[int, bool]:
