@@ -5,14 +5,12 @@ HTTPS through the proxy.) Started on a free port and stopped by PID."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dcmtk_peers import free_port, wait_listening
+from dcmtk_peers import free_port, stop, wait_listening
 
 CONFIG = """
 daemon off;
@@ -60,6 +58,4 @@ def https_proxy(folder: Path, upstream_port: int, cert: Path, key: Path,
         wait_listening(port, proc)
         yield port
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
+        stop(proc)

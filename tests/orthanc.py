@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -23,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from dcmtk_peers import free_port, stop
 
 
 @dataclass(frozen=True)
@@ -56,12 +55,6 @@ class Orthanc:
             return json.loads(body) if r.headers.get_content_type() == "application/json" else body
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 
 
@@ -73,7 +66,7 @@ def running_orthanc(folder: Path, user: tuple[str, str] | None = None,
     exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
     if not Path(exe).exists():
         pytest.fail("Orthanc is not installed: run scripts/install-system-deps")
-    server = Orthanc("VID2DCMTEST", _free_port(), _free_port(),
+    server = Orthanc("VID2DCMTEST", free_port(), free_port(),
                      "https" if tls else "http", user, tls[1] if tls else None)
     if user:
         extra = {"AuthenticationEnabled": True, "RegisteredUsers": {user[0]: user[1]}, **extra}
@@ -110,10 +103,5 @@ def running_orthanc(folder: Path, user: tuple[str, str] | None = None,
                 time.sleep(0.2)
         yield server
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc)
         log.close()

@@ -271,7 +271,7 @@ def _copy_into(info: MediaInfo, plan: Plan, progress: Callable[[float], None],
                sink: BinaryIO) -> None:
     """The single-pass route: packets muxed straight into the open DICOM file."""
     assert plan.container is not None
-    copy_packets(info, plan.copied_audio, plan.container, plan.segments, Path("."), progress,
+    copy_packets(info, plan.copied_audio, plan.container, plan.segments, None, progress,
                  sink=sink)
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -139,19 +140,27 @@ def build_dataset(v: VideoInstance) -> Dataset:
     return ds
 
 
-def write_instance(path: Path, ds: Dataset, pixel_data: Callable[[BinaryIO], object]) -> int:
-    """Write header then Pixel Data to path.partial, rename on success; returns file size."""
+@contextmanager
+def _complete_or_nothing(path: Path) -> Iterator[BinaryIO]:
+    """Write to path.partial, make it durable, and give it its name only once complete; on
+    any failure the partial file is removed."""
     partial = path.with_name(path.name + ".partial")
     try:
-        with partial.open("wb") as out:
-            dcmwrite(out, ds, enforce_file_format=True)
-            pixel_data(out)
+        with partial.open("w+b") as out:
+            yield out
             out.flush()
             os.fsync(out.fileno())
         partial.replace(path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def write_instance(path: Path, ds: Dataset, pixel_data: Callable[[BinaryIO], object]) -> int:
+    """Header, then Pixel Data written by pixel_data(); returns the file size."""
+    with _complete_or_nothing(path) as out:
+        dcmwrite(out, ds, enforce_file_format=True)
+        pixel_data(out)
     return path.stat().st_size
 
 
@@ -165,25 +174,17 @@ def write_instance_streamed(path: Path, ds: Dataset,
     length and (7FE0,0003) are filled in once the container is complete. Returns
     (file size, bitstream length)."""
     ds.EncapsulatedPixelDataValueTotalLength = 0
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with partial.open("w+b") as out:
-            dcmwrite(out, ds, enforce_file_format=True)
-            header_end = out.tell()
-            out.seek(0)
-            at = out.read(header_end).rfind(TOTAL_LENGTH_ELEMENT)
-            if at < 0:
-                raise ValueError("(7FE0,0003) not found in the written header")
-            out.seek(header_end)
-            length = write_streamed_item(out, produce)
-            out.seek(at + len(TOTAL_LENGTH_ELEMENT))
-            out.write(struct.pack("<Q", length))
-            out.flush()
-            os.fsync(out.fileno())
-        partial.replace(path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with _complete_or_nothing(path) as out:
+        dcmwrite(out, ds, enforce_file_format=True)
+        header_end = out.tell()
+        out.seek(0)
+        at = out.read(header_end).rfind(TOTAL_LENGTH_ELEMENT)
+        if at < 0:
+            raise ValueError("(7FE0,0003) not found in the written header")
+        out.seek(header_end)
+        length = write_streamed_item(out, produce)
+        out.seek(at + len(TOTAL_LENGTH_ELEMENT))
+        out.write(struct.pack("<Q", length))
     return path.stat().st_size, length
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import av
 
@@ -39,7 +39,7 @@ class CopiedStream:
 
 
 def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: OutputContainer,
-                 segments: tuple[Segment, ...], out_dir: Path,
+                 segments: tuple[Segment, ...], out_dir: Path | None,
                  progress: Callable[[float], None] | None = None,
                  sink: BinaryIO | None = None) -> list[CopiedStream]:
     """Write one container file per segment into out_dir, in a single pass over the input.
@@ -51,6 +51,8 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
     """
     if sink is not None and len(segments) != 1:
         raise ValueError("a sink takes exactly one segment")
+    if sink is None and out_dir is None:
+        raise ValueError("copy_packets needs an out_dir or a sink")
     total = info.video.timing.frame_count
     retimer = Retimer.for_elementary(info) if not info.video.has_timestamps else None
     cut_times = [_segment_start(info, s) for s in segments]
@@ -76,7 +78,7 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
                             results.append(writer.close())
                         seg = segments[seg_no]
                         name = f"segment{seg_no:03d}.{container.extension}"
-                        target = sink if sink is not None else out_dir / name
+                        target = sink if sink is not None else cast(Path, out_dir) / name
                         writer = _SegmentWriter(target, container, vsrc, asrcs, seg,
                                                 cut_times[seg_no], _muxer_options(
                                                     container, info, sink is not None))

@@ -7,7 +7,7 @@ the same study and series."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -57,8 +57,6 @@ def reconvert(source: Path, work: Path, request: Request) -> Alternative:
     extract_bitstream(source, media, overwrite=True)
     iod = iod_for_sop_class(str(video.dataset.SOPClassUID))
     if iod is not None:
-        from dataclasses import replace
-
         request = replace(request, sop=iod.choice)
     result = convert(media, work / f"{source.stem}.dcm", metadata=metadata_from(video.dataset),
                      options=request, overwrite=True)
