@@ -27,7 +27,7 @@ from vid2dcm.dicom.validate import Severity
 from vid2dcm.dicom.validate import validate as validate_file
 from vid2dcm.errors import DeliveryError, OutputError, UsageError, Vid2DcmError
 from vid2dcm.media.probe import probe as probe_media
-from vid2dcm.metadata import load_metadata
+from vid2dcm.metadata import Metadata, load_metadata
 from vid2dcm.net.destinations import Destination, parse_destination
 from vid2dcm.planning import ContainerChoice, Request, TranscodePolicy, plan_conversion
 from vid2dcm.report import conversion_report, probe_report, to_plain
@@ -154,9 +154,12 @@ def probe(
 
 @app.command()
 def convert(
-    input: Annotated[Path, typer.Argument(help="Video file to convert.")],
+    input: Annotated[Path, typer.Argument(
+        help="Video file to convert, or a folder: every video in it, several at a time.")],
     output: Annotated[Path | None, typer.Option("--output", "-o",
                       help="OUT.dcm, or a folder for one .dcm per instance.")] = None,
+    jobs: Annotated[int | None, typer.Option(
+        min=1, help="Parallel conversions for a folder (default: one per CPU).")] = None,
     sop: Annotated[SopChoice, typer.Option(help="Video IOD to write.")] = SopChoice.PHOTOGRAPHIC,
     metadata: Annotated[Path | None, typer.Option(help="JSON file of patient/study fields.")
                         ] = None,
@@ -213,6 +216,11 @@ def convert(
                           max_item_bytes=max_item_bytes, quality=quality, speed=speed,
                           max_size=_box(max_size), measure_quality=measure_quality,
                           frames=frames)
+        if input.is_dir():
+            code = _convert_folder(input, output or input, meta, request, overwrite, jobs)
+            if code:
+                raise typer.Exit(code)
+            return
         progress = _LazyProgress()
         try:
             result = convert_video(input, output, metadata=meta, options=request,
@@ -248,6 +256,26 @@ def convert(
             failed |= _report_receipts(deliver([f.path for f in result.files], dest), dest)
     if targets and failed:
         raise typer.Exit(DeliveryError.exit_code)
+
+
+def _convert_folder(folder: Path, out_dir: Path, meta: Metadata, request: Request,
+                    overwrite: bool, jobs: int | None) -> int:
+    """One line per written file, one error line per failed input; the first failure's exit
+    code (0 when all succeeded)."""
+    from vid2dcm.batch import convert_folder
+
+    first_failure = 0
+    for item in convert_folder(folder, out_dir, meta, request, overwrite, jobs):
+        if item.result is None:
+            err.print(f"vid2dcm: error: {item.source.name}: {item.error}", markup=False,
+                      highlight=False, soft_wrap=True)
+            first_failure = first_failure or item.exit_code
+            continue
+        for f in item.result.files:
+            out.print(f"{f.path}  {uid_name(f.transfer_syntax_uid)}  {f.frames} frames  "
+                      f"{f.size_bytes} bytes  {f.action.value}", markup=False, highlight=False,
+                      soft_wrap=True)
+    return first_failure
 
 
 Config = Annotated[Path | None, typer.Option(
