@@ -103,7 +103,8 @@ def gigabyte_input(folder: Path, gigabytes: float) -> Path:
     return big
 
 
-def cases(folder: Path, gigabytes: float) -> list[Case]:
+def cases(folder: Path, gigabytes: float, servers: list[subprocess.Popen[bytes]]
+          ) -> list[Case]:
     out = folder / "out"
     out.mkdir()
 
@@ -118,6 +119,15 @@ def cases(folder: Path, gigabytes: float) -> list[Case]:
     mjpeg = synthesize(folder / "mjpeg.avi", ClipSpec(
         codec="mjpeg", pix_fmt="yuvj420p", width=1920, height=1080, rate=Fraction(30),
         frames=300, options={}))
+    uhd = synthesize(folder / "uhd.avi", ClipSpec(
+        codec="mjpeg", pix_fmt="yuvj420p", width=3840, height=2160, rate=Fraction(30),
+        frames=30, options={}))
+    clips = folder / "clips"
+    clips.mkdir()
+    for n in range(20):
+        synthesize(clips / f"clip{n:02d}.mp4", ClipSpec(
+            width=1280, height=720, rate=Fraction(30), frames=150, audio=AudioSpec(),
+            options={"preset": "superfast", "profile": "high"}))
     has_ffmpeg = shutil.which("ffmpeg") is not None
     found = [
         Case("60 s 1080p30 H.264 + AAC (copy path)", "cp", ["cp", str(hd), str(out / "c.mp4")],
@@ -127,6 +137,43 @@ def cases(folder: Path, gigabytes: float) -> list[Case]:
              vid2dcm("convert", str(big), "-o", str(out / "big.dcm")), clean,
              "vid2dcm also fsyncs its output"),
     ]
+    piece = str(300_000_000)
+    found += [
+        Case(f"{big.stat().st_size / 1e9:.1f} GB H.264 split into instances of 300 MB",
+             "cp + sync", ["sh", "-c", f"cp {big} {out / 'c.mp4'} && sync {out / 'c.mp4'}"],
+             vid2dcm("convert", str(big), "-o", str(out / "split.dcm"), "--max-item-bytes",
+                     piece), clean, "the spool route: one more write and read"),
+        Case(f"{big.stat().st_size / 1e9:.1f} GB H.264 --fragmentable (300 MB fragments)",
+             "cp + sync", ["sh", "-c", f"cp {big} {out / 'c.mp4'} && sync {out / 'c.mp4'}"],
+             vid2dcm("convert", str(big), "-o", str(out / "frag.dcm"), "--fragmentable",
+                     "--max-item-bytes", piece), clean),
+        Case("20 clips of 5 s 720p30 + AAC (copy path)", "one vid2dcm run per clip",
+             ["sh", "-c", " && ".join(f"{sys.executable} -m vid2dcm.cli convert {c} -o {out}"
+                                      for c in sorted(clips.iterdir()))],
+             vid2dcm("convert", str(clips), "-o", str(out)), clean,
+             "folder input, one process per CPU"),
+    ]
+    sent = folder / "sent.dcm"
+    subprocess.run([sys.executable, "-m", "vid2dcm.cli", "convert", str(big), "-o", str(sent)],
+                   check=True, capture_output=True)
+    received = folder / "received"
+    received.mkdir()
+    port = 11000 + os.getpid() % 20000
+    servers.append(subprocess.Popen(["storescp", "-aet", "BENCH", "+xa", "-od", str(received),
+                                     str(port)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL))
+    time.sleep(1)
+
+    def empty_received() -> None:
+        for p in received.iterdir():
+            p.unlink()
+
+    found.append(Case(
+        f"C-STORE of a {sent.stat().st_size / 1e9:.1f} GB instance to storescp",
+        "storescu -xn", ["storescu", "-xn", "-R", "-aec", "BENCH", "127.0.0.1", str(port),
+                         str(sent)],
+        vid2dcm("send", str(sent), "--to", f"BENCH@127.0.0.1:{port}"), empty_received,
+        "vid2dcm negotiates first (one extra association); 16 KiB PDUs"))
     if has_ffmpeg:
         found.insert(1, Case("60 s 1080p30 H.264 + AAC (copy path)", "ffmpeg -c copy +faststart",
                              ["ffmpeg", "-v", "error", "-y", "-i", str(hd), "-c", "copy",
@@ -147,6 +194,16 @@ def cases(folder: Path, gigabytes: float) -> list[Case]:
              str(out / "j%04d.jpg")],
             vid2dcm("convert", str(mjpeg), "-o", str(out / "j.dcm"), "--sop", "ultrasound"),
             clean))
+        found.append(Case(
+            "1 s 2160p30 MJPEG -> HEVC Main L5.1 (ultrafast, CRF 23)",
+            "ffmpeg, same x265 settings",
+            ["ffmpeg", "-v", "error", "-y", "-i", str(uhd), "-vf",
+             "scale=out_range=tv,format=yuv420p", "-c:v", "libx265", "-preset", "ultrafast",
+             "-crf", "23", "-profile:v", "main", "-x265-params",
+             "level-idc=5.1:vbv-maxrate=40000:vbv-bufsize=40000:log-level=error",
+             str(out / "h.mp4")],
+            vid2dcm("convert", str(uhd), "-o", str(out / "h.dcm")), clean,
+            "Debian ffmpeg 5.1 (x265 3.5) vs PyAV's FFmpeg 8.1 (x265 4.2)"))
     return found
 
 
@@ -157,18 +214,31 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
     rows = []
+    servers: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="vid2dcm-bench-") as tmp:
-        for case in cases(Path(tmp), args.gigabytes):
-            ref, ours = Timing(), Timing()
-            for _ in range(args.reps):
-                case.before()
-                run(case.reference, ref)
-                case.before()
-                run(case.ours, ours)
-            rows.append((case, ref, ours))
-            print(f"{case.name}: {case.reference_name} {ref.median:.2f} s, vid2dcm "
-                  f"{ours.median:.2f} s ({ours.median / ref.median:.2f}x)", flush=True)
+        try:
+            found = cases(Path(tmp), args.gigabytes, servers)
+            rows = measure(found, args.reps)
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=10)
     write_report(args.out, rows, args.reps)
+
+
+def measure(found: list[Case], reps: int) -> list[tuple[Case, Timing, Timing]]:
+    rows = []
+    for case in found:
+        ref, ours = Timing(), Timing()
+        for _ in range(reps):
+            case.before()
+            run(case.reference, ref)
+            case.before()
+            run(case.ours, ours)
+        rows.append((case, ref, ours))
+        print(f"{case.name}: {case.reference_name} {ref.median:.2f} s, vid2dcm "
+              f"{ours.median:.2f} s ({ours.median / ref.median:.2f}x)", flush=True)
+    return rows
 
 
 def write_report(path: Path, rows: list[tuple[Case, Timing, Timing]], reps: int) -> None:
