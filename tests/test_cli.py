@@ -236,9 +236,11 @@ def test_missing_file_exits_3(tmp_path: Path, outdir: Path) -> None:
 
 
 def test_directory_as_input_exits_3(tmp_path: Path, outdir: Path) -> None:
+    """A folder is a batch (tests/test_batch.py); one with no video in it is bad input."""
     folder = tmp_path / "clip.mp4"
     folder.mkdir()
-    assert_error(run_cli("convert", folder, "-o", outdir), 3)
+    line = assert_error(run_cli("convert", folder, "-o", outdir), 3)
+    assert "holds no video files" in line
     assert_no_leftovers(outdir)
     assert list(folder.iterdir()) == []
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vid2dcm.conversion import ConversionResult, convert
-from vid2dcm.errors import OutputError, Vid2DcmError
+from vid2dcm.errors import InputError, OutputError, Vid2DcmError
 from vid2dcm.metadata import Metadata
 from vid2dcm.planning import Request
 
@@ -37,6 +37,8 @@ def convert_folder(folder: Path, out_dir: Path, metadata: Metadata, options: Req
     if not out_dir.is_dir():
         raise OutputError(f"output folder {out_dir} does not exist")
     files = video_files(folder)
+    if not files:
+        raise InputError(f"{folder}: folder holds no video files")
     workers = max(1, min(jobs or os.cpu_count() or 1, len(files) or 1))
     if workers == 1:
         for path in files:
