@@ -464,6 +464,69 @@ def _box(text: str | None) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
+DataDir = Annotated[Path, typer.Option("--data", help="Gateway data folder (uploads, outputs, "
+                                       "jobs); its service.toml holds the settings.")]
+
+
+@app.command()
+def serve(
+    data: DataDir,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default 8080).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Run the gateway's REST API (jobs run in `vid2dcm worker`)."""
+    import os
+
+    with _errors(verbose):
+        os.environ["VID2DCM_DATA"] = str(data)
+        import uvicorn
+
+        from vid2dcm.service.api import create_app
+        from vid2dcm.service.settings import load_settings
+
+        settings = load_settings(data)
+        uvicorn.run(create_app(settings), host=host or settings.host,
+                    port=port or settings.port, log_level="warning", access_log=False)
+
+
+@app.command()
+def worker(
+    data: DataDir,
+    workers: Annotated[int, typer.Option(min=1, help="Jobs run at the same time.")] = 1,
+    verbose: Verbose = False,
+) -> None:
+    """Run conversion jobs from the queue (SQLite in the data folder, or VID2DCM_QUEUE_URL)."""
+    import os
+
+    with _errors(verbose):
+        os.environ["VID2DCM_DATA"] = str(data)
+        from huey.consumer import Consumer
+
+        from vid2dcm.service import jobs
+
+        assert jobs.huey is not None
+        Consumer(jobs.huey, workers=workers, worker_type="process").run()
+
+
+@app.command()
+def token(
+    role: Annotated[str, typer.Option(help="uploader or admin")] = "uploader",
+    name: Annotated[str, typer.Option(help="Who the token is for.")] = "",
+) -> None:
+    """Make a new API token; prints it once, and the line to add to service.toml."""
+    import secrets
+
+    from vid2dcm.service.settings import hash_token
+
+    if role not in ("uploader", "admin"):
+        raise typer.Exit(2)
+    value = secrets.token_urlsafe(32)
+    out.print(f"token: {value}", markup=False)
+    out.print(f'tokens = [{{ sha256 = "{hash_token(value)}", role = "{role}", name = "{name}" }}]',
+              markup=False, highlight=False)
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"vid2dcm {__version__}")

@@ -1,0 +1,139 @@
+"""The gateway's REST API (FastAPI). Every endpoint but /health needs a bearer token; tokens
+are stored as SHA-256 hashes; roles are uploader and admin. No patient data is logged."""
+
+
+import re
+import uuid
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+
+from vid2dcm.service.jobs import JobRequest, enqueue
+from vid2dcm.service.settings import ServiceSettings, TokenEntry, hash_token
+from vid2dcm.service.store import Store
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,199}$")
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+CHUNK = 1 << 20
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    settings.prepare()
+    store = Store(settings.database)
+    app = FastAPI(title="vid2dcm gateway", version="0.1")
+
+    def caller(authorization: Annotated[str | None, Header()] = None) -> TokenEntry:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HTTPException(401, "a bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})
+        digest = hash_token(token)
+        for entry in settings.tokens:
+            if entry.sha256 == digest:
+                return entry
+        raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+
+    def admin(who: Annotated[TokenEntry, Depends(caller)]) -> TokenEntry:
+        if who.role != "admin":
+            raise HTTPException(403, "this action needs the admin role")
+        return who
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.put("/uploads/{name}", status_code=201)
+    async def upload(name: str, request: Request,
+                     _who: Annotated[TokenEntry, Depends(caller)]) -> dict[str, Any]:
+        if not SAFE_NAME.match(name) or ".." in name:
+            raise HTTPException(400, "file name must be plain (letters, digits, . _ - space)")
+        declared = request.headers.get("content-length")
+        room = settings.quota_bytes - store.used_bytes()
+        if declared is not None and int(declared) > room:
+            raise HTTPException(413, f"upload of {declared} bytes exceeds the free quota "
+                                     f"({max(room, 0)} bytes)")
+        folder = settings.uploads / uuid.uuid4().hex
+        folder.mkdir()
+        target = folder / name
+        size = 0
+        try:
+            with target.open("wb") as out:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > room:
+                        raise HTTPException(413, "upload exceeds the free quota")
+                    out.write(chunk)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            folder.rmdir()
+            raise
+        return {"id": store.add_upload(name, target, size), "size": size}
+
+    @app.post("/jobs", status_code=201)
+    def create_job(body: dict[str, Any],
+                   _who: Annotated[TokenEntry, Depends(caller)]) -> dict[str, str]:
+        try:
+            request = JobRequest.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise HTTPException(400, f"{where}: {first['msg']}") from exc
+        if store.upload(request.upload_id) is None:
+            raise HTTPException(404, "no such upload")
+        job_id = store.add_job(request.upload_id, request.model_dump(mode="json"))
+        enqueue(job_id)
+        return {"id": job_id}
+
+    @app.get("/jobs")
+    def list_jobs(_who: Annotated[TokenEntry, Depends(caller)]) -> list[dict[str, Any]]:
+        return [_public(asdict(job)) for job in store.jobs()]
+
+    @app.get("/jobs/{job_id}")
+    def get_job(job_id: str, _who: Annotated[TokenEntry, Depends(caller)]) -> dict[str, Any]:
+        job = store.job(_checked(job_id))
+        if job is None:
+            raise HTTPException(404, "no such job")
+        return _public(asdict(job))
+
+    @app.post("/jobs/{job_id}/cancel")
+    def cancel(job_id: str, _who: Annotated[TokenEntry, Depends(admin)]) -> dict[str, str]:
+        if not store.set_status(_checked(job_id), "cancelled", ("queued",)):
+            raise HTTPException(409, "only a queued job can be cancelled")
+        return {"status": "cancelled"}
+
+    @app.post("/jobs/{job_id}/retry")
+    def retry(job_id: str, _who: Annotated[TokenEntry, Depends(admin)]) -> dict[str, str]:
+        if not store.set_status(_checked(job_id), "queued", ("failed", "cancelled")):
+            raise HTTPException(409, "only a failed or cancelled job can be retried")
+        enqueue(job_id)
+        return {"status": "queued"}
+
+    @app.get("/jobs/{job_id}/files/{index}")
+    def download(job_id: str, index: int,
+                 _who: Annotated[TokenEntry, Depends(caller)]) -> FileResponse:
+        job = store.job(_checked(job_id))
+        if job is None or job.result is None:
+            raise HTTPException(404, "no files for this job")
+        files = job.result.get("files", [])
+        if not 0 <= index < len(files):
+            raise HTTPException(404, "no such file")
+        path = settings.outputs / job.id / files[index]["name"]
+        return FileResponse(path, media_type="application/dicom", filename=path.name)
+
+    return app
+
+
+def _checked(job_id: str) -> str:
+    if not JOB_ID.match(job_id):
+        raise HTTPException(400, "malformed job id")
+    return job_id
+
+
+def _public(job: dict[str, Any]) -> dict[str, Any]:
+    """The job as clients see it: the request's patient fields are not echoed back."""
+    request = dict(job.pop("request"))
+    request.pop("metadata", None)
+    return {**job, "request": request}

@@ -1,0 +1,157 @@
+"""The gateway through HTTP: a real uvicorn server and a real huey consumer (SQLite queue),
+both started and stopped by PID; uploads, jobs, downloads, tokens, quota, bad input."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dcmtk_peers import free_port, stop, wait_listening
+from readback import read_back
+from vid2dcm.media.synth import ClipSpec, synthesize
+from vid2dcm.service.settings import hash_token
+
+UPLOADER, ADMIN = "uploader-token", "admin-token"
+QUOTA = 5_000_000
+
+
+@dataclass(frozen=True)
+class Gateway:
+    url: str
+    data: Path
+
+    def call(self, method: str, path: str, token: str | None = UPLOADER,
+             body: bytes | None = None, json_body: Any = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.url + path, data=body, method=method,
+                                         headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                raw = r.read()
+                kind = r.headers.get_content_type()
+                return r.status, json.loads(raw) if kind == "application/json" else raw
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    data = tmp_path_factory.mktemp("gateway")
+    port = free_port()
+    (data / "service.toml").write_text(f"""
+[service]
+port = {port}
+quota_bytes = {QUOTA}
+tokens = [
+  {{ sha256 = "{hash_token(UPLOADER)}", role = "uploader", name = "nurse" }},
+  {{ sha256 = "{hash_token(ADMIN)}", role = "admin", name = "it" }},
+]
+""")
+    cli = [sys.executable, "-m", "vid2dcm.cli"]
+    log = (data / "gateway.log").open("wb")
+    worker = subprocess.Popen([*cli, "worker", "--data", str(data)], stdout=log, stderr=log,
+                              start_new_session=True)
+    server = subprocess.Popen([*cli, "serve", "--data", str(data)], stdout=log, stderr=log,
+                              start_new_session=True)
+    try:
+        wait_listening(port, server, seconds=30)
+        yield Gateway(f"http://127.0.0.1:{port}", data)
+    finally:
+        stop(server)
+        stop(worker)
+        log.close()
+
+
+def _wait(gateway: Gateway, job_id: str, seconds: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status, job = gateway.call("GET", f"/jobs/{job_id}")
+        assert status == 200
+        if job["status"] in ("done", "failed", "cancelled"):
+            return dict(job)
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_upload_convert_download(gateway: Gateway, tmp_path: Path) -> None:
+    clip = synthesize(tmp_path / "scope.mp4", ClipSpec(
+        options={"preset": "superfast", "profile": "high"}, frames=20))
+    status, upload = gateway.call("PUT", "/uploads/scope.mp4", body=clip.read_bytes())
+    assert status == 201 and upload["size"] == clip.stat().st_size
+    status, created = gateway.call("POST", "/jobs", json_body={
+        "upload_id": upload["id"], "sop": "endoscopic",
+        "metadata": {"patient_id": "GW1", "patient_name": "Gate^Way"}})
+    assert status == 201, created
+    job = _wait(gateway, created["id"])
+    assert job["status"] == "done", job
+    assert "metadata" not in job["request"], "patient data is not echoed back"
+    status, dicom = gateway.call("GET", f"/jobs/{created['id']}/files/0")
+    assert status == 200
+    path = tmp_path / "out.dcm"
+    path.write_bytes(dicom)
+    ds = read_back(path, tmp_path).dataset
+    assert ds.PatientID == "GW1" and ds.Modality == "ES" and int(ds.NumberOfFrames) == 20
+    status, listing = gateway.call("GET", "/jobs")
+    assert status == 200 and any(j["id"] == created["id"] for j in listing)
+
+
+def test_every_endpoint_but_health_needs_a_token(gateway: Gateway) -> None:
+    assert gateway.call("GET", "/health", token=None)[0] == 200
+    for method, path in (("GET", "/jobs"), ("PUT", "/uploads/x.mp4"), ("POST", "/jobs"),
+                         ("GET", "/jobs/" + "0" * 32)):
+        assert gateway.call(method, path, token=None, body=b"")[0] == 401, path
+        assert gateway.call(method, path, token="wrong", body=b"")[0] == 401, path
+
+
+def test_uploader_cannot_do_admin_actions(gateway: Gateway) -> None:
+    job = "0" * 32
+    assert gateway.call("POST", f"/jobs/{job}/cancel")[0] == 403
+    assert gateway.call("POST", f"/jobs/{job}/retry")[0] == 403
+    assert gateway.call("POST", f"/jobs/{job}/cancel", token=ADMIN)[0] == 409
+
+
+def test_quota_is_enforced_up_front(gateway: Gateway) -> None:
+    """A client that announces the size (Expect: 100-continue) is refused before sending it."""
+    before = sorted(p.name for p in (gateway.data / "uploads").iterdir())
+    host, port = gateway.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest("PUT", "/uploads/big.mp4")
+    conn.putheader("Authorization", f"Bearer {UPLOADER}")
+    conn.putheader("Content-Length", str(QUOTA + 1))
+    conn.putheader("Expect", "100-continue")
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 413 and b"quota" in response.read()
+    conn.close()
+    assert sorted(p.name for p in (gateway.data / "uploads").iterdir()) == before
+
+
+@pytest.mark.parametrize("path", ["/uploads/..%2F..%2Fetc%2Fpasswd", "/uploads/.hidden",
+                                  "/jobs/..%2F..", "/jobs/not-an-id/files/0"])
+def test_path_tricks_are_refused(gateway: Gateway, path: str) -> None:
+    method = "PUT" if path.startswith("/uploads") else "GET"
+    status, _ = gateway.call(method, path, body=b"x" if method == "PUT" else None)
+    assert status in (400, 404), status
+    assert not (gateway.data.parent / "etc").exists()
+
+
+def test_bad_job_requests_are_400(gateway: Gateway) -> None:
+    status, answer = gateway.call("POST", "/jobs", json_body={"upload_id": "nope"})
+    assert status == 400
+    status, answer = gateway.call("POST", "/jobs", json_body={"upload_id": "0" * 32,
+                                                              "unknown": 1})
+    assert status == 400 and "unknown" in answer["detail"]
