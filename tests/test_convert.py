@@ -248,3 +248,24 @@ def test_one_pass_route_and_its_fallback(make_clip: MakeClip, tmp_path: Path,
         back = read_back(written.path, tmp_path)
         assert coded_pictures(back.extracted) == coded_pictures(source)
     assert not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("root", [None, "1.2.826.0.1.3680043.10.999"])
+def test_a_uid_seed_makes_reruns_write_the_same_instances(root: str | None, make_clip: MakeClip,
+                                                         tmp_path: Path) -> None:
+    """An interrupted gateway job is re-run; the PACS must see the same instances again."""
+    source = make_clip("seeded.mp4", ClipSpec(options=HIGH))
+
+    def uids(seed: str | None, name: str) -> tuple[str, str, str]:
+        result = convert(source, tmp_path / name, metadata=Metadata(uid_root=root,
+                                                                    uid_seed=seed))
+        f = result.files[0]
+        return result.study_instance_uid, result.series_instance_uid, f.sop_instance_uid
+
+    first, again = uids("job-1", "a.dcm"), uids("job-1", "b.dcm")
+    assert first == again
+    assert len(set(first)) == 3
+    assert uids("job-2", "c.dcm") != first
+    assert uids(None, "d.dcm") != uids(None, "e.dcm")
+    for uid in first:
+        assert len(uid) <= 64 and (root is None or uid.startswith(root + "."))

@@ -107,11 +107,17 @@ def test_upload_convert_download(gateway: Gateway, tmp_path: Path) -> None:
     assert ds.PatientID == "GW1" and ds.Modality == "ES" and int(ds.NumberOfFrames) == 20
     status, listing = gateway.call("GET", "/jobs")
     assert status == 200 and any(j["id"] == created["id"] for j in listing)
+    status, metrics = gateway.call("GET", "/metrics")
+    assert status == 200
+    text = metrics.decode()
+    assert 'vid2dcm_jobs{state="done"}' in text and "vid2dcm_job_seconds_count" in text
+    assert "Gate" not in text and "GW1" not in text
 
 
 def test_every_endpoint_but_health_needs_a_token(gateway: Gateway) -> None:
     assert gateway.call("GET", "/health", token=None)[0] == 200
     for method, path in (("GET", "/jobs"), ("PUT", "/uploads/x.mp4"), ("POST", "/jobs"),
+                         ("GET", "/metrics"),
                          ("GET", "/jobs/" + "0" * 32)):
         assert gateway.call(method, path, token=None, body=b"")[0] == 401, path
         assert gateway.call(method, path, token="wrong", body=b"")[0] == 401, path

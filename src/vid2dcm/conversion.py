@@ -18,7 +18,7 @@ from vid2dcm.dicom.encapsulation import (
     write_native_pixel_data,
     write_pixel_data,
 )
-from vid2dcm.dicom.uids import new_uid
+from vid2dcm.dicom.uids import UidSource
 from vid2dcm.dicom.writer import (
     InstanceIdentity,
     PixelDescription,
@@ -159,12 +159,13 @@ def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, target
     """Copy packets into one container per instance and write each instance around it."""
     assert plan.container is not None and plan.transfer_syntax is not None
     assert plan.transfer_syntax_uid is not None
-    study_uid = metadata.study_instance_uid or new_uid(metadata.uid_root)
-    series_uid = metadata.series_instance_uid or new_uid(metadata.uid_root)
+    uids = UidSource(metadata.uid_root, metadata.uid_seed)
+    study_uid = metadata.study_instance_uid or uids.new("study")
+    series_uid = metadata.series_instance_uid or uids.new("series")
     recorded_at = metadata.acquisition_datetime or source.creation_time
     provenance = describe_provenance(source, original)
     if plan.layout is Layout.SINGLE and _timing_survives_remux(info):
-        identity = InstanceIdentity(study_uid, series_uid, new_uid(metadata.uid_root), 1)
+        identity = InstanceIdentity(study_uid, series_uid, uids.new("instance-1"), 1)
         instance = VideoInstance(
             iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid,
             pixels=describe_bitstream(info, plan.transfer_syntax, plan.copied_audio),
@@ -192,7 +193,7 @@ def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, target
         bitstream = probe(piece.path)
         _check_piece(bitstream, piece.segment.end_frame - piece.segment.first_frame,
                      plan, options)
-        identity = InstanceIdentity(study_uid, series_uid, new_uid(metadata.uid_root),
+        identity = InstanceIdentity(study_uid, series_uid, uids.new(f"instance-{number}"),
                                     number, previous)
         instance = VideoInstance(
             iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid,
@@ -219,9 +220,10 @@ def _frames(info: MediaInfo, plan: Plan, options: Request, metadata: Metadata, b
     say("encoding frames", 0.0)
     encoded = encode_frames(info, target, syntax, options.quality.value, work / "frames.bin",
                             lambda done: say("encoding frames", done))
-    study_uid = metadata.study_instance_uid or new_uid(metadata.uid_root)
-    series_uid = metadata.series_instance_uid or new_uid(metadata.uid_root)
-    identity = InstanceIdentity(study_uid, series_uid, new_uid(metadata.uid_root), 1)
+    uids = UidSource(metadata.uid_root, metadata.uid_seed)
+    study_uid = metadata.study_instance_uid or uids.new("study")
+    series_uid = metadata.series_instance_uid or uids.new("series")
+    identity = InstanceIdentity(study_uid, series_uid, uids.new("instance-1"), 1)
     pixels = PixelDescription(
         rows=encoded.height, columns=encoded.width, photometric=syntax.photometric,
         timing=encoded.timing, stored_bytes=encoded.size_bytes,

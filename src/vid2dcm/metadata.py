@@ -69,6 +69,8 @@ class Metadata(BaseModel):
     scheduled_procedure_step_description: str = Field(default="", max_length=64)
     """The order (from a worklist): written as the Request Attributes Sequence."""
     uid_root: str | None = Field(default=None, max_length=40)
+    uid_seed: str | None = Field(default=None, max_length=128)
+    """Makes new UIDs repeatable (e.g. a job id): a re-run writes the same instances."""
 
     @field_validator("study_instance_uid", "series_instance_uid")
     @classmethod

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import ValidationError
 
 from vid2dcm.service.jobs import JobRequest, enqueue
@@ -44,6 +44,21 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics(_who: Annotated[TokenEntry, Depends(caller)]) -> str:
+        """Prometheus text format: jobs by state, job durations, stored upload bytes."""
+        lines = ["# TYPE vid2dcm_jobs gauge"]
+        lines += [f'vid2dcm_jobs{{state="{state}"}} {n}' for state, n in store.counts().items()]
+        durations = store.finished_durations()
+        lines += ["# TYPE vid2dcm_job_seconds summary",
+                  f"vid2dcm_job_seconds_count {len(durations)}",
+                  f"vid2dcm_job_seconds_sum {sum(durations):.3f}",
+                  "# TYPE vid2dcm_upload_bytes gauge",
+                  f"vid2dcm_upload_bytes {store.used_bytes()}",
+                  "# TYPE vid2dcm_quota_bytes gauge",
+                  f"vid2dcm_quota_bytes {settings.quota_bytes}"]
+        return "\n".join(lines) + "\n"
 
     @app.put("/uploads/{name}", status_code=201)
     async def upload(name: str, request: Request,

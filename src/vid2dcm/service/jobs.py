@@ -83,7 +83,8 @@ def execute(settings: ServiceSettings, job_id: str) -> None:
         _name, path, _size = upload
         out_dir = settings.outputs / job_id
         out_dir.mkdir(parents=True, exist_ok=True)
-        result = convert(path, out_dir, metadata=request.metadata,
+        metadata = request.metadata.model_copy(update={"uid_seed": job_id})
+        result = convert(path, out_dir, metadata=metadata,
                          options=Request(sop=SopChoice(request.sop),
                                          transcode=TranscodePolicy(request.transcode)),
                          overwrite=True,

@@ -115,6 +115,18 @@ class Store:
                                 f"({marks})", (status, job_id, *allowed_from))
             return cursor.rowcount == 1
 
+    def counts(self) -> dict[str, int]:
+        with self._db() as db:
+            rows = db.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
+        found = {row["status"]: int(row["n"]) for row in rows}
+        return {state: found.get(state, 0) for state in STATES}
+
+    def finished_durations(self) -> list[float]:
+        with self._db() as db:
+            rows = db.execute("SELECT finished - started AS d FROM jobs WHERE status IN "
+                              "('done', 'failed') AND started IS NOT NULL").fetchall()
+        return [float(r["d"]) for r in rows if r["d"] is not None]
+
     def used_bytes(self) -> int:
         with self._db() as db:
             row = db.execute("SELECT COALESCE(SUM(size), 0) AS total FROM uploads").fetchone()
