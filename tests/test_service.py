@@ -76,15 +76,8 @@ tokens = [
         log.close()
 
 
-def _wait(gateway: Gateway, job_id: str, seconds: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        status, job = gateway.call("GET", f"/jobs/{job_id}")
-        assert status == 200
-        if job["status"] in ("done", "failed", "cancelled"):
-            return dict(job)
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
+def _wait(gateway: Gateway, job_id: str) -> dict[str, Any]:
+    return _wait_token(gateway, job_id, UPLOADER, seconds=90)
 
 
 def test_upload_convert_download(gateway: Gateway, tmp_path: Path) -> None:
@@ -161,3 +154,58 @@ def test_bad_job_requests_are_400(gateway: Gateway) -> None:
     status, answer = gateway.call("POST", "/jobs", json_body={"upload_id": "0" * 32,
                                                               "unknown": 1})
     assert status == 400 and "unknown" in answer["detail"]
+
+
+def test_job_interrupted_mid_run_completes_once_after_restart(tmp_path: Path) -> None:
+    """A worker died after taking a job (it is 'running' and gone from the queue): the next
+    worker runs it again from its input, once, with the same UIDs as the first attempt."""
+    from vid2dcm.service.store import Store
+
+    data = tmp_path / "gw"
+    data.mkdir()
+    port = free_port()
+    (data / "service.toml").write_text(
+        f'[service]\nport = {port}\ntokens = [{{ sha256 = "{hash_token(ADMIN)}", '
+        'role = "admin" }]\n')
+    cli = [sys.executable, "-m", "vid2dcm.cli"]
+    server = subprocess.Popen([*cli, "serve", "--data", str(data)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = None
+    try:
+        wait_listening(port, server, seconds=30)
+        gateway = Gateway(f"http://127.0.0.1:{port}", data)
+        clip = synthesize(tmp_path / "c.mp4", ClipSpec(
+            options={"preset": "superfast", "profile": "high"}, frames=10))
+        _, upload = gateway.call("PUT", "/uploads/c.mp4", token=ADMIN, body=clip.read_bytes())
+        _, created = gateway.call("POST", "/jobs", token=ADMIN,
+                                  json_body={"upload_id": upload["id"]})
+        job_id = created["id"]
+        store = Store(data / "jobs.sqlite")
+        assert store.claim(job_id)  # the dead worker's claim ...
+        subprocess.run([sys.executable, "-c",  # ... and the queue entry it consumed
+                        "import os, sys; os.environ['VID2DCM_DATA'] = sys.argv[1]; "
+                        "from vid2dcm.service import jobs; jobs.huey.flush()", str(data)],
+                       check=True)
+        worker = subprocess.Popen([*cli, "worker", "--data", str(data)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        job = _wait_token(gateway, job_id, ADMIN)
+        assert job["status"] == "done" and job["attempts"] == 2, job
+        files = list((data / "outputs" / job_id).iterdir())
+        assert len(files) == 1
+    finally:
+        stop(server)
+        if worker is not None:
+            stop(worker)
+
+
+def _wait_token(gateway: Gateway, job_id: str, token: str, seconds: float = 60
+                ) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    job: Any = None
+    while time.monotonic() < deadline:
+        _, job = gateway.call("GET", f"/jobs/{job_id}", token=token)
+        if job["status"] in ("done", "failed", "cancelled"):
+            return dict(job)
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
