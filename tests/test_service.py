@@ -76,6 +76,13 @@ tokens = [
         log.close()
 
 
+def _embedded(path: Path) -> bytes:
+    from vid2dcm.dicom.reader import open_video_object
+
+    with open_video_object(path).open_bitstream() as raw:
+        return raw.read()
+
+
 def _wait(gateway: Gateway, job_id: str) -> dict[str, Any]:
     return _wait_token(gateway, job_id, UPLOADER, seconds=90)
 
@@ -98,6 +105,17 @@ def test_upload_convert_download(gateway: Gateway, tmp_path: Path) -> None:
     path.write_bytes(dicom)
     ds = read_back(path, tmp_path).dataset
     assert ds.PatientID == "GW1" and ds.Modality == "ES" and int(ds.NumberOfFrames) == 20
+    status, whole = gateway.call("GET", f"/jobs/{created['id']}/files/0/video")
+    assert status == 200
+    embedded = _embedded(path)
+    assert whole == embedded
+    request = urllib.request.Request(f"{gateway.url}/jobs/{created['id']}/files/0/video",
+                                     headers={"Authorization": f"Bearer {UPLOADER}",
+                                              "Range": "bytes=100-199"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.status == 206 and r.headers["Content-Type"] == "video/mp4"
+        assert r.headers["Content-Range"] == f"bytes 100-199/{len(embedded)}"
+        assert r.read() == embedded[100:200]
     status, listing = gateway.call("GET", "/jobs")
     assert status == 200 and any(j["id"] == created["id"] for j in listing)
     status, metrics = gateway.call("GET", "/metrics")

@@ -4,13 +4,16 @@ are stored as SHA-256 hashes; roles are uploader and admin. No patient data is l
 
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
+from vid2dcm.dicom.reader import VideoObject, open_video_object
 from vid2dcm.service.jobs import JobRequest, enqueue
 from vid2dcm.service.settings import ServiceSettings, TokenEntry, hash_token
 from vid2dcm.service.store import Store
@@ -129,16 +132,71 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @app.get("/jobs/{job_id}/files/{index}")
     def download(job_id: str, index: int,
                  _who: Annotated[TokenEntry, Depends(caller)]) -> FileResponse:
-        job = store.job(_checked(job_id))
-        if job is None or job.result is None:
-            raise HTTPException(404, "no files for this job")
-        files = job.result.get("files", [])
-        if not 0 <= index < len(files):
-            raise HTTPException(404, "no such file")
-        path = settings.outputs / job.id / files[index]["name"]
+        path = _output(store, settings, job_id, index)
         return FileResponse(path, media_type="application/dicom", filename=path.name)
 
+    @app.get("/jobs/{job_id}/files/{index}/video")
+    def preview(job_id: str, index: int, _who: Annotated[TokenEntry, Depends(caller)],
+                range_header: Annotated[str | None, Header(alias="range")] = None) -> Response:
+        """The embedded video of a stored instance, with HTTP Range support, so a browser can
+        play and seek it without downloading the whole file first."""
+        path = _output(store, settings, job_id, index)
+        video = open_video_object(path)
+        length = video.bitstream_length
+        start, end = _byte_range(range_header, length)
+        media = "video/mp4" if _is_mp4(video) else "video/mp2t"
+
+        def body() -> Iterator[bytes]:
+            with video.open_bitstream() as raw:
+                raw.seek(start)
+                left = end - start + 1
+                while left > 0:
+                    chunk = raw.read(min(CHUNK, left))
+                    if not chunk:
+                        return
+                    left -= len(chunk)
+                    yield chunk
+
+        headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1)}
+        if range_header:
+            headers["Content-Range"] = f"bytes {start}-{end}/{length}"
+        return StreamingResponse(body(), status_code=206 if range_header else 200,
+                                 media_type=media, headers=headers)
+
     return app
+
+
+def _output(store: Store, settings: ServiceSettings, job_id: str, index: int) -> Path:
+    job = store.job(_checked(job_id))
+    if job is None or job.result is None:
+        raise HTTPException(404, "no files for this job")
+    files = job.result.get("files", [])
+    if not 0 <= index < len(files):
+        raise HTTPException(404, "no such file")
+    return Path(settings.outputs / job.id / files[index]["name"])
+
+
+def _byte_range(header: str | None, length: int) -> tuple[int, int]:
+    if not header:
+        return 0, length - 1
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    if not match or not (match[1] or match[2]):
+        raise HTTPException(416, "unsupported Range", headers={"Content-Range":
+                                                              f"bytes */{length}"})
+    if match[1]:
+        start = int(match[1])
+        end = min(int(match[2]), length - 1) if match[2] else length - 1
+    else:
+        start, end = max(0, length - int(match[2])), length - 1
+    if start > end or start >= length:
+        raise HTTPException(416, "Range not satisfiable",
+                            headers={"Content-Range": f"bytes */{length}"})
+    return start, end
+
+
+def _is_mp4(video: VideoObject) -> bool:
+    with video.open_bitstream() as raw:
+        return raw.read(8)[4:8] == b"ftyp"
 
 
 def _checked(job_id: str) -> str:
