@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dcmtk_peers import free_port, stop, wait_listening
+from dcmtk_peers import free_port, running_worklist, stop, wait_listening
 from readback import read_back
 from vid2dcm.media.synth import ClipSpec, synthesize
 from vid2dcm.service.settings import hash_token
@@ -48,14 +48,26 @@ class Gateway:
             return exc.code, json.loads(exc.read() or b"{}")
 
 
+TODAY = time.strftime("%Y%m%d")
+ORDER = {"accession": "GWACC1", "patient_name": "Order^Patient", "patient_id": "ORD1",
+         "study_uid": "1.2.826.0.1.3680043.10.999.77", "procedure": "Gastroscopy",
+         "modality": "ES", "day": TODAY}
+
+
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     data = tmp_path_factory.mktemp("gateway")
     port = free_port()
+    with running_worklist(tmp_path_factory.mktemp("wl"), [ORDER]) as (aet, wl_port):
+        yield from _gateway(data, port, f"{aet}@127.0.0.1:{wl_port}")
+
+
+def _gateway(data: Path, port: int, worklist: str) -> Iterator[Gateway]:
     (data / "service.toml").write_text(f"""
 [service]
 port = {port}
 quota_bytes = {QUOTA}
+worklist = "{worklist}"
 tokens = [
   {{ sha256 = "{hash_token(UPLOADER)}", role = "uploader", name = "nurse" }},
   {{ sha256 = "{hash_token(ADMIN)}", role = "admin", name = "it" }},
@@ -227,3 +239,24 @@ def _wait_token(gateway: Gateway, job_id: str, token: str, seconds: float = 60
             return dict(job)
         time.sleep(0.3)
     raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_worklist_and_a_job_filed_under_the_order(gateway: Gateway, tmp_path: Path) -> None:
+    status, entries = gateway.call("GET", "/worklist?date=today&modality=ES")
+    assert status == 200 and [e["accession_number"] for e in entries] == ["GWACC1"]
+    assert gateway.call("GET", "/worklist?date=yesterday")[0] == 400
+    assert gateway.call("GET", "/worklist", token=None)[0] == 401
+    clip = synthesize(tmp_path / "g.mp4", ClipSpec(
+        options={"preset": "superfast", "profile": "high"}, frames=10))
+    _, upload = gateway.call("PUT", "/uploads/g.mp4", body=clip.read_bytes())
+    _, created = gateway.call("POST", "/jobs", json_body={
+        "upload_id": upload["id"], "sop": "endoscopic", "accession": "GWACC1"})
+    job = _wait(gateway, created["id"])
+    assert job["status"] == "done", job
+    _, dicom = gateway.call("GET", f"/jobs/{created['id']}/files/0")
+    path = tmp_path / "g.dcm"
+    path.write_bytes(dicom)
+    ds = read_back(path, tmp_path).dataset
+    assert (ds.PatientID, ds.AccessionNumber) == ("ORD1", "GWACC1")
+    assert ds.StudyInstanceUID == ORDER["study_uid"]
+    assert ds.RequestAttributesSequence[0].ScheduledProcedureStepID == "SPS-GWACC1"

@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from fastapi.responses import FileResponse, PlainTextResponse, Response, Streami
 from pydantic import ValidationError
 
 from vid2dcm.dicom.reader import VideoObject, open_video_object
+from vid2dcm.errors import Vid2DcmError
 from vid2dcm.service.jobs import JobRequest, enqueue
 from vid2dcm.service.settings import ServiceSettings, TokenEntry, hash_token
 from vid2dcm.service.store import Store
@@ -47,6 +49,28 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/worklist")
+    def worklist(_who: Annotated[TokenEntry, Depends(caller)], date: str | None = None,
+                 modality: str | None = None) -> list[dict[str, Any]]:
+        """Scheduled procedures from the configured worklist (date: today or YYYYMMDD)."""
+        from vid2dcm.net.destinations import parse_destination
+        from vid2dcm.net.worklist import query
+
+        if not settings.worklist:
+            raise HTTPException(404, "no worklist is configured")
+        try:
+            day = _day(date)
+        except ValueError as exc:
+            raise HTTPException(400, "date must be today or YYYYMMDD") from exc
+        if modality is not None and not re.fullmatch(r"[A-Z]{2,3}", modality):
+            raise HTTPException(400, "modality must be a DICOM modality code such as ES")
+        try:
+            entries = query(parse_destination(settings.worklist, settings.destinations_file),
+                            day, modality)
+        except Vid2DcmError as exc:
+            raise HTTPException(502, f"worklist unavailable: {exc}") from exc
+        return [asdict(e) for e in entries]
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics(_who: Annotated[TokenEntry, Depends(caller)]) -> str:
@@ -101,7 +125,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             raise HTTPException(400, f"{where}: {first['msg']}") from exc
         if store.upload(request.upload_id) is None:
             raise HTTPException(404, "no such upload")
-        job_id = store.add_job(request.upload_id, request.model_dump(mode="json"))
+        job_id = store.add_job(request.upload_id,
+                               request.model_dump(mode="json", exclude_unset=True))
         enqueue(job_id)
         return {"id": job_id}
 
@@ -197,6 +222,14 @@ def _byte_range(header: str | None, length: int) -> tuple[int, int]:
 def _is_mp4(video: VideoObject) -> bool:
     with video.open_bitstream() as raw:
         return raw.read(8)[4:8] == b"ftyp"
+
+
+def _day(text: str | None) -> date | None:
+    if text is None:
+        return None
+    if text == "today":
+        return date.today()
+    return datetime.strptime(text, "%Y%m%d").date()
 
 
 def _checked(job_id: str) -> str:

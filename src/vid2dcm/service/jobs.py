@@ -27,6 +27,8 @@ class JobRequest(BaseModel):
         "photographic")
     transcode: Literal["auto", "never", "always"] = "auto"
     destinations: tuple[str, ...] = ()
+    accession: str | None = Field(default=None, max_length=16)
+    """Fill patient and order from the gateway's worklist entry with this accession number."""
 
 
 def make_huey() -> Huey:
@@ -84,6 +86,8 @@ def execute(settings: ServiceSettings, job_id: str) -> None:
         out_dir = settings.outputs / job_id
         out_dir.mkdir(parents=True, exist_ok=True)
         metadata = request.metadata.model_copy(update={"uid_seed": job_id})
+        if request.accession:
+            metadata = _from_worklist(settings, request.accession, metadata)
         result = convert(path, out_dir, metadata=metadata,
                          options=Request(sop=SopChoice(request.sop),
                                          transcode=TranscodePolicy(request.transcode)),
@@ -104,6 +108,19 @@ def execute(settings: ServiceSettings, job_id: str) -> None:
         store.finish(job_id, None, str(exc))
     except Exception as exc:  # a job must end in a state, whatever happened
         store.finish(job_id, None, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _from_worklist(settings: ServiceSettings, accession: str, metadata: Metadata) -> Metadata:
+    """The order's patient and study, with anything the client typed in taking precedence."""
+    from vid2dcm.net.destinations import parse_destination
+    from vid2dcm.net.worklist import the_order
+
+    if not settings.worklist:
+        raise Vid2DcmError("this gateway has no worklist configured")
+    order = the_order(parse_destination(settings.worklist, settings.destinations_file),
+                      accession).metadata_fields()
+    typed = metadata.model_dump(exclude_unset=True)
+    return Metadata.model_validate({**order, **typed})
 
 
 def _deliver(settings: ServiceSettings, request: JobRequest, files: list[Path]

@@ -32,6 +32,8 @@ class ServiceSettings(BaseModel):
     """Uploads plus outputs may not exceed this; an upload that would is refused with 413."""
     tokens: tuple[TokenEntry, ...] = ()
     destinations_file: Path | None = None
+    worklist: str | None = None
+    """Modality Worklist to offer: AE@HOST:PORT or a name in destinations_file."""
 
     @property
     def uploads(self) -> Path:
