@@ -464,6 +464,39 @@ def _box(text: str | None) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
+@app.command(name="watch")
+def watch_folder(
+    folder: Annotated[Path, typer.Argument(help="Folder recorders drop videos into.")],
+    to: Annotated[list[str] | None, typer.Option(
+        "--to", help="Deliver each result: AE@HOST:PORT, STOW URL or configured name.")] = None,
+    sop: Annotated[SopChoice, typer.Option(help="Video IOD to write.")] = SopChoice.PHOTOGRAPHIC,
+    metadata: Annotated[Path | None, typer.Option(help="JSON file of patient/study fields.")
+                        ] = None,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between looks.")] = 2.0,
+    settle: Annotated[float, typer.Option(
+        min=0, help="Seconds a file must stay unchanged before it is taken.")] = 5.0,
+    once: Annotated[bool, typer.Option(help="Handle what is there, then stop.")] = False,
+    config: Config = None,
+    verbose: Verbose = False,
+) -> None:
+    """Convert (and deliver) every file dropped into FOLDER once it stops growing; inputs move
+    to done/ or failed/ (with a .reason.txt)."""
+    from vid2dcm.watch import watch
+
+    with _errors(verbose):
+        if not folder.is_dir():
+            raise UsageError(f"{folder} is not a folder")
+        dests = [parse_destination(t, config) for t in to or []]
+
+        def report(event: Any) -> None:
+            target = out if event.ok else err
+            target.print(f"{event.source.name}: {'done' if event.ok else 'FAILED'} "
+                         f"({event.message})", markup=False, highlight=False, soft_wrap=True)
+
+        watch(folder, load_metadata(metadata), Request(sop=sop), dests, interval, once, settle,
+              report)
+
+
 DataDir = Annotated[Path, typer.Option("--data", help="Gateway data folder (uploads, outputs, "
                                        "jobs); its service.toml holds the settings.")]
 
