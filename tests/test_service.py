@@ -260,3 +260,14 @@ def test_worklist_and_a_job_filed_under_the_order(gateway: Gateway, tmp_path: Pa
     assert (ds.PatientID, ds.AccessionNumber) == ("ORD1", "GWACC1")
     assert ds.StudyInstanceUID == ORDER["study_uid"]
     assert ds.RequestAttributesSequence[0].ScheduledProcedureStepID == "SPS-GWACC1"
+
+
+def test_staff_page_is_served_and_uses_the_api(gateway: Gateway) -> None:
+    """The page needs no token to load (it asks for one) and talks only to this API."""
+    with urllib.request.urlopen(gateway.url + "/", timeout=30) as r:
+        html = r.read().decode()
+        assert r.headers.get_content_type() == "text/html"
+    for endpoint in ('"/jobs"', "/uploads/", "/worklist?date=today", "/files/0/video",
+                     'name="viewport"'):
+        assert endpoint in html, endpoint
+    assert "http://" not in html and "https://" not in html, "no third-party resources"

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from pydantic import ValidationError
 
 from vid2dcm.dicom.reader import VideoObject, open_video_object
@@ -45,6 +51,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         if who.role != "admin":
             raise HTTPException(403, "this action needs the admin role")
         return who
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        """The staff page: plain HTML and JavaScript, no build step."""
+        return (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
 
     @app.get("/health")
     def health() -> dict[str, str]:
