@@ -271,3 +271,41 @@ def test_staff_page_is_served_and_uses_the_api(gateway: Gateway) -> None:
                      'name="viewport"'):
         assert endpoint in html, endpoint
     assert "http://" not in html and "https://" not in html, "no third-party resources"
+
+
+def test_browser_flow_from_worklist_to_playing_the_result(gateway: Gateway,
+                                                          tmp_path: Path) -> None:
+    """Headless Debian chromium (loopback only) driven by Playwright: sign in, pick today's
+    worklist entry, drop a clip, see the job reach done, play the stored video."""
+    from playwright.sync_api import sync_playwright
+
+    clip = synthesize(tmp_path / "bedside.mp4", ClipSpec(
+        options={"preset": "superfast", "profile": "high"}, frames=50))
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 820, "height": 1180})  # a tablet
+            page.goto(gateway.url + "/")
+            page.fill("#token", UPLOADER)
+            page.click("#signin-button")
+            page.wait_for_selector("#app:not([hidden])", timeout=15_000)
+            page.wait_for_selector("#order option[value='GWACC1']", state="attached",
+                                   timeout=15_000)
+            page.select_option("#order", "GWACC1")
+            page.select_option("#procedure", "endoscopic")
+            page.set_input_files("#files", str(clip))
+            page.wait_for_selector("button[data-preview]", timeout=90_000)
+            page.click("button[data-preview]")
+            page.wait_for_function(
+                "() => { const v = document.getElementById('preview');"
+                " return v && v.duration > 0 && v.currentTime > 0.2; }", timeout=30_000)
+            page.screenshot(path=str(tmp_path / "gateway.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (tmp_path / "gateway.png").stat().st_size > 0
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
