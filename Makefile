@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml scripts/install-system-deps
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-## Synthesise a short sample clip, convert it to DICOM and validate the result.
+## Convert a synthesised sample (shows the pipeline), then start the gateway on embedded
+## defaults (SQLite queue, data/ folder) and print its URL and token; Ctrl-C stops it.
 run: setup
 	$(BIN)/python -m vid2dcm.demo sample
+	$(BIN)/vid2dcm gateway --data data
 
 ## ruff + mypy --strict, then every test (real dcmdump / dciodvfy, synthesised fixtures).
 test: setup lint

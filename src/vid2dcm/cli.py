@@ -543,6 +543,48 @@ def worker(
 
 
 @app.command()
+def gateway(
+    data: Annotated[Path, typer.Option("--data", help="Data folder (created if missing).")
+                    ] = Path("data"),
+    port: Annotated[int | None, typer.Option(help="HTTP port (default 8080).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Server and worker together on embedded defaults (SQLite queue): what `make run` starts.
+    A first run writes data/service.toml with an admin token kept in data/admin-token.txt."""
+    import os
+    import secrets
+    import subprocess
+
+    with _errors(verbose):
+        data.mkdir(parents=True, exist_ok=True)
+        config, token_file = data / "service.toml", data / "admin-token.txt"
+        if not config.exists():
+            from vid2dcm.service.settings import hash_token
+
+            value = secrets.token_urlsafe(32)
+            token_file.write_text(value + "\n")
+            token_file.chmod(0o600)
+            config.write_text(f'[service]\ntokens = [{{ sha256 = "{hash_token(value)}", '
+                              'role = "admin", name = "make run" }]\n')
+        from vid2dcm.service.settings import load_settings
+
+        settings = load_settings(data)
+        shown = token_file.read_text().strip() if token_file.exists() else "(see service.toml)"
+        bind_port = port or settings.port
+        out.print(f"vid2dcm gateway: http://{settings.host}:{bind_port}/  token: {shown}",
+                  markup=False, highlight=False)
+        out.print("Ctrl-C stops it.", markup=False)
+        env = {**os.environ, "VID2DCM_DATA": str(data)}
+        worker_proc = subprocess.Popen([sys.executable, "-m", "vid2dcm.cli", "worker", "--data",
+                                        str(data)], env=env)
+        try:
+            serve(data, None, bind_port, verbose)
+        finally:
+            worker_proc.terminate()
+            worker_proc.wait(timeout=30)
+
+
+@app.command()
 def token(
     role: Annotated[str, typer.Option(help="uploader or admin")] = "uploader",
     name: Annotated[str, typer.Option(help="Who the token is for.")] = "",
