@@ -309,3 +309,22 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+
+
+def test_gateway_command_starts_on_embedded_defaults(tmp_path: Path) -> None:
+    """What `make run` starts: a fresh data folder, an admin token, server and worker."""
+    data = tmp_path / "data"
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vid2dcm.cli", "gateway", "--data", str(data),
+                             "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_listening(port, proc, seconds=30)
+        token = (data / "admin-token.txt").read_text().strip()
+        gateway = Gateway(f"http://127.0.0.1:{port}", data)
+        assert gateway.call("GET", "/jobs", token=token) == (200, [])
+        assert (data / "admin-token.txt").stat().st_mode & 0o077 == 0
+    finally:
+        stop(proc)
+    assert proc.stdout is not None
+    assert f"http://127.0.0.1:{port}/" in proc.stdout.read().decode()
