@@ -328,3 +328,65 @@ def test_gateway_command_starts_on_embedded_defaults(tmp_path: Path) -> None:
         stop(proc)
     assert proc.stdout is not None
     assert f"http://127.0.0.1:{port}/" in proc.stdout.read().decode()
+
+
+def test_resumable_upload_interrupted_at_half_then_resumed(gateway: Gateway,
+                                                          tmp_path: Path) -> None:
+    """tus 1.0: create, send half, 'lose the connection', ask the server where it got to,
+    send the rest; the file is byte-identical and one job converts it."""
+    import base64
+    import hashlib
+
+    clip = synthesize(tmp_path / "resumed.mp4", ClipSpec(
+        options={"preset": "superfast", "profile": "high"}, frames=40))
+    data = clip.read_bytes()
+    auth = {"Authorization": f"Bearer {UPLOADER}", "Tus-Resumable": "1.0.0"}
+    name = base64.b64encode(b"resumed.mp4").decode()
+    kind = base64.b64encode(b"video/mp4").decode()
+    create = urllib.request.Request(f"{gateway.url}/files", method="POST", data=b"", headers={
+        **auth, "Upload-Length": str(len(data)),
+        "Upload-Metadata": f"filename {name},filetype {kind}"})
+    with urllib.request.urlopen(create, timeout=30) as r:
+        assert r.status == 201
+        location = r.headers["Location"]
+    upload_id = location.rstrip("/").rsplit("/", 1)[1]
+    url = f"{gateway.url}/files/{upload_id}"
+
+    def patch(offset: int, chunk: bytes) -> int:
+        request = urllib.request.Request(url, method="PATCH", data=chunk, headers={
+            **auth, "Upload-Offset": str(offset),
+            "Content-Type": "application/offset+octet-stream"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            assert r.status == 204
+            return int(r.headers["Upload-Offset"])
+
+    half = len(data) // 2
+    assert patch(0, data[:half]) == half
+    head = urllib.request.Request(url, method="HEAD", headers=auth)
+    with urllib.request.urlopen(head, timeout=30) as r:
+        resume_at = int(r.headers["Upload-Offset"])
+    assert resume_at == half
+    assert patch(resume_at, data[resume_at:]) == len(data)
+
+    status, created = gateway.call("POST", "/jobs", json_body={"upload_id": upload_id})
+    assert status == 201, created
+    job = _wait(gateway, created["id"])
+    assert job["status"] == "done", job
+    stored = gateway.data / "tus" / upload_id
+    assert hashlib.sha256(stored.read_bytes()).digest() == hashlib.sha256(data).digest()
+    _, jobs = gateway.call("GET", "/jobs")
+    assert sum(1 for j in jobs if j["upload_id"] == upload_id) == 1
+
+
+def test_resumable_upload_needs_a_token_and_respects_the_quota(gateway: Gateway) -> None:
+    request = urllib.request.Request(f"{gateway.url}/files", method="POST", data=b"",
+                                     headers={"Tus-Resumable": "1.0.0", "Upload-Length": "10"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 401
+    request = urllib.request.Request(f"{gateway.url}/files", method="POST", data=b"", headers={
+        "Tus-Resumable": "1.0.0", "Upload-Length": str(QUOTA + 1),
+        "Authorization": f"Bearer {UPLOADER}"})
+    with pytest.raises(urllib.error.HTTPError) as too_big:
+        urllib.request.urlopen(request, timeout=30)
+    assert too_big.value.code == 413

@@ -19,6 +19,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from pydantic import ValidationError
+from tuspyserver import create_tus_router
 
 from vid2dcm.dicom.reader import VideoObject, open_video_object
 from vid2dcm.errors import Vid2DcmError
@@ -26,6 +27,7 @@ from vid2dcm.service.jobs import JobRequest, enqueue
 from vid2dcm.service.settings import ServiceSettings, TokenEntry, hash_token
 from vid2dcm.service.store import Store
 
+SAFE_CHARS = re.compile(r"[^A-Za-z0-9._ -]")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,199}$")
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 CHUNK = 1 << 20
@@ -51,6 +53,27 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         if who.role != "admin":
             raise HTTPException(403, "this action needs the admin role")
         return who
+
+    def tus_auth(authorization: Annotated[str | None, Header()] = None) -> None:
+        caller(authorization)
+
+    def tus_quota(_metadata: dict[str, str], upload: dict[str, Any]) -> None:
+        size = upload.get("size")
+        room = settings.quota_bytes - store.used_bytes()
+        if size is not None and int(size) > room:
+            raise HTTPException(413, f"upload of {size} bytes exceeds the free quota "
+                                     f"({max(room, 0)} bytes)")
+
+    def tus_complete(file_path: str, metadata: dict[str, str]) -> None:
+        """A finished resumable upload becomes an upload a job can use (same id)."""
+        path = Path(file_path)
+        name = SAFE_CHARS.sub("_", metadata.get("filename", "upload"))[:200] or "upload"
+        store.add_upload(name, path, path.stat().st_size, upload_id=path.name)
+
+    app.include_router(create_tus_router(
+        prefix="files", files_dir=str(settings.data_dir / "tus"),
+        max_size=settings.quota_bytes, auth=tus_auth, days_to_keep=7,
+        pre_create_hook=tus_quota, on_upload_complete=tus_complete))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:

@@ -55,8 +55,8 @@ class Store:
         finally:
             db.close()
 
-    def add_upload(self, name: str, path: Path, size: int) -> str:
-        upload_id = uuid.uuid4().hex
+    def add_upload(self, name: str, path: Path, size: int, upload_id: str | None = None) -> str:
+        upload_id = upload_id or uuid.uuid4().hex
         with self._db() as db:
             db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?)",
                        (upload_id, name, str(path), size, time.time()))
