@@ -267,7 +267,8 @@ def test_staff_page_is_served_and_uses_the_api(gateway: Gateway) -> None:
     with urllib.request.urlopen(gateway.url + "/", timeout=30) as r:
         html = r.read().decode()
         assert r.headers.get_content_type() == "text/html"
-    for endpoint in ('"/jobs"', "/uploads/", "/worklist?date=today", "/files/0/video",
+    for endpoint in ('"/jobs"', '"/files"', "Tus-Resumable", "/worklist?date=today",
+                     "/files/0/video",
                      'name="viewport"'):
         assert endpoint in html, endpoint
     assert "http://" not in html and "https://" not in html, "no third-party resources"
