@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 import time
@@ -391,3 +392,51 @@ def test_resumable_upload_needs_a_token_and_respects_the_quota(gateway: Gateway)
     with pytest.raises(urllib.error.HTTPError) as too_big:
         urllib.request.urlopen(request, timeout=30)
     assert too_big.value.code == 413
+
+
+def test_two_workers_share_a_redis_queue(tmp_path: Path) -> None:
+    """VID2DCM_QUEUE_URL=redis://...: two worker processes take jobs from one queue; every
+    job runs exactly once."""
+    data = tmp_path / "gw"
+    data.mkdir()
+    port, redis_port = free_port(), free_port()
+    (data / "service.toml").write_text(
+        f'[service]\nport = {port}\ntokens = [{{ sha256 = "{hash_token(ADMIN)}", '
+        'role = "admin" }]\n')
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    env = {**os.environ, "VID2DCM_QUEUE_URL": f"redis://127.0.0.1:{redis_port}/0"}
+    cli = [sys.executable, "-m", "vid2dcm.cli"]
+    procs = [redis]
+    try:
+        wait_listening(redis_port, redis)
+        for _ in range(2):
+            procs.append(subprocess.Popen([*cli, "worker", "--data", str(data)], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+        server = subprocess.Popen([*cli, "serve", "--data", str(data)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        procs.append(server)
+        wait_listening(port, server, seconds=30)
+        gateway = Gateway(f"http://127.0.0.1:{port}", data)
+        ids = []
+        for n in range(4):
+            clip = synthesize(tmp_path / f"q{n}.mp4", ClipSpec(
+                options={"preset": "superfast", "profile": "baseline"}, frames=30))
+            _, upload = gateway.call("PUT", f"/uploads/q{n}.mp4", token=ADMIN,
+                                     body=clip.read_bytes())
+            _, created = gateway.call("POST", "/jobs", token=ADMIN,
+                                      json_body={"upload_id": upload["id"]})
+            ids.append(created["id"])
+        jobs = [_wait_token(gateway, job_id, ADMIN) for job_id in ids]
+        assert [j["status"] for j in jobs] == ["done"] * 4, jobs
+        assert [j["attempts"] for j in jobs] == [1] * 4
+        workers = {j["result"]["worker"] for j in jobs}
+        print(f"jobs ran on {len(workers)} worker process(es): {sorted(workers)}")
+        assert not (data / "queue.sqlite").exists(), "the SQLite queue must not be used"
+    finally:
+        for proc in reversed(procs):
+            stop(proc)

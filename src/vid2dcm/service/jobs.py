@@ -4,6 +4,7 @@ VID2DCM_QUEUE_URL=redis://... so several workers share one queue. One code path 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,6 +101,7 @@ def execute(settings: ServiceSettings, job_id: str) -> None:
             "action": result.plan.action.value,
             "warnings": list(result.warnings),
             "deliveries": _deliver(settings, request, [f.path for f in result.files]),
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
         }
         failed = [d for d in summary["deliveries"] if not d["ok"]]
         store.finish(job_id, summary, f"delivery failed: {failed[0]['message']}"
