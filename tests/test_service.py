@@ -440,3 +440,23 @@ def test_two_workers_share_a_redis_queue(tmp_path: Path) -> None:
     finally:
         for proc in reversed(procs):
             stop(proc)
+
+
+def test_audit_log_records_actions_without_patient_data(gateway: Gateway, tmp_path: Path) -> None:
+    clip = synthesize(tmp_path / "audited.mp4", ClipSpec(
+        options={"preset": "superfast", "profile": "high"}, frames=10))
+    _, upload = gateway.call("PUT", "/uploads/audited.mp4", body=clip.read_bytes())
+    study = "1.2.826.0.1.3680043.10.999.5"
+    _, created = gateway.call("POST", "/jobs", json_body={
+        "upload_id": upload["id"],
+        "metadata": {"patient_name": "Secret^Person", "study_instance_uid": study}})
+    _wait(gateway, created["id"])
+    assert gateway.call("GET", "/audit")[0] == 403, "uploaders cannot read the audit log"
+    status, log = gateway.call("GET", "/audit", token=ADMIN)
+    assert status == 200
+    mine = [e for e in log if e["job"] == created["id"] or e["upload"] == upload["id"]]
+    assert {e["action"] for e in mine} == {"upload", "create job"}
+    assert all(e["who"] == "nurse" for e in mine)
+    assert any(e["study"] == study for e in mine)
+    assert "Secret" not in json.dumps(log)
+    assert "Secret" not in (gateway.data / "gateway.log").read_text(errors="replace")

@@ -121,9 +121,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                   f"vid2dcm_quota_bytes {settings.quota_bytes}"]
         return "\n".join(lines) + "\n"
 
+    @app.get("/audit")
+    def audit(_who: Annotated[TokenEntry, Depends(admin)]) -> list[dict[str, Any]]:
+        return store.audit_log()
+
     @app.put("/uploads/{name}", status_code=201)
     async def upload(name: str, request: Request,
-                     _who: Annotated[TokenEntry, Depends(caller)]) -> dict[str, Any]:
+                     who: Annotated[TokenEntry, Depends(caller)]) -> dict[str, Any]:
         if not SAFE_NAME.match(name) or ".." in name:
             raise HTTPException(400, "file name must be plain (letters, digits, . _ - space)")
         declared = request.headers.get("content-length")
@@ -146,11 +150,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             target.unlink(missing_ok=True)
             folder.rmdir()
             raise
-        return {"id": store.add_upload(name, target, size), "size": size}
+        upload_id = store.add_upload(name, target, size)
+        store.audit(who.name or who.role, "upload", upload=upload_id)
+        return {"id": upload_id, "size": size}
 
     @app.post("/jobs", status_code=201)
     def create_job(body: dict[str, Any],
-                   _who: Annotated[TokenEntry, Depends(caller)]) -> dict[str, str]:
+                   who: Annotated[TokenEntry, Depends(caller)]) -> dict[str, str]:
         try:
             request = JobRequest.model_validate(body)
         except ValidationError as exc:
@@ -161,6 +167,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             raise HTTPException(404, "no such upload")
         job_id = store.add_job(request.upload_id,
                                request.model_dump(mode="json", exclude_unset=True))
+        store.audit(who.name or who.role, "create job", job=job_id, upload=request.upload_id,
+                    study=request.metadata.study_instance_uid)
         enqueue(job_id)
         return {"id": job_id}
 
@@ -176,22 +184,25 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return _public(asdict(job))
 
     @app.post("/jobs/{job_id}/cancel")
-    def cancel(job_id: str, _who: Annotated[TokenEntry, Depends(admin)]) -> dict[str, str]:
+    def cancel(job_id: str, who: Annotated[TokenEntry, Depends(admin)]) -> dict[str, str]:
         if not store.set_status(_checked(job_id), "cancelled", ("queued",)):
             raise HTTPException(409, "only a queued job can be cancelled")
+        store.audit(who.name or who.role, "cancel job", job=job_id)
         return {"status": "cancelled"}
 
     @app.post("/jobs/{job_id}/retry")
-    def retry(job_id: str, _who: Annotated[TokenEntry, Depends(admin)]) -> dict[str, str]:
+    def retry(job_id: str, who: Annotated[TokenEntry, Depends(admin)]) -> dict[str, str]:
         if not store.set_status(_checked(job_id), "queued", ("failed", "cancelled")):
             raise HTTPException(409, "only a failed or cancelled job can be retried")
+        store.audit(who.name or who.role, "retry job", job=job_id)
         enqueue(job_id)
         return {"status": "queued"}
 
     @app.get("/jobs/{job_id}/files/{index}")
     def download(job_id: str, index: int,
-                 _who: Annotated[TokenEntry, Depends(caller)]) -> FileResponse:
+                 who: Annotated[TokenEntry, Depends(caller)]) -> FileResponse:
         path = _output(store, settings, job_id, index)
+        store.audit(who.name or who.role, "download", job=job_id)
         return FileResponse(path, media_type="application/dicom", filename=path.name)
 
     @app.get("/jobs/{job_id}/files/{index}/video")

@@ -16,6 +16,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
     created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    at REAL NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, job TEXT, upload TEXT,
+    study TEXT);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, upload_id TEXT NOT NULL, status TEXT NOT NULL, progress REAL NOT NULL,
     request TEXT NOT NULL, result TEXT, error TEXT, created REAL NOT NULL, started REAL,
@@ -126,6 +129,20 @@ class Store:
             rows = db.execute("SELECT finished - started AS d FROM jobs WHERE status IN "
                               "('done', 'failed') AND started IS NOT NULL").fetchall()
         return [float(r["d"]) for r in rows if r["d"] is not None]
+
+    def audit(self, who: str, action: str, job: str | None = None, upload: str | None = None,
+              study: str | None = None) -> None:
+        """Who did what to which job, upload and study, and when: identifiers only, no patient
+        data."""
+        with self._db() as db:
+            db.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?)",
+                       (time.time(), who, action, job, upload, study))
+
+    def audit_log(self, limit: int = 1000) -> list[dict[str, Any]]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM audit ORDER BY at DESC LIMIT ?",
+                              (limit,)).fetchall()
+        return [dict(row) for row in rows]
 
     def used_bytes(self) -> int:
         with self._db() as db:
