@@ -460,3 +460,50 @@ def test_audit_log_records_actions_without_patient_data(gateway: Gateway, tmp_pa
     assert any(e["study"] == study for e in mine)
     assert "Secret" not in json.dumps(log)
     assert "Secret" not in (gateway.data / "gateway.log").read_text(errors="replace")
+
+
+def test_upload_checksums_are_verified(gateway: Gateway, tmp_path: Path) -> None:
+    import hashlib
+
+    body = b"some bytes standing in for a recording"
+    good = hashlib.sha256(body).hexdigest()
+    request = urllib.request.Request(f"{gateway.url}/uploads/sum.mp4", data=body, method="PUT",
+                                     headers={"Authorization": f"Bearer {UPLOADER}",
+                                              "X-Checksum-SHA256": good})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.status == 201
+    request = urllib.request.Request(f"{gateway.url}/uploads/bad.mp4", data=body, method="PUT",
+                                     headers={"Authorization": f"Bearer {UPLOADER}",
+                                              "X-Checksum-SHA256": "0" * 64})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 400 and b"checksum" in refused.value.read()
+
+
+def test_clean_up_removes_only_uploads_whose_jobs_succeeded(tmp_path: Path) -> None:
+    from vid2dcm.service.jobs import UPLOAD_RETENTION_S, clean_up
+    from vid2dcm.service.settings import ServiceSettings
+    from vid2dcm.service.store import Store
+
+    settings = ServiceSettings(data_dir=tmp_path / "data")
+    settings.prepare()
+    store = Store(settings.database)
+    ids = {}
+    for name, status in (("ok", "done"), ("failing", "failed"), ("waiting", "queued"),
+                         ("unused", None)):
+        folder = settings.uploads / name
+        folder.mkdir()
+        (folder / "v.mp4").write_bytes(b"x")
+        ids[name] = store.add_upload("v.mp4", folder / "v.mp4", 1)
+        if status:
+            job = store.add_job(ids[name], {"upload_id": ids[name]})
+            if status != "queued":
+                store.claim(job)
+                store.finish(job, {} if status == "done" else None,
+                             None if status == "done" else "boom")
+    assert clean_up(settings) == [], "nothing is removed before the retention time"
+    later = time.time() + UPLOAD_RETENTION_S + 1
+    assert clean_up(settings, now=later) == [ids["ok"]]
+    assert not (settings.uploads / "ok").exists()
+    assert all((settings.uploads / n / "v.mp4").exists() for n in ("failing", "waiting",
+                                                                    "unused"))

@@ -2,6 +2,7 @@
 are stored as SHA-256 hashes; roles are uploader and admin. No patient data is logged."""
 
 
+import hashlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -65,10 +66,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                                      f"({max(room, 0)} bytes)")
 
     def tus_complete(file_path: str, metadata: dict[str, str]) -> None:
-        """A finished resumable upload becomes an upload a job can use (same id)."""
+        """A finished resumable upload becomes an upload a job can use (same id). A `sha256`
+        metadata value, when the client sends one, is checked against the bytes received."""
         path = Path(file_path)
         name = SAFE_CHARS.sub("_", metadata.get("filename", "upload"))[:200] or "upload"
-        store.add_upload(name, path, path.stat().st_size, upload_id=path.name)
+        problem = _checksum_problem(path, metadata.get("sha256"))
+        store.add_upload(name, path, path.stat().st_size, upload_id=path.name, problem=problem)
 
     app.include_router(create_tus_router(
         prefix="files", files_dir=str(settings.data_dir / "tus"),
@@ -150,6 +153,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             target.unlink(missing_ok=True)
             folder.rmdir()
             raise
+        problem = _checksum_problem(target, request.headers.get("x-checksum-sha256"))
+        if problem:
+            target.unlink(missing_ok=True)
+            folder.rmdir()
+            raise HTTPException(400, problem)
         upload_id = store.add_upload(name, target, size)
         store.audit(who.name or who.role, "upload", upload=upload_id)
         return {"id": upload_id, "size": size}
@@ -165,6 +173,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             raise HTTPException(400, f"{where}: {first['msg']}") from exc
         if store.upload(request.upload_id) is None:
             raise HTTPException(404, "no such upload")
+        problem = store.upload_problem(request.upload_id)
+        if problem:
+            raise HTTPException(409, f"the upload cannot be used: {problem}")
         job_id = store.add_job(request.upload_id,
                                request.model_dump(mode="json", exclude_unset=True))
         store.audit(who.name or who.role, "create job", job=job_id, upload=request.upload_id,
@@ -267,6 +278,18 @@ def _byte_range(header: str | None, length: int) -> tuple[int, int]:
 def _is_mp4(video: VideoObject) -> bool:
     with video.open_bitstream() as raw:
         return raw.read(8)[4:8] == b"ftyp"
+
+
+def _checksum_problem(path: Path, expected: str | None) -> str | None:
+    if not expected:
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != expected.strip().lower():
+        return "checksum mismatch: the file arrived damaged; upload it again"
+    return None
 
 
 def _day(text: str | None) -> date | None:

@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, RedisHuey, SqliteHuey, crontab
 from pydantic import BaseModel, ConfigDict, Field
 
 from vid2dcm.errors import Vid2DcmError
@@ -62,9 +62,34 @@ if huey is not None:
         for job in store.jobs(limit=1000):
             if job.status == "running":
                 run_job(job.id)
+    @huey.periodic_task(crontab(minute="*/15"))  # type: ignore[untyped-decorator]
+    def scheduled_cleanup() -> None:
+        clean_up(load_settings())
 else:  # imported without a queue (tests of the pure parts, the API in-process)
     def run_job(job_id: str) -> None:
         raise RuntimeError("no queue configured")
+
+
+UPLOAD_RETENTION_S = 24 * 3600
+
+
+def clean_up(settings: ServiceSettings, now: float | None = None) -> list[str]:
+    """Delete uploads once every job made from them has succeeded (or they arrived damaged)
+    and a day has passed; nothing is removed while a job might still need it. Returns ids."""
+    import shutil
+    import time
+
+    store = Store(settings.database)
+    removed = []
+    for upload_id, path in store.removable_uploads((now or time.time()) - UPLOAD_RETENTION_S):
+        if path.parent.parent == settings.uploads:
+            shutil.rmtree(path.parent, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+            path.with_name(path.name + ".info").unlink(missing_ok=True)
+        store.forget_upload(upload_id)
+        removed.append(upload_id)
+    return removed
 
 
 def execute(settings: ServiceSettings, job_id: str) -> None:

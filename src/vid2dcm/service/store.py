@@ -15,7 +15,7 @@ from typing import Any
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
-    created REAL NOT NULL);
+    created REAL NOT NULL, problem TEXT);
 CREATE TABLE IF NOT EXISTS audit (
     at REAL NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, job TEXT, upload TEXT,
     study TEXT);
@@ -58,17 +58,39 @@ class Store:
         finally:
             db.close()
 
-    def add_upload(self, name: str, path: Path, size: int, upload_id: str | None = None) -> str:
+    def add_upload(self, name: str, path: Path, size: int, upload_id: str | None = None,
+                   problem: str | None = None) -> str:
         upload_id = upload_id or uuid.uuid4().hex
         with self._db() as db:
-            db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?)",
-                       (upload_id, name, str(path), size, time.time()))
+            db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
+                       (upload_id, name, str(path), size, time.time(), problem))
         return upload_id
 
     def upload(self, upload_id: str) -> tuple[str, Path, int] | None:
         with self._db() as db:
             row = db.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
         return (row["name"], Path(row["path"]), row["size"]) if row else None
+
+    def upload_problem(self, upload_id: str) -> str | None:
+        with self._db() as db:
+            row = db.execute("SELECT problem FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+        return row["problem"] if row else None
+
+    def removable_uploads(self, older_than: float) -> list[tuple[str, Path]]:
+        """Uploads whose every job has succeeded, or that are broken, and that are old enough;
+        an upload with a queued, running or failed job is kept (it may be retried)."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT u.id, u.path FROM uploads u WHERE u.created < ? AND ("
+                " u.problem IS NOT NULL OR ("
+                "  EXISTS (SELECT 1 FROM jobs j WHERE j.upload_id = u.id) AND"
+                "  NOT EXISTS (SELECT 1 FROM jobs j WHERE j.upload_id = u.id"
+                "              AND j.status != 'done')))", (older_than,)).fetchall()
+        return [(row["id"], Path(row["path"])) for row in rows]
+
+    def forget_upload(self, upload_id: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
 
     def add_job(self, upload_id: str, request: dict[str, Any]) -> str:
         job_id = uuid.uuid4().hex
