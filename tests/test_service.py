@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from dcmtk_peers import free_port, running_worklist, stop, wait_listening
+from orthanc import Orthanc, running_orthanc
 from readback import read_back
 from vid2dcm.media.synth import ClipSpec, synthesize
 from vid2dcm.service.settings import hash_token
@@ -56,19 +57,30 @@ ORDER = {"accession": "GWACC1", "patient_name": "Order^Patient", "patient_id": "
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    with running_orthanc(tmp_path_factory.mktemp("gw-pacs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, pacs: Orthanc) -> Iterator[Gateway]:
     data = tmp_path_factory.mktemp("gateway")
     port = free_port()
+    destinations = data / "destinations.toml"
+    destinations.write_text(f'[destinations.pacs]\nae_title = "{pacs.aet}"\n'
+                            f'host = "127.0.0.1"\nport = {pacs.dicom_port}\nretries = 1\n')
     with running_worklist(tmp_path_factory.mktemp("wl"), [ORDER]) as (aet, wl_port):
-        yield from _gateway(data, port, f"{aet}@127.0.0.1:{wl_port}")
+        yield from _gateway(data, port, f"{aet}@127.0.0.1:{wl_port}", destinations)
 
 
-def _gateway(data: Path, port: int, worklist: str) -> Iterator[Gateway]:
+def _gateway(data: Path, port: int, worklist: str, destinations: Path) -> Iterator[Gateway]:
     (data / "service.toml").write_text(f"""
 [service]
 port = {port}
 quota_bytes = {QUOTA}
 worklist = "{worklist}"
+destinations_file = "{destinations}"
+default_destinations = ["pacs"]
 tokens = [
   {{ sha256 = "{hash_token(UPLOADER)}", role = "uploader", name = "nurse" }},
   {{ sha256 = "{hash_token(ADMIN)}", role = "admin", name = "it" }},
@@ -135,11 +147,13 @@ def test_upload_convert_download(gateway: Gateway, tmp_path: Path) -> None:
     assert status == 200
     text = metrics.decode()
     assert 'vid2dcm_jobs{state="done"}' in text and "vid2dcm_job_seconds_count" in text
+    assert "vid2dcm_queue_depth" in text
     assert "Gate" not in text and "GW1" not in text
 
 
 def test_every_endpoint_but_health_needs_a_token(gateway: Gateway) -> None:
     assert gateway.call("GET", "/health", token=None)[0] == 200
+    assert gateway.call("GET", "/ready", token=None) == (200, {"status": "ready"})
     for method, path in (("GET", "/jobs"), ("PUT", "/uploads/x.mp4"), ("POST", "/jobs"),
                          ("GET", "/metrics"),
                          ("GET", "/jobs/" + "0" * 32)):
@@ -275,10 +289,11 @@ def test_staff_page_is_served_and_uses_the_api(gateway: Gateway) -> None:
     assert "http://" not in html and "https://" not in html, "no third-party resources"
 
 
-def test_browser_flow_from_worklist_to_playing_the_result(gateway: Gateway,
+def test_browser_flow_from_worklist_to_playing_the_result(gateway: Gateway, pacs: Orthanc,
                                                           tmp_path: Path) -> None:
     """Headless Debian chromium (loopback only) driven by Playwright: sign in, pick today's
-    worklist entry, drop a clip, see the job reach done, play the stored video."""
+    worklist entry, drop a clip, see the job reach done, play the stored video; the instance
+    is in the PACS under the order."""
     from playwright.sync_api import sync_playwright
 
     clip = synthesize(tmp_path / "bedside.mp4", ClipSpec(
@@ -305,6 +320,15 @@ def test_browser_flow_from_worklist_to_playing_the_result(gateway: Gateway,
         finally:
             browser.close()
     assert (tmp_path / "gateway.png").stat().st_size > 0
+    _, jobs = gateway.call("GET", "/jobs")
+    newest = jobs[0]
+    assert newest["status"] == "done"
+    (delivery,) = newest["result"]["deliveries"]
+    assert delivery["ok"] and delivery["destination"] == "pacs"
+    found = pacs.get_json_post("/tools/lookup", delivery["sop_instance_uid"])
+    instance = next(f["ID"] for f in found if f["Type"] == "Instance")
+    tags = pacs.get(f"/instances/{instance}/simplified-tags")
+    assert (tags["AccessionNumber"], tags["PatientID"]) == ("GWACC1", "ORD1")
 
 
 CHROMIUM = "/usr/bin/chromium"
@@ -481,7 +505,7 @@ def test_upload_checksums_are_verified(gateway: Gateway, tmp_path: Path) -> None
 
 
 def test_clean_up_removes_only_uploads_whose_jobs_succeeded(tmp_path: Path) -> None:
-    from vid2dcm.service.jobs import UPLOAD_RETENTION_S, clean_up
+    from vid2dcm.service.jobs import TUS_EXPIRY_S, UPLOAD_RETENTION_S, clean_up
     from vid2dcm.service.settings import ServiceSettings
     from vid2dcm.service.store import Store
 
@@ -501,9 +525,15 @@ def test_clean_up_removes_only_uploads_whose_jobs_succeeded(tmp_path: Path) -> N
                 store.claim(job)
                 store.finish(job, {} if status == "done" else None,
                              None if status == "done" else "boom")
+    tus = settings.data_dir / "tus"
+    tus.mkdir()
+    (tus / ("a" * 32)).write_bytes(b"half an upload")
+    (tus / ("a" * 32 + ".info")).write_text("{}")
     assert clean_up(settings) == [], "nothing is removed before the retention time"
     later = time.time() + UPLOAD_RETENTION_S + 1
     assert clean_up(settings, now=later) == [ids["ok"]]
+    assert clean_up(settings, now=time.time() + TUS_EXPIRY_S + 1) == ["a" * 32]
+    assert list(tus.iterdir()) == []
     assert not (settings.uploads / "ok").exists()
     assert all((settings.uploads / n / "v.mp4").exists() for n in ("failing", "waiting",
                                                                     "unused"))

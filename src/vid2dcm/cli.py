@@ -506,6 +506,10 @@ def serve(
     data: DataDir,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (default 8080).")] = None,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS with this cert.")
+                            ] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="Private key for --ssl-certfile.")
+                           ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Run the gateway's REST API (jobs run in `vid2dcm worker`)."""
@@ -520,7 +524,9 @@ def serve(
 
         settings = load_settings(data)
         uvicorn.run(create_app(settings), host=host or settings.host,
-                    port=port or settings.port, log_level="warning", access_log=False)
+                    port=port or settings.port, log_level="warning", access_log=False,
+                    ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                    ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
 
 
 @app.command()
@@ -578,7 +584,7 @@ def gateway(
         worker_proc = subprocess.Popen([sys.executable, "-m", "vid2dcm.cli", "worker", "--data",
                                         str(data)], env=env)
         try:
-            serve(data, None, bind_port, verbose)
+            serve(data, None, bind_port, None, None, verbose)
         finally:
             worker_proc.terminate()
             worker_proc.wait(timeout=30)

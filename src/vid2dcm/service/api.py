@@ -87,6 +87,18 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/ready")
+    def ready() -> dict[str, str]:
+        """Ready when the job store answers and the data folder takes writes."""
+        try:
+            store.counts()
+            probe = settings.data_dir / ".ready"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise HTTPException(503, f"not ready: {exc.strerror or exc}") from exc
+        return {"status": "ready"}
+
     @app.get("/worklist")
     def worklist(_who: Annotated[TokenEntry, Depends(caller)], date: str | None = None,
                  modality: str | None = None) -> list[dict[str, Any]]:
@@ -121,7 +133,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                   "# TYPE vid2dcm_upload_bytes gauge",
                   f"vid2dcm_upload_bytes {store.used_bytes()}",
                   "# TYPE vid2dcm_quota_bytes gauge",
-                  f"vid2dcm_quota_bytes {settings.quota_bytes}"]
+                  f"vid2dcm_quota_bytes {settings.quota_bytes}",
+                  "# TYPE vid2dcm_queue_depth gauge",
+                  f"vid2dcm_queue_depth {store.counts()['queued']}",
+                  "# TYPE vid2dcm_failures gauge"]
+        lines += [f'vid2dcm_failures{{reason="{reason}"}} {n}'
+                  for reason, n in store.failure_reasons().items()]
         return "\n".join(lines) + "\n"
 
     @app.get("/audit")

@@ -89,6 +89,26 @@ def clean_up(settings: ServiceSettings, now: float | None = None) -> list[str]:
             path.with_name(path.name + ".info").unlink(missing_ok=True)
         store.forget_upload(upload_id)
         removed.append(upload_id)
+    removed += _expired_partial_uploads(settings, store, (now or time.time()) - TUS_EXPIRY_S)
+    return removed
+
+
+TUS_EXPIRY_S = 7 * 24 * 3600
+"""Resumable uploads not finished within a week are given up (tus advertises the expiry)."""
+
+
+def _expired_partial_uploads(settings: ServiceSettings, store: Store, older_than: float
+                             ) -> list[str]:
+    folder = settings.data_dir / "tus"
+    if not folder.is_dir():
+        return []
+    removed = []
+    for info in folder.glob("*.info"):
+        data = info.with_suffix("")
+        if store.upload(data.name) is None and info.stat().st_mtime < older_than:
+            data.unlink(missing_ok=True)
+            info.unlink(missing_ok=True)
+            removed.append(data.name)
     return removed
 
 
@@ -152,14 +172,15 @@ def _from_worklist(settings: ServiceSettings, accession: str, metadata: Metadata
 
 def _deliver(settings: ServiceSettings, request: JobRequest, files: list[Path]
              ) -> list[dict[str, Any]]:
-    if not request.destinations:
+    names = request.destinations or settings.default_destinations
+    if not names:
         return []
     from vid2dcm.net.destinations import load_destinations
     from vid2dcm.net.send import deliver
 
     named = load_destinations(settings.destinations_file) if settings.destinations_file else {}
     done: list[dict[str, Any]] = []
-    for name in request.destinations:
+    for name in names:
         if name not in named:
             done.append({"destination": name, "ok": False, "message": "unknown destination"})
             continue

@@ -32,6 +32,8 @@ class ServiceSettings(BaseModel):
     """Uploads plus outputs may not exceed this; an upload that would is refused with 413."""
     tokens: tuple[TokenEntry, ...] = ()
     destinations_file: Path | None = None
+    default_destinations: tuple[str, ...] = ()
+    """Where a job goes when its request names no destination (names in destinations_file)."""
     worklist: str | None = None
     """Modality Worklist to offer: AE@HOST:PORT or a name in destinations_file."""
 

@@ -146,6 +146,16 @@ class Store:
         found = {row["status"]: int(row["n"]) for row in rows}
         return {state: found.get(state, 0) for state in STATES}
 
+    def failure_reasons(self) -> dict[str, int]:
+        """Failed jobs by the kind of error (its first words, never patient data)."""
+        with self._db() as db:
+            rows = db.execute("SELECT error FROM jobs WHERE status='failed'").fetchall()
+        reasons: dict[str, int] = {}
+        for row in rows:
+            kind = _reason_kind(row["error"] or "")
+            reasons[kind] = reasons.get(kind, 0) + 1
+        return reasons
+
     def finished_durations(self) -> list[float]:
         with self._db() as db:
             rows = db.execute("SELECT finished - started AS d FROM jobs WHERE status IN "
@@ -170,6 +180,18 @@ class Store:
         with self._db() as db:
             row = db.execute("SELECT COALESCE(SUM(size), 0) AS total FROM uploads").fetchone()
         return int(row["total"])
+
+
+def _reason_kind(error: str) -> str:
+    if error.startswith("delivery failed"):
+        return "delivery"
+    if "cannot copy" in error or "transcod" in error:
+        return "not storable"
+    if "not a readable" in error or "damaged" in error or "no picture" in error:
+        return "unreadable input"
+    if error.startswith("internal error"):
+        return "internal"
+    return "other"
 
 
 def _job(row: sqlite3.Row) -> Job:
