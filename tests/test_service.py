@@ -537,3 +537,28 @@ def test_clean_up_removes_only_uploads_whose_jobs_succeeded(tmp_path: Path) -> N
     assert not (settings.uploads / "ok").exists()
     assert all((settings.uploads / n / "v.mp4").exists() for n in ("failing", "waiting",
                                                                     "unused"))
+
+
+def test_a_rerun_job_does_not_duplicate_instances_in_the_pacs(gateway: Gateway, pacs: Orthanc,
+                                                              tmp_path: Path) -> None:
+    """A job that delivered and then 'failed' (say the worker died before recording success)
+    is retried: the same UIDs go out again, so the PACS still holds one instance."""
+    from vid2dcm.service.store import Store
+
+    clip = synthesize(tmp_path / "twice.mp4", ClipSpec(
+        options={"preset": "superfast", "profile": "high"}, frames=10))
+    _, upload = gateway.call("PUT", "/uploads/twice.mp4", body=clip.read_bytes())
+    _, created = gateway.call("POST", "/jobs", json_body={"upload_id": upload["id"]})
+    first = _wait(gateway, created["id"])
+    uid = first["result"]["files"][0]["sop_instance_uid"]
+    series = pacs.get_json_post("/tools/lookup", uid)
+    assert len([f for f in series if f["Type"] == "Instance"]) == 1
+    Store(gateway.data / "jobs.sqlite").set_status(created["id"], "failed", ("done",))
+    assert gateway.call("POST", f"/jobs/{created['id']}/retry", token=ADMIN)[0] == 200
+    second = _wait(gateway, created["id"])
+    assert second["status"] == "done" and second["attempts"] == 2
+    assert second["result"]["files"][0]["sop_instance_uid"] == uid
+    instance = next(f["ID"] for f in pacs.get_json_post("/tools/lookup", uid)
+                    if f["Type"] == "Instance")
+    series_id = pacs.get(f"/instances/{instance}/series")["ID"]
+    assert len(pacs.get(f"/series/{series_id}/instances")) == 1
