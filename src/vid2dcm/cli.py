@@ -9,7 +9,6 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -353,10 +352,12 @@ def worklist_command(
 ) -> None:
     """List scheduled procedures from a Modality Worklist."""
     with _errors(verbose):
+        from vid2dcm.dicom.dates import parse_day
+
         day = None
         if on:
             try:
-                day = date.today() if on == "today" else datetime.strptime(on, "%Y%m%d").date()
+                day = parse_day(on)
             except ValueError as exc:
                 raise UsageError(f"--date must be today or YYYYMMDD, not {on!r}") from exc
         from vid2dcm.net.worklist import query as worklist_query

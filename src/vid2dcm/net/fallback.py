@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, replace
-from datetime import date, datetime
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
@@ -16,6 +15,7 @@ from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID
 
 from vid2dcm.conversion import convert
+from vid2dcm.dicom.dates import parse_da, parse_dt
 from vid2dcm.dicom.encapsulation import CHUNK
 from vid2dcm.dicom.iods import iod_for_sop_class
 from vid2dcm.dicom.reader import extract_bitstream, open_video_object
@@ -76,7 +76,7 @@ def metadata_from(ds: Dataset) -> Metadata:
     fields: dict[str, object] = {
         "patient_name": str(ds.get("PatientName", "")),
         "patient_id": str(ds.get("PatientID", "")),
-        "patient_birth_date": _date(ds.get("PatientBirthDate")),
+        "patient_birth_date": parse_da(ds.get("PatientBirthDate")),
         "patient_sex": ds.get("PatientSex") or None,
         "accession_number": str(ds.get("AccessionNumber", "")),
         "study_instance_uid": str(ds.StudyInstanceUID),
@@ -87,7 +87,7 @@ def metadata_from(ds: Dataset) -> Metadata:
         "series_number": int(ds.get("SeriesNumber") or 1),
         "series_description": str(ds.get("SeriesDescription", "")),
         "manufacturer": str(ds.get("Manufacturer", "")),
-        "acquisition_datetime": _datetime(ds.get("AcquisitionDateTime")),
+        "acquisition_datetime": parse_dt(ds.get("AcquisitionDateTime")),
     }
     if region:
         item = region[0]
@@ -106,20 +106,3 @@ def metadata_from(ds: Dataset) -> Metadata:
             if request.get(keyword):
                 fields[field] = str(request.get(keyword))
     return Metadata.model_validate({k: v for k, v in fields.items() if v is not None})
-
-
-def _date(value: object) -> date | None:
-    try:
-        return datetime.strptime(str(value), "%Y%m%d").date() if value else None
-    except ValueError:
-        return None
-
-
-def _datetime(value: object) -> datetime | None:
-    text = str(value or "")
-    for fmt in ("%Y%m%d%H%M%S.%f", "%Y%m%d%H%M%S"):
-        try:
-            return datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-    return None

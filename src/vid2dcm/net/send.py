@@ -101,7 +101,8 @@ def _deliver_dimse(headers: list[_Header], dest: Destination, tmp: Path) -> list
                        for ts in _offer(h.transfer_syntax_uid, dest)})
     accepted = dimse.accepted_contexts(dest, contexts)
     receipts: list[Receipt] = []
-    pending: list[tuple[_Header, DeliveryChoice, Alternative | None, dimse.PendingStore]] = []
+    pending: list[tuple[_Header, DeliveryChoice, Alternative | None, _Header,
+                        dimse.PendingStore]] = []
     for h in headers:
         takes = frozenset(ts for sop, ts in accepted if sop == h.sop_class_uid)
         choice, why = choose_delivery(h.transfer_syntax_uid, takes, dest.lossy_fallback)
@@ -112,7 +113,7 @@ def _deliver_dimse(headers: list[_Header], dest: Destination, tmp: Path) -> list
         alt = _prepare(h, choice, tmp)
         for path in alt.paths if alt else (h.path,):
             sent = _header(path)
-            pending.append((h, choice, alt, dimse.PendingStore(
+            pending.append((h, choice, alt, sent, dimse.PendingStore(
                 path, sent.sop_class_uid, sent.transfer_syntax_uid)))
     if pending:
         try:
@@ -121,10 +122,10 @@ def _deliver_dimse(headers: list[_Header], dest: Destination, tmp: Path) -> list
             for *_, item in pending:
                 if item.status is None:
                     item.message = str(exc)
-        for h, choice, alt, item in pending:
+        for h, choice, alt, sent, item in pending:
             ok = item.status in (0x0000, 0xB000, 0xB006, 0xB007)
             note = choice.reason + (f"; {alt.note}" if alt else "")
-            receipts.append(Receipt(h.path, item.path, _header(item.path).sop_instance_uid,
+            receipts.append(Receipt(h.path, item.path, sent.sop_instance_uid,
                                     item.transfer_syntax_uid, choice.kind.value, ok,
                                     f"{item.message}; {note}", item.attempts))
     return receipts

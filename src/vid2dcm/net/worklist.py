@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
 from pydicom import Dataset
 
+from vid2dcm.dicom.dates import parse_da
 from vid2dcm.errors import UsageError
 from vid2dcm.net.destinations import Destination
 from vid2dcm.net.dimse import find_worklist
@@ -41,7 +42,7 @@ class WorklistEntry:
         fields: dict[str, object] = {
             "patient_name": self.patient_name,
             "patient_id": self.patient_id,
-            "patient_birth_date": _date(self.patient_birth_date),
+            "patient_birth_date": parse_da(self.patient_birth_date),
             "patient_sex": self.patient_sex if self.patient_sex in ("M", "F", "O") else None,
             "accession_number": self.accession_number,
             "study_instance_uid": self.study_instance_uid or None,
@@ -100,10 +101,3 @@ def _entry(ds: Dataset) -> WorklistEntry:
         scheduled_procedure_step_description=str(
             step.get("ScheduledProcedureStepDescription", "")),
     )
-
-
-def _date(text: str) -> date | None:
-    try:
-        return datetime.strptime(text, "%Y%m%d").date() if text else None
-    except ValueError:
-        return None

@@ -7,7 +7,6 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +21,7 @@ from fastapi.responses import (
 from pydantic import ValidationError
 from tuspyserver import create_tus_router
 
+from vid2dcm.dicom.dates import parse_day
 from vid2dcm.dicom.reader import VideoObject, open_video_object
 from vid2dcm.errors import Vid2DcmError
 from vid2dcm.service.jobs import JobRequest, enqueue
@@ -109,7 +109,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         if not settings.worklist:
             raise HTTPException(404, "no worklist is configured")
         try:
-            day = _day(date)
+            day = parse_day(date) if date else None
         except ValueError as exc:
             raise HTTPException(400, "date must be today or YYYYMMDD") from exc
         if modality is not None and not re.fullmatch(r"[A-Z]{2,3}", modality):
@@ -307,14 +307,6 @@ def _checksum_problem(path: Path, expected: str | None) -> str | None:
     if digest.hexdigest() != expected.strip().lower():
         return "checksum mismatch: the file arrived damaged; upload it again"
     return None
-
-
-def _day(text: str | None) -> date | None:
-    if text is None:
-        return None
-    if text == "today":
-        return date.today()
-    return datetime.strptime(text, "%Y%m%d").date()
 
 
 def _checked(job_id: str) -> str:

@@ -115,8 +115,7 @@ def _expired_partial_uploads(settings: ServiceSettings, store: Store, older_than
 def execute(settings: ServiceSettings, job_id: str) -> None:
     """Convert (and deliver) one job; every outcome is recorded in the store."""
     from vid2dcm.conversion import convert
-    from vid2dcm.dicom.iods import SopChoice
-    from vid2dcm.planning import Request, TranscodePolicy
+    from vid2dcm.planning import Request
 
     store = Store(settings.database)
     if not store.claim(job_id):
@@ -135,8 +134,8 @@ def execute(settings: ServiceSettings, job_id: str) -> None:
         if request.accession:
             metadata = _from_worklist(settings, request.accession, metadata)
         result = convert(path, out_dir, metadata=metadata,
-                         options=Request(sop=SopChoice(request.sop),
-                                         transcode=TranscodePolicy(request.transcode)),
+                         options=Request(sop=request.sop,  # type: ignore[arg-type]
+                                         transcode=request.transcode),  # type: ignore[arg-type]
                          overwrite=True,
                          progress=lambda _stage, done: store.progress(job_id, done or 0.0))
         summary: dict[str, Any] = {
