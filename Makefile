@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml scripts/install-system-deps
 ## Convert a synthesised sample (shows the pipeline), then start the gateway on embedded
 ## defaults (SQLite queue, data/ folder) and print its URL and token; Ctrl-C stops it.
 run: setup
-	$(BIN)/python -m vid2dcm.demo sample
+	$(BIN)/python -m vid2dcm.apps.demo sample
 	$(BIN)/vid2dcm gateway --data data
 
 ## ruff + mypy --strict, then every test (real dcmdump / dciodvfy, synthesised fixtures).

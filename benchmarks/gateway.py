@@ -18,8 +18,8 @@ import urllib.request
 from fractions import Fraction
 from pathlib import Path
 
-from vid2dcm.media.synth import AudioSpec, ClipSpec, synthesize
-from vid2dcm.service.settings import hash_token
+from vid2dcm.producing.synth import AudioSpec, ClipSpec, synthesize
+from vid2dcm.apps.gateway.settings import hash_token
 
 TOKEN = "bench-token"
 
@@ -52,7 +52,7 @@ def main() -> None:
         (data / "service.toml").write_text(
             f'[service]\nport = {port}\ntokens = [{{ sha256 = "{hash_token(TOKEN)}", '
             'role = "admin" }]\n')
-        cli = [sys.executable, "-m", "vid2dcm.cli"]
+        cli = [sys.executable, "-m", "vid2dcm.apps.cli"]
         procs = [subprocess.Popen([*cli, "worker", "--data", str(data), "--workers",
                                    str(os.cpu_count() or 1)]),
                  subprocess.Popen([*cli, "serve", "--data", str(data)])]

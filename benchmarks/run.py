@@ -25,7 +25,7 @@ from pathlib import Path
 
 import av
 
-from vid2dcm.media.synth import AudioSpec, ClipSpec, synthesize
+from vid2dcm.producing.synth import AudioSpec, ClipSpec, synthesize
 
 PEAK = """
 import runpy, sys
@@ -77,7 +77,7 @@ def run(cmd: list[str], timing: Timing) -> None:
 
 
 def vid2dcm(*args: str) -> list[str]:
-    return [sys.executable, "-c", PEAK, "vid2dcm.cli", *args]
+    return [sys.executable, "-c", PEAK, "vid2dcm.apps.cli", *args]
 
 
 def gigabyte_input(folder: Path, gigabytes: float) -> Path:
@@ -148,13 +148,13 @@ def cases(folder: Path, gigabytes: float, servers: list[subprocess.Popen[bytes]]
              vid2dcm("convert", str(big), "-o", str(out / "frag.dcm"), "--fragmentable",
                      "--max-item-bytes", piece), clean),
         Case("20 clips of 5 s 720p30 + AAC (copy path)", "one vid2dcm run per clip",
-             ["sh", "-c", " && ".join(f"{sys.executable} -m vid2dcm.cli convert {c} -o {out}"
+             ["sh", "-c", " && ".join(f"{sys.executable} -m vid2dcm.apps.cli convert {c} -o {out}"
                                       for c in sorted(clips.iterdir()))],
              vid2dcm("convert", str(clips), "-o", str(out)), clean,
              "folder input, one process per CPU"),
     ]
     sent = folder / "sent.dcm"
-    subprocess.run([sys.executable, "-m", "vid2dcm.cli", "convert", str(big), "-o", str(sent)],
+    subprocess.run([sys.executable, "-m", "vid2dcm.apps.cli", "convert", str(big), "-o", str(sent)],
                    check=True, capture_output=True)
     received = folder / "received"
     received.mkdir()

@@ -15,10 +15,10 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from vid2dcm.conversion import convert
-from vid2dcm.media.synth import ClipSpec, synthesize
-from vid2dcm.planning import Request
-from vid2dcm.video_target import Quality, Speed
+from vid2dcm.pipeline import convert
+from vid2dcm.producing.synth import ClipSpec, synthesize
+from vid2dcm.planning.plan import Request
+from vid2dcm.planning.video_target import Quality, Speed
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vid2dcm.media.synth import ClipSpec, synthesize
+from vid2dcm.producing.synth import ClipSpec, synthesize
 
 MakeClip = Callable[[str, ClipSpec], Path]
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import av
 import pydicom
 
-from vid2dcm.dicom.frame_syntaxes import frame_syntax_by_uid
-from vid2dcm.dicom.reader import extract_bitstream, open_video_object
-from vid2dcm.dicom.syntaxes import by_uid
-from vid2dcm.dicom.validate import Severity, run_dciodvfy, validate
+from vid2dcm.core.frame_syntaxes import frame_syntax_by_uid
+from vid2dcm.core.syntaxes import by_uid
+from vid2dcm.reading.reader import extract_bitstream, open_video_object
+from vid2dcm.validation.validate import Severity, run_dciodvfy, validate
 
 H264_VCL = set(range(1, 6))
 HEVC_VCL = set(range(0, 32))

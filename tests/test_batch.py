@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from readback import read_back
-from vid2dcm.batch import convert_folder, video_files
-from vid2dcm.media.synth import ClipSpec, synthesize
-from vid2dcm.metadata import Metadata
-from vid2dcm.planning import Request
+from vid2dcm.apps.batch import convert_folder, video_files
+from vid2dcm.core.metadata import Metadata
+from vid2dcm.planning.plan import Request
+from vid2dcm.producing.synth import ClipSpec, synthesize
 
 HIGH = {"preset": "superfast", "profile": "high"}
 
@@ -48,7 +48,7 @@ def test_cli_folder_reports_each_file_and_the_first_failure(tmp_path: Path) -> N
     folder = _folder(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "vid2dcm.cli", "convert", str(folder), "-o",
+    proc = subprocess.run([sys.executable, "-m", "vid2dcm", "convert", str(folder), "-o",
                            str(out), "--jobs", "2"], capture_output=True, text=True, check=False)
     assert proc.returncode == 3
     assert proc.stderr.count("vid2dcm: error: broken.mp4:") == 1

@@ -25,7 +25,7 @@ import pydicom
 import pytest
 
 from vid2dcm import __version__
-from vid2dcm.media.synth import ClipSpec, synthesize
+from vid2dcm.producing.synth import ClipSpec, synthesize
 
 HIGH = {"preset": "superfast", "profile": "high"}
 SPLIT_FRAMES = 60
@@ -55,7 +55,7 @@ ENCODERS = {"vp9.webm": "libvpx-vp9", "mjpeg.avi": "mjpeg"}
 # --- helpers ---------------------------------------------------------------------------------
 
 def run_cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vid2dcm.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "vid2dcm", *map(str, args)],
                           capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
 
 

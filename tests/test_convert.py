@@ -15,11 +15,11 @@ import pytest
 
 from conftest import MakeClip
 from readback import coded_pictures, read_back
-from vid2dcm.conversion import convert
-from vid2dcm.dicom.iods import SopChoice
-from vid2dcm.media.synth import AudioSpec, ClipSpec
-from vid2dcm.metadata import Metadata
-from vid2dcm.planning import ContainerChoice, Request
+from vid2dcm.core.iods import SopChoice
+from vid2dcm.core.metadata import Metadata
+from vid2dcm.pipeline import convert
+from vid2dcm.planning.plan import ContainerChoice, Request
+from vid2dcm.producing.synth import AudioSpec, ClipSpec
 
 HIGH = {"preset": "superfast", "profile": "high"}
 FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
@@ -226,8 +226,8 @@ def test_one_pass_route_and_its_fallback(make_clip: MakeClip, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Constant-rate copies are muxed straight into the DICOM file (no spool); when the room
     reserved for the MP4 index is too small the spool route still delivers the same pictures."""
-    import vid2dcm.conversion as conversion
-    import vid2dcm.media.copy as copying
+    import vid2dcm.pipeline as conversion
+    import vid2dcm.producing.copy as copying
 
     source = make_clip("one-pass.mp4", ClipSpec(options=HIGH, audio=AudioSpec()))
     calls: list[bool] = []

@@ -20,14 +20,14 @@ from dcmtk_peers import free_port, running_storescp, start_storescp, stop, wait_
 from https_proxy import https_proxy
 from orthanc import DICOMWEB_PLUGIN, Orthanc, running_orthanc
 from pki import make_ca, make_leaf
-from vid2dcm.conversion import convert
-from vid2dcm.dicom.reader import open_video_object
-from vid2dcm.errors import DeliveryError
-from vid2dcm.media.synth import AudioSpec, ClipSpec
-from vid2dcm.metadata import Metadata
-from vid2dcm.net.destinations import Destination, TlsSettings
-from vid2dcm.net.send import deliver
-from vid2dcm.planning import Request
+from vid2dcm.core.errors import DeliveryError
+from vid2dcm.core.metadata import Metadata
+from vid2dcm.delivery.destinations import Destination, TlsSettings
+from vid2dcm.delivery.send import deliver
+from vid2dcm.pipeline import convert
+from vid2dcm.planning.plan import Request
+from vid2dcm.producing.synth import AudioSpec, ClipSpec
+from vid2dcm.reading.reader import open_video_object
 
 HIGH = {"preset": "superfast", "profile": "high"}
 FAST = {"retries": 0, "timeout_s": 20.0}
@@ -98,7 +98,7 @@ def core_files(make_clip: MakeClip, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_echo(pacs: Orthanc) -> None:
-    proc = subprocess.run([sys.executable, "-m", "vid2dcm.cli", "echo",
+    proc = subprocess.run([sys.executable, "-m", "vid2dcm", "echo",
                            f"{pacs.aet}@127.0.0.1:{pacs.dicom_port}"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -175,7 +175,7 @@ def test_strict_peer_without_lossy_fallback_is_a_clear_failure(
         strict: Orthanc, core_files: list[tuple[Path, str]]) -> None:
     h264 = core_files[0][0]
     before = h264.read_bytes()
-    proc = subprocess.run([sys.executable, "-m", "vid2dcm.cli", "send", str(h264), "--to",
+    proc = subprocess.run([sys.executable, "-m", "vid2dcm", "send", str(h264), "--to",
                            f"{strict.aet}@127.0.0.1:{strict.dicom_port}",
                            "--no-lossy-fallback", "--retries", "0"],
                           capture_output=True, text=True, check=False)
@@ -236,7 +236,7 @@ def test_peer_that_comes_up_late_receives_exactly_once(
 
 
 def test_unreachable_peer_fails_with_exit_6(core_files: list[tuple[Path, str]]) -> None:
-    proc = subprocess.run([sys.executable, "-m", "vid2dcm.cli", "send", str(core_files[0][0]),
+    proc = subprocess.run([sys.executable, "-m", "vid2dcm", "send", str(core_files[0][0]),
                            "--to", f"NOBODY@127.0.0.1:{free_port()}", "--retries", "1"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 6
@@ -257,7 +257,7 @@ def test_storage_commitment_with_orthanc(core_files: list[tuple[Path, str]],
         receipts = deliver([core_files[0][0]], dest)
         assert receipts[0].ok and receipts[0].committed is True, receipts[0]
 
-        from vid2dcm.net.commitment import request_commitment
+        from vid2dcm.delivery.transports.commitment import request_commitment
 
         sop = pydicom.dcmread(core_files[0][0], stop_before_pixels=True)
         answers = request_commitment(dest, [(str(sop.SOPClassUID), "1.2.826.0.1.3680043.10.999.9")],

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vid2dcm.errors import UsageError
-from vid2dcm.net.destinations import load_destinations, parse_destination
+from vid2dcm.core.errors import UsageError
+from vid2dcm.delivery.destinations import load_destinations, parse_destination
 
 
 def test_inline_ae_address() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydicom.encaps import encapsulate, generate_fragments
 
-from vid2dcm.dicom import encapsulation as enc
-from vid2dcm.dicom.encapsulation import (
+from vid2dcm.writing import encapsulation as enc
+from vid2dcm.writing.encapsulation import (
     PIXEL_DATA_HEADER,
     SEQUENCE_DELIMITER,
     Fragment,

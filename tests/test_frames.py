@@ -13,12 +13,12 @@ from pydicom.pixels.utils import iter_pixels
 
 from conftest import MakeClip
 from readback import read_back
-from vid2dcm.conversion import convert
-from vid2dcm.dicom.frame_syntaxes import FRAME_SYNTAXES, FrameEncoding
-from vid2dcm.dicom.iods import SopChoice
-from vid2dcm.media.quality import psnr
-from vid2dcm.media.synth import AudioSpec, ClipSpec
-from vid2dcm.planning import Request
+from vid2dcm.core.frame_syntaxes import FRAME_SYNTAXES, FrameEncoding
+from vid2dcm.core.iods import SopChoice
+from vid2dcm.pipeline import convert
+from vid2dcm.planning.plan import Request
+from vid2dcm.producing.quality import psnr
+from vid2dcm.producing.synth import AudioSpec, ClipSpec
 
 HIGH = {"preset": "superfast", "profile": "high"}
 SOPS = [SopChoice.ULTRASOUND, SopChoice.SC, SopChoice.ENDOSCOPIC, SopChoice.PHOTOGRAPHIC]

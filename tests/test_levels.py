@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vid2dcm.media import levels
-from vid2dcm.media.levels import h264_fits, h264_level, hevc_fits_51, hevc_level_name
+from vid2dcm.core import levels
+from vid2dcm.core.levels import h264_fits, h264_level, hevc_fits_51, hevc_level_name
 
 L41 = h264_level(41)
 L42 = h264_level(42)

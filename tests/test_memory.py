@@ -16,8 +16,8 @@ import pydicom
 import pytest
 
 from dcmtk_peers import running_storescp
-from vid2dcm.dicom.reader import open_video_object
-from vid2dcm.media.synth import ClipSpec, synthesize
+from vid2dcm.producing.synth import ClipSpec, synthesize
+from vid2dcm.reading.reader import open_video_object
 
 TARGET_BYTES = 1_000_000_000
 RSS_LIMIT_MB = 200
@@ -25,7 +25,7 @@ SEND_RSS_LIMIT_MB = 100
 
 RUN_MEASURED = """
 import sys
-from vid2dcm.cli import app
+from vid2dcm.apps.cli import app
 try:
     app(sys.argv[1:])
 except SystemExit as exc:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from vid2dcm.dicom.writer import MAX_DS_VALUE_BYTES, format_ds, frame_time_vector
-from vid2dcm.errors import UsageError
-from vid2dcm.media.info import FrameTiming
-from vid2dcm.media.timing import FrameTimingCounter
-from vid2dcm.metadata import BODY_STRUCTURE, CodedConcept, Metadata, load_metadata
+from vid2dcm.core.errors import UsageError
+from vid2dcm.core.media_info import FrameTiming
+from vid2dcm.core.metadata import BODY_STRUCTURE, CodedConcept, Metadata, load_metadata
+from vid2dcm.probing.timing import FrameTimingCounter
+from vid2dcm.writing.writer import MAX_DS_VALUE_BYTES, format_ds, frame_time_vector
 
 SECRET = "Doe^Jane-7731-SECRET"
 

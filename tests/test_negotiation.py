@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydicom import uid as pu
 
-from vid2dcm.dicom.frame_syntaxes import FrameEncoding
-from vid2dcm.net.negotiation import DeliveryKind, choose_delivery, proposed_syntaxes
+from vid2dcm.core.frame_syntaxes import FrameEncoding
+from vid2dcm.delivery.negotiation import DeliveryKind, choose_delivery, proposed_syntaxes
 
 H264 = str(pu.MPEG4HP41)
 H264F = str(pu.MPEG4HP41F)

@@ -12,10 +12,10 @@ import pytest
 
 from conftest import MakeClip
 from orthanc import Orthanc, running_orthanc
-from vid2dcm.conversion import convert
-from vid2dcm.dicom.reader import open_video_object
-from vid2dcm.media.synth import AudioSpec, ClipSpec
-from vid2dcm.metadata import Metadata
+from vid2dcm.core.metadata import Metadata
+from vid2dcm.pipeline import convert
+from vid2dcm.producing.synth import AudioSpec, ClipSpec
+from vid2dcm.reading.reader import open_video_object
 
 CASES = [
     ("h264.mp4", ClipSpec(options={"preset": "superfast", "profile": "high"}, audio=AudioSpec()),

@@ -11,10 +11,16 @@ from typing import Any
 
 import pytest
 
-from vid2dcm.dicom import syntaxes as ts
-from vid2dcm.dicom.iods import SopChoice
-from vid2dcm.media.info import AudioStreamInfo, FrameTiming, KeyFrame, MediaInfo, VideoStreamInfo
-from vid2dcm.planning import (
+from vid2dcm.core import syntaxes as ts
+from vid2dcm.core.iods import SopChoice
+from vid2dcm.core.media_info import (
+    AudioStreamInfo,
+    FrameTiming,
+    KeyFrame,
+    MediaInfo,
+    VideoStreamInfo,
+)
+from vid2dcm.planning.plan import (
     Action,
     ContainerChoice,
     Layout,

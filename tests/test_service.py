@@ -21,8 +21,8 @@ import pytest
 from dcmtk_peers import free_port, running_worklist, stop, wait_listening
 from orthanc import Orthanc, running_orthanc
 from readback import read_back
-from vid2dcm.media.synth import ClipSpec, synthesize
-from vid2dcm.service.settings import hash_token
+from vid2dcm.apps.gateway.settings import hash_token
+from vid2dcm.producing.synth import ClipSpec, synthesize
 
 UPLOADER, ADMIN = "uploader-token", "admin-token"
 QUOTA = 5_000_000
@@ -86,7 +86,7 @@ tokens = [
   {{ sha256 = "{hash_token(ADMIN)}", role = "admin", name = "it" }},
 ]
 """)
-    cli = [sys.executable, "-m", "vid2dcm.cli"]
+    cli = [sys.executable, "-m", "vid2dcm"]
     log = (data / "gateway.log").open("wb")
     worker = subprocess.Popen([*cli, "worker", "--data", str(data)], stdout=log, stderr=log,
                               start_new_session=True)
@@ -102,7 +102,7 @@ tokens = [
 
 
 def _embedded(path: Path) -> bytes:
-    from vid2dcm.dicom.reader import open_video_object
+    from vid2dcm.reading.reader import open_video_object
 
     with open_video_object(path).open_bitstream() as raw:
         return raw.read()
@@ -204,7 +204,7 @@ def test_bad_job_requests_are_400(gateway: Gateway) -> None:
 def test_job_interrupted_mid_run_completes_once_after_restart(tmp_path: Path) -> None:
     """A worker died after taking a job (it is 'running' and gone from the queue): the next
     worker runs it again from its input, once, with the same UIDs as the first attempt."""
-    from vid2dcm.service.store import Store
+    from vid2dcm.apps.gateway.store import Store
 
     data = tmp_path / "gw"
     data.mkdir()
@@ -212,7 +212,7 @@ def test_job_interrupted_mid_run_completes_once_after_restart(tmp_path: Path) ->
     (data / "service.toml").write_text(
         f'[service]\nport = {port}\ntokens = [{{ sha256 = "{hash_token(ADMIN)}", '
         'role = "admin" }]\n')
-    cli = [sys.executable, "-m", "vid2dcm.cli"]
+    cli = [sys.executable, "-m", "vid2dcm"]
     server = subprocess.Popen([*cli, "serve", "--data", str(data)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     worker = None
@@ -229,7 +229,7 @@ def test_job_interrupted_mid_run_completes_once_after_restart(tmp_path: Path) ->
         assert store.claim(job_id)  # the dead worker's claim ...
         subprocess.run([sys.executable, "-c",  # ... and the queue entry it consumed
                         "import os, sys; os.environ['VID2DCM_DATA'] = sys.argv[1]; "
-                        "from vid2dcm.service import jobs; jobs.huey.flush()", str(data)],
+                        "from vid2dcm.apps.gateway import jobs; jobs.huey.flush()", str(data)],
                        check=True)
         worker = subprocess.Popen([*cli, "worker", "--data", str(data)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -341,7 +341,7 @@ def test_gateway_command_starts_on_embedded_defaults(tmp_path: Path) -> None:
     """What `make run` starts: a fresh data folder, an admin token, server and worker."""
     data = tmp_path / "data"
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vid2dcm.cli", "gateway", "--data", str(data),
+    proc = subprocess.Popen([sys.executable, "-m", "vid2dcm", "gateway", "--data", str(data),
                              "--port", str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -432,7 +432,7 @@ def test_two_workers_share_a_redis_queue(tmp_path: Path) -> None:
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
     env = {**os.environ, "VID2DCM_QUEUE_URL": f"redis://127.0.0.1:{redis_port}/0"}
-    cli = [sys.executable, "-m", "vid2dcm.cli"]
+    cli = [sys.executable, "-m", "vid2dcm"]
     procs = [redis]
     try:
         wait_listening(redis_port, redis)
@@ -505,9 +505,9 @@ def test_upload_checksums_are_verified(gateway: Gateway, tmp_path: Path) -> None
 
 
 def test_clean_up_removes_only_uploads_whose_jobs_succeeded(tmp_path: Path) -> None:
-    from vid2dcm.service.jobs import TUS_EXPIRY_S, UPLOAD_RETENTION_S, clean_up
-    from vid2dcm.service.settings import ServiceSettings
-    from vid2dcm.service.store import Store
+    from vid2dcm.apps.gateway.jobs import TUS_EXPIRY_S, UPLOAD_RETENTION_S, clean_up
+    from vid2dcm.apps.gateway.settings import ServiceSettings
+    from vid2dcm.apps.gateway.store import Store
 
     settings = ServiceSettings(data_dir=tmp_path / "data")
     settings.prepare()
@@ -543,7 +543,7 @@ def test_a_rerun_job_does_not_duplicate_instances_in_the_pacs(gateway: Gateway, 
                                                               tmp_path: Path) -> None:
     """A job that delivered and then 'failed' (say the worker died before recording success)
     is retried: the same UIDs go out again, so the PACS still holds one instance."""
-    from vid2dcm.service.store import Store
+    from vid2dcm.apps.gateway.store import Store
 
     clip = synthesize(tmp_path / "twice.mp4", ClipSpec(
         options={"preset": "superfast", "profile": "high"}, frames=10))

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from vid2dcm.media.timing import MAX_KEPT_DELTAS, REORDER_WINDOW, FrameTimingCounter
+from vid2dcm.probing.timing import MAX_KEPT_DELTAS, REORDER_WINDOW, FrameTimingCounter
 
 TB_12800 = Fraction(1, 12800)
 TB_MS = Fraction(1, 1000)

@@ -11,11 +11,11 @@ import pytest
 
 from dcmtk_peers import StoreSCP, running_storescp
 from pki import make_ca, make_leaf
-from vid2dcm.conversion import convert
-from vid2dcm.errors import DeliveryError
-from vid2dcm.media.synth import ClipSpec, synthesize
-from vid2dcm.net.destinations import Destination
-from vid2dcm.net.dimse import echo
+from vid2dcm.core.errors import DeliveryError
+from vid2dcm.delivery.destinations import Destination
+from vid2dcm.delivery.transports.dimse import echo
+from vid2dcm.pipeline import convert
+from vid2dcm.producing.synth import ClipSpec, synthesize
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ key_file = "{pki['client_key']}"
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vid2dcm.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "vid2dcm", *map(str, args)],
                           capture_output=True, text=True, check=False)
 
 

@@ -19,11 +19,11 @@ import pytest
 
 from conftest import MakeClip
 from readback import coded_pictures, read_back
-from vid2dcm.conversion import ConversionResult, convert
-from vid2dcm.errors import InputError
-from vid2dcm.media.synth import AudioSpec, ClipSpec
-from vid2dcm.planning import Request, TranscodePolicy
-from vid2dcm.video_target import Quality
+from vid2dcm.core.errors import InputError
+from vid2dcm.pipeline import ConversionResult, convert
+from vid2dcm.planning.plan import Request, TranscodePolicy
+from vid2dcm.planning.video_target import Quality
+from vid2dcm.producing.synth import AudioSpec, ClipSpec
 
 H264_41 = "1.2.840.10008.1.2.4.102"
 H264_42 = "1.2.840.10008.1.2.4.104"
@@ -471,7 +471,7 @@ def test_all_frames_damaged_is_an_input_error(clip: MakeClip, tmp_path: Path) ->
 # --- command line -----------------------------------------------------------------------------
 
 def _cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vid2dcm.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "vid2dcm", *map(str, args)],
                           capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 from readback import read_back
-from vid2dcm.media.synth import ClipSpec, synthesize
-from vid2dcm.metadata import Metadata
-from vid2dcm.planning import Request
-from vid2dcm.watch import WatchEvent, watch
+from vid2dcm.apps.watch import WatchEvent, watch
+from vid2dcm.core.metadata import Metadata
+from vid2dcm.planning.plan import Request
+from vid2dcm.producing.synth import ClipSpec, synthesize
 
 HIGH = {"preset": "superfast", "profile": "high"}
 
@@ -24,7 +24,7 @@ def test_dropped_files_end_in_done_or_failed(tmp_path: Path) -> None:
     for n in range(2):
         synthesize(folder / f"rec{n}.mp4", ClipSpec(options=HIGH, frames=10))
     (folder / "junk.mp4").write_bytes(b"definitely not video" * 50)
-    proc = subprocess.run([sys.executable, "-m", "vid2dcm.cli", "watch", str(folder), "--once",
+    proc = subprocess.run([sys.executable, "-m", "vid2dcm", "watch", str(folder), "--once",
                            "--interval", "0.2", "--settle", "0.5", "--sop", "endoscopic"],
                           capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -68,7 +68,7 @@ def test_a_file_still_growing_is_not_taken(tmp_path: Path) -> None:
 
 
 def test_stable_means_unchanged_for_the_settle_time(tmp_path: Path) -> None:
-    from vid2dcm.watch import stable_files
+    from vid2dcm.apps.watch import stable_files
 
     f = tmp_path / "a.mp4"
     f.write_bytes(b"x" * 10)

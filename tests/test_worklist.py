@@ -15,7 +15,7 @@ import pytest
 from conftest import MakeClip
 from dcmtk_peers import running_worklist
 from readback import dciodvfy_errors
-from vid2dcm.media.synth import ClipSpec
+from vid2dcm.producing.synth import ClipSpec
 
 TODAY = date.today().strftime("%Y%m%d")
 ENTRIES = [
@@ -35,7 +35,7 @@ def worklist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vid2dcm.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "vid2dcm", *args], capture_output=True,
                           text=True, check=False)
 
 

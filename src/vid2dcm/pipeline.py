@@ -1,0 +1,363 @@
+"""convert: the library's front door. probe -> plan -> produce -> write, all or nothing."""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import BinaryIO
+
+from vid2dcm.core.errors import NotStorableError, OutputError, UsageError
+from vid2dcm.core.media_info import MediaInfo
+from vid2dcm.core.metadata import Metadata
+from vid2dcm.core.uids import UidSource
+from vid2dcm.core.version import __version__
+from vid2dcm.planning.plan import (
+    Action,
+    Layout,
+    Plan,
+    Request,
+    Segment,
+    TranscodePolicy,
+    plan_conversion,
+)
+from vid2dcm.probing.probe import probe
+from vid2dcm.producing.copy import copy_packets
+from vid2dcm.producing.frames import encode_frames
+from vid2dcm.producing.quality import QualityReport, measure_quality
+from vid2dcm.producing.transcode import TranscodeStats, transcode
+from vid2dcm.writing.encapsulation import (
+    item_offsets,
+    write_frame_items,
+    write_native_pixel_data,
+    write_pixel_data,
+)
+from vid2dcm.writing.writer import (
+    InstanceIdentity,
+    PixelDescription,
+    Provenance,
+    VideoInstance,
+    build_dataset,
+    describe_bitstream,
+    write_instance,
+    write_instance_streamed,
+)
+
+Progress = Callable[[str, float | None], None]
+"""Called with a stage name and, where known, the fraction of it done."""
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    frames: int
+    rows: int
+    columns: int
+    size_bytes: int
+    bitstream_bytes: int
+    action: Action
+    study_instance_uid: str
+    series_instance_uid: str
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    source: MediaInfo
+    plan: Plan
+    files: tuple[WrittenFile, ...]
+    study_instance_uid: str
+    series_instance_uid: str
+    warnings: tuple[str, ...] = field(default=())
+    transcode: TranscodeStats | None = None
+    """Encoder statistics when anything was re-encoded."""
+    quality: QualityReport | None = None
+    """PSNR/SSIM of the transcoded video against the source, when asked for."""
+
+    @property
+    def frames(self) -> int:
+        return sum(f.frames for f in self.files)
+
+
+def convert(source: str | Path, out: str | Path | None = None, *,
+            metadata: Metadata | None = None, options: Request | None = None,
+            overwrite: bool = False, progress: Progress | None = None) -> ConversionResult:
+    """Convert one video file into one or more DICOM video instances.
+
+    out may be a .dcm path or an existing folder; by default the .dcm lands beside the input.
+    On any failure nothing is left behind and the input is untouched.
+    """
+    source = Path(source)
+    metadata = metadata or Metadata()
+    options = options or Request()
+    say: Progress = progress or _quiet
+    say("probing", None)
+    info = probe(source)
+    plan = plan_conversion(info, options)
+    if not plan.storable:
+        raise _not_storable(plan, options)
+    base = output_base(source, out, overwrite)
+    written: list[WrittenFile] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix=".vid2dcm-", dir=base.parent) as tmp:
+            work = Path(tmp)
+            stats = quality = None
+            wrapped, wrap_plan = info, plan
+            if plan.frame_syntax is not None:
+                stats, frame_file = _frames(info, plan, options, metadata, base, work, say)
+                written.append(frame_file)
+            elif plan.needs_transcode:
+                stats, wrapped, wrap_plan = _transcode(info, plan, options, work, say)
+                if options.measure_quality and plan.video_target is not None:
+                    say("measuring quality", None)
+                    quality = measure_quality(info, plan.video_target, wrapped.path)
+            if plan.frame_syntax is None:
+                targets = numbered_paths(source, base, len(wrap_plan.segments), overwrite)
+                written = _wrap(info, wrapped, wrap_plan, plan, targets, metadata, options,
+                                work, say, written)
+    except BaseException:
+        for f in written:
+            f.path.unlink(missing_ok=True)
+        raise
+    warnings = list(plan.warnings)
+    if stats is not None and stats.lost_frames:
+        warnings.append(f"{stats.lost_frames} of {stats.packets_in} frames could not be decoded "
+                        "(damaged input) and are missing from the output")
+    return ConversionResult(info, plan, tuple(written), written[0].study_instance_uid,
+                            written[0].series_instance_uid, tuple(warnings), stats, quality)
+
+
+def _transcode(info: MediaInfo, plan: Plan, options: Request, work: Path, say: Progress
+               ) -> tuple[TranscodeStats, MediaInfo, Plan]:
+    """Encode what must be encoded, then plan the result like any other input: it must now
+    qualify for the target syntax, and splitting works on the encoded stream."""
+    assert plan.container is not None
+    encoded = work / f"encoded.{plan.container.extension}"
+    stage = "transcoding" if plan.video_target else "re-encoding audio"
+    say(stage, 0.0)
+    stats = transcode(info, plan.video_target, plan.audio, plan.container, encoded,
+                      lambda done: say(stage, done))
+    wrapped = probe(encoded)
+    wrap_plan = plan_conversion(wrapped, replace(options, transcode=TranscodePolicy.NEVER))
+    if not wrap_plan.storable or wrap_plan.transfer_syntax is not plan.transfer_syntax:
+        rules = "; ".join(wrap_plan.broken_rules) or (
+            f"{wrap_plan.transfer_syntax.name if wrap_plan.transfer_syntax else '?'} instead of "
+            f"{plan.transfer_syntax.name if plan.transfer_syntax else '?'}")
+        raise OutputError(f"the encoder's output does not qualify for DICOM: {rules}")
+    return stats, wrapped, wrap_plan
+
+
+def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, targets: list[Path],
+          metadata: Metadata, options: Request, work: Path, say: Progress,
+          written: list[WrittenFile]) -> list[WrittenFile]:
+    """Copy packets into one container per instance and write each instance around it."""
+    assert plan.container is not None and plan.transfer_syntax is not None
+    assert plan.transfer_syntax_uid is not None
+    uids = UidSource(metadata.uid_root, metadata.uid_seed)
+    study_uid = metadata.study_instance_uid or uids.new("study")
+    series_uid = metadata.series_instance_uid or uids.new("series")
+    recorded_at = metadata.acquisition_datetime or source.creation_time
+    provenance = describe_provenance(source, original)
+    if plan.layout is Layout.SINGLE and _timing_survives_remux(info):
+        identity = InstanceIdentity(study_uid, series_uid, uids.new("instance-1"), 1)
+        instance = VideoInstance(
+            iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid,
+            pixels=describe_bitstream(info, plan.transfer_syntax, plan.copied_audio),
+            identity=identity, acquired_at=recorded_at, converted_at=datetime.now(),
+            metadata=metadata, provenance=provenance)
+        say(f"writing {targets[0].name}", 0.0)
+        try:
+            size, length = write_instance_streamed(targets[0], build_dataset(instance), partial(
+                _copy_into, info, plan, lambda done: say(f"writing {targets[0].name}", done)))
+        except (OutputError, ValueError):
+            pass  # e.g. the index outgrew its reserved room: take the spool route below
+        else:
+            written.append(WrittenFile(
+                targets[0], plan.iod.sop_class_uid, identity.sop_instance_uid,
+                plan.transfer_syntax_uid, info.video.timing.frame_count, info.video.height,
+                info.video.width, size, length, original.action, study_uid, series_uid))
+            return written
+    say("copying packets", 0.0)
+    pieces = copy_packets(info, plan.copied_audio, plan.container, plan.segments, work,
+                          lambda done: say("copying packets", done))
+    previous: str | None = None
+    for number, (piece, target) in enumerate(zip(pieces, targets, strict=True), 1):
+        say(f"writing {target.name}", (number - 1) / len(pieces))
+        assert piece.path is not None
+        bitstream = probe(piece.path)
+        _check_piece(bitstream, piece.segment.end_frame - piece.segment.first_frame,
+                     plan, options)
+        identity = InstanceIdentity(study_uid, series_uid, uids.new(f"instance-{number}"),
+                                    number, previous)
+        instance = VideoInstance(
+            iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid,
+            pixels=describe_bitstream(bitstream, plan.transfer_syntax), identity=identity,
+            acquired_at=_part_start(recorded_at, info, piece.segment) if recorded_at else None,
+            converted_at=datetime.now(), metadata=metadata, provenance=provenance,
+        )
+        size = write_instance(target, build_dataset(instance), partial(
+            write_pixel_data, source=piece.path, max_item=options.max_item_bytes))
+        written.append(WrittenFile(
+            target, plan.iod.sop_class_uid, identity.sop_instance_uid,
+            plan.transfer_syntax_uid, bitstream.video.timing.frame_count,
+            bitstream.video.height, bitstream.video.width, size, bitstream.size_bytes,
+            original.action, study_uid, series_uid))
+        previous = identity.sop_instance_uid
+    return written
+
+
+def _frames(info: MediaInfo, plan: Plan, options: Request, metadata: Metadata, base: Path,
+            work: Path, say: Progress) -> tuple[TranscodeStats, WrittenFile]:
+    """Decode, encode every picture on its own, and write one instance around the frames."""
+    syntax, target = plan.frame_syntax, plan.video_target
+    assert syntax is not None and target is not None and plan.transfer_syntax_uid is not None
+    say("encoding frames", 0.0)
+    encoded = encode_frames(info, target, syntax, options.quality.value, work / "frames.bin",
+                            lambda done: say("encoding frames", done))
+    uids = UidSource(metadata.uid_root, metadata.uid_seed)
+    study_uid = metadata.study_instance_uid or uids.new("study")
+    series_uid = metadata.series_instance_uid or uids.new("series")
+    identity = InstanceIdentity(study_uid, series_uid, uids.new("instance-1"), 1)
+    pixels = PixelDescription(
+        rows=encoded.height, columns=encoded.width, photometric=syntax.photometric,
+        timing=encoded.timing, stored_bytes=encoded.size_bytes,
+        lossy_method=syntax.lossy_method or SOURCE_LOSSY_METHODS.get(info.video.codec))
+    recorded_at = metadata.acquisition_datetime or info.creation_time
+    ds = build_dataset(VideoInstance(
+        iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid, pixels=pixels,
+        identity=identity, acquired_at=recorded_at, converted_at=datetime.now(),
+        metadata=metadata, provenance=describe_provenance(info, plan)))
+    pixel_data: Callable[[BinaryIO], object]
+    if not syntax.encapsulated:
+        pixel_data = partial(write_native_pixel_data, source=encoded.path)
+    else:
+        offsets = item_offsets(encoded.lengths)
+        if offsets[-1] < 2**32:
+            pixel_data = partial(write_frame_items, source=encoded.path,
+                                 frame_lengths=encoded.lengths, basic_offsets=offsets)
+        else:
+            ds.ExtendedOffsetTable = b"".join(struct.pack("<Q", o) for o in offsets)
+            ds.ExtendedOffsetTableLengths = b"".join(
+                struct.pack("<Q", n + n % 2) for n in encoded.lengths)
+            pixel_data = partial(write_frame_items, source=encoded.path,
+                                 frame_lengths=encoded.lengths, basic_offsets=None)
+    say(f"writing {base.name}", None)
+    size = write_instance(base, ds, pixel_data)
+    stats = TranscodeStats(encoded.packets_in, encoded.frame_count, encoded.damaged_packets,
+                           encoded.seconds)
+    return stats, WrittenFile(base, plan.iod.sop_class_uid, identity.sop_instance_uid,
+                              plan.transfer_syntax_uid, encoded.frame_count, encoded.height,
+                              encoded.width, size, encoded.size_bytes, plan.action, study_uid,
+                              series_uid)
+
+
+SOURCE_LOSSY_METHODS = {"h264": "ISO_14496_10", "hevc": "ISO_23008_2",
+                        "mpeg2video": "ISO_13818_2", "mjpeg": "ISO_10918_1"}
+"""Lossless frame encodings still hold pictures once compressed lossily by the camera."""
+
+
+def _timing_survives_remux(info: MediaInfo) -> bool:
+    """The one-pass route writes the header from the source's timing before the container
+    exists. That is exact for constant-rate streams with timestamps; variable-rate and raw
+    streams are retimed by the muxer, so their header is taken from the written container."""
+    return info.video.has_timestamps and not info.video.timing.variable
+
+
+def _copy_into(info: MediaInfo, plan: Plan, progress: Callable[[float], None],
+               sink: BinaryIO) -> None:
+    """The single-pass route: packets muxed straight into the open DICOM file."""
+    assert plan.container is not None
+    copy_packets(info, plan.copied_audio, plan.container, plan.segments, None, progress,
+                 sink=sink)
+
+
+def describe_provenance(source: MediaInfo, plan: Plan) -> Provenance:
+    """What was done to the pictures, for Image Type and Derivation Description."""
+    target = plan.video_target
+    if target is None:
+        return Provenance(derived=False, description=None)
+    v = source.video
+    if plan.frame_syntax is not None:
+        text = (f"Decoded by vid2dcm {__version__} from {v.codec} {v.profile or ''} "
+                f"{v.width}x{v.height} {v.pix_fmt} and stored frame by frame as "
+                f"{plan.frame_syntax.name}")
+    else:
+        text = (f"Transcoded by vid2dcm {__version__} from {v.codec} {v.profile or ''} "
+                f"{v.width}x{v.height} {v.pix_fmt} to {target.describe()}; because: "
+                + "; ".join(plan.broken_rules))
+    if target.steps:
+        text += "; pictures: " + "; ".join(target.steps)
+    return Provenance(derived=target.changes_geometry, description=text[:1024])
+
+
+def _quiet(_stage: str, _done: float | None) -> None:
+    pass
+
+
+def _not_storable(plan: Plan, options: Request) -> NotStorableError:
+    rules = "; ".join(plan.broken_rules)
+    if options.transcode is TranscodePolicy.NEVER:
+        hint = "not storable without transcoding (--transcode never)"
+    else:
+        hint = "transcoding is not available in this version of vid2dcm"
+    return NotStorableError(f"cannot copy this video into DICOM: {rules} ({hint})",
+                            plan.broken_rules)
+
+
+def output_base(source: Path, out: str | Path | None, overwrite: bool) -> Path:
+    """Where the (first) instance goes: OUT.dcm, or DIR/<input>.dcm, or beside the input."""
+    if out is None:
+        base = source.with_suffix(".dcm")
+    else:
+        out = Path(out)
+        base = out / (source.stem + ".dcm") if out.is_dir() or str(out).endswith("/") else out
+    if not base.parent.is_dir():
+        raise OutputError(f"output folder {base.parent} does not exist")
+    if base.resolve() == source.resolve():
+        raise UsageError(f"output {base} would overwrite the input")
+    if base.exists() and not overwrite:
+        raise OutputError(f"{base} already exists (use --overwrite to replace it)")
+    return base
+
+
+def numbered_paths(source: Path, base: Path, count: int, overwrite: bool) -> list[Path]:
+    """One path per instance: base itself, or base_001.dcm, base_002.dcm... for a split."""
+    if count == 1:
+        return [base]
+    paths = [base.with_name(f"{base.stem}_{n:03d}{base.suffix or '.dcm'}")
+             for n in range(1, count + 1)]
+    for p in paths:
+        if p.resolve() == source.resolve():
+            raise UsageError(f"output {p} would overwrite the input")
+        if p.exists() and not overwrite:
+            raise OutputError(f"{p} already exists (use --overwrite to replace it)")
+    return paths
+
+
+def _check_piece(bitstream: MediaInfo, expected_frames: int, plan: Plan,
+                 options: Request) -> None:
+    """The written container must hold exactly the frames planned, within one item if needed."""
+    got = bitstream.video.timing.frame_count
+    if got != expected_frames:
+        raise OutputError(f"the rewritten container holds {got} frames, expected "
+                          f"{expected_frames}")
+    if plan.layout is not Layout.FRAGMENTS and bitstream.size_bytes > options.max_item_bytes:
+        raise OutputError(f"a key-frame interval is larger than one fragment "
+                          f"({bitstream.size_bytes} > {options.max_item_bytes} bytes); "
+                          "use --fragmentable")
+
+
+def _part_start(start: datetime, info: MediaInfo, segment: Segment) -> datetime:
+    """Content Time of a split part: the recording start plus where the part begins."""
+    keyframes = info.video.keyframes
+    origin = keyframes[0].pts_s if keyframes else None
+    for kf in keyframes:
+        if kf.frame_index == segment.first_frame and kf.pts_s is not None and origin is not None:
+            return start + timedelta(seconds=kf.pts_s - origin)
+    return start

@@ -1,0 +1,290 @@
+"""probe: read an input once, by demuxing packets, and describe it as a MediaInfo."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from fractions import Fraction
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import av
+
+from vid2dcm.core.errors import InputError
+from vid2dcm.core.media_info import (
+    AudioStreamInfo,
+    KeyFrame,
+    MediaInfo,
+    VideoStreamInfo,
+)
+from vid2dcm.probing.timing import FrameTimingCounter
+
+STILL_IMAGE_CODECS = frozenset(
+    {"png", "mjpeg", "jpeg2000", "bmp", "tiff", "gif", "webp", "jpegls", "ppm", "pgm", "dpx"}
+)
+IMAGE_DEMUXERS = re.compile(r"^(image2|.*_pipe)$")
+
+
+Opener = Callable[[], Any]
+"""Returns a fresh av container on each call (probing reads the input twice)."""
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Describe a video file: container, streams, codec facts and exact frame timing."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path}: file is empty")
+    return probe_opened(path, size, lambda: av.open(str(path)))
+
+
+def probe_opened(label: Path, size: int, opener: Opener) -> MediaInfo:
+    """probe() for any source PyAV can open, e.g. a bitstream inside a DICOM file."""
+    try:
+        with opener() as container:
+            return _describe(label, size, container, opener)
+    except InputError:
+        raise
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{label}: not a readable video file ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.split(";")[0].replace(str(getattr(exc, "filename", "")), "").strip(" :'") or text
+
+
+def _describe(path: Path, size: int, container: Any, opener: Opener) -> MediaInfo:
+    fmt = container.format.name
+    videos = list(container.streams.video)
+    if not videos:
+        kinds = sorted({s.type for s in container.streams})
+        found = ", ".join(kinds) if kinds else "no streams"
+        raise InputError(f"{path}: has no video stream (found: {found})")
+    vstream = videos[0]
+    vcc = vstream.codec_context
+    if IMAGE_DEMUXERS.match(fmt) or (vcc.name in STILL_IMAGE_CODECS and (vstream.frames or 0) <= 1):
+        raise InputError(f"{path}: is a still image ({vcc.name}), not a video")
+    audio_streams = list(container.streams.audio)
+    nominal = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
+    counter = FrameTimingCounter(vstream.time_base or Fraction(1, 90000), _fraction(nominal))
+    keyframes: list[KeyFrame] = []
+    total_bytes = 0
+    video_bytes = 0
+    audio_packets = 0
+    has_ts = True
+    indexed = _from_index(container, vstream, audio_streams, size)
+    if indexed is not None:
+        counter, keyframes, total_bytes, video_bytes, audio_packets = indexed
+    try:
+        for packet in [] if indexed is not None else container.demux([vstream, *audio_streams]):
+            if packet.size == 0:
+                continue
+            if packet.stream.index == vstream.index:
+                if packet.is_keyframe:
+                    pts_s = float(packet.pts * packet.time_base) if packet.pts is not None else None
+                    keyframes.append(KeyFrame(counter.count, total_bytes, pts_s))
+                if packet.pts is None and packet.dts is None:
+                    has_ts = False
+                counter.add(packet.pts, packet.duration or 0)
+                video_bytes += packet.size
+            else:
+                audio_packets += 1
+            total_bytes += packet.size
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{path}: damaged or truncated ({_reason(exc)})") from exc
+    if counter.count == 0:
+        raise InputError(f"{path}: the video stream holds no frames")
+    timing = counter.result()
+    index_count = vstream.frames or 0
+    if index_count and index_count != counter.count:
+        raise InputError(
+            f"{path}: damaged or truncated: the container index lists {index_count} frames "
+            f"but only {counter.count} can be read"
+        )
+    if indexed is not None:
+        timing = replace(timing, count_source="MP4 sample table (every sample present in the "
+                         "file, none discarded)")
+    elif index_count:
+        timing = replace(timing, count_source="packet count, equal to the container index")
+    rotation, interlaced = _first_frame_facts(path, opener, vstream.index)
+    video = VideoStreamInfo(
+        index=vstream.index,
+        codec=DECODER_TO_CODEC.get(vcc.name, vcc.name),
+        codec_tag=(vstream.codec_tag or "").strip("\x00 "),
+        profile=vcc.profile,
+        level=vcc.level if vcc.level is not None and vcc.level >= 0 else None,
+        tier=_hevc_tier(vcc.extradata) if vcc.name == "hevc" else None,
+        width=vcc.width,
+        height=vcc.height,
+        pix_fmt=vcc.pix_fmt or "unknown",
+        chroma=chroma_subsampling(vcc.pix_fmt or ""),
+        bit_depth=_bit_depth(vcc.pix_fmt),
+        sample_aspect_ratio=_fraction(vcc.sample_aspect_ratio),
+        rotation=rotation,
+        interlaced=interlaced,
+        color_range=_color_range(vcc),
+        timing=timing,
+        keyframes=tuple(keyframes),
+        packet_bytes=video_bytes,
+        has_timestamps=has_ts,
+    )
+    audio = tuple(_audio_info(a) for a in audio_streams)
+    duration = float(container.duration / av.time_base) if container.duration else 0.0
+    return MediaInfo(
+        path=path,
+        container=fmt,
+        size_bytes=size,
+        duration_s=duration or timing.duration_s,
+        video=video,
+        audio=audio,
+        total_packet_bytes=total_bytes,
+        audio_packets=audio_packets,
+        major_brand=(container.metadata.get("major_brand") or "").strip() or None,
+        creation_time=_timestamp(container.metadata.get("creation_time")),
+    )
+
+
+INDEX_LIMIT = 2**32 - 2
+"""Above one fragment the stream may be split at key frames, which needs presentation times
+that only demuxing gives; below it the MP4 sample table is exact and far cheaper to read."""
+
+
+def _from_index(container: Any, vstream: Any, audio_streams: list[Any], size: int
+                ) -> tuple[FrameTimingCounter, list[KeyFrame], int, int, int] | None:
+    """Frame facts from an MP4/MOV sample table, without reading the media data; None when
+    the table cannot be trusted on its own (not MP4, edit-list discards, truncated data)."""
+    if not container.format.name.startswith("mov") or vstream.time_base is None:
+        return None
+    entries = vstream.index_entries
+    count = len(entries)
+    if count == 0 or count != (vstream.frames or 0):
+        return None
+    stamps = [e.timestamp for e in entries]
+    steps = {b - a for a, b in pairwise(stamps)}
+    if steps and max(steps) - min(steps) > 1:
+        return None  # variable rate: decode-order times are not display intervals; demux
+    samples = []
+    for stream in [vstream, *audio_streams]:
+        for entry in stream.index_entries:
+            if entry.is_discard and stream is vstream:
+                return None  # an edit list hides frames: count what demuxing yields
+            samples.append((entry.pos, entry.size, stream is vstream, entry))
+    samples.sort(key=lambda s: s[0])
+    last = samples[-1]
+    if last[0] + last[1] > size:
+        return None
+    total = sum(s[1] for s in samples)
+    if total > INDEX_LIMIT:
+        return None
+    nominal = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
+    counter = FrameTimingCounter(vstream.time_base, _fraction(nominal))
+    keyframes: list[KeyFrame] = []
+    before = video_bytes = audio_packets = 0
+    for _pos, length, is_video, entry in samples:
+        if is_video:
+            if entry.is_keyframe:
+                keyframes.append(KeyFrame(counter.count, before,
+                                          float(entry.timestamp * vstream.time_base)))
+            counter.add(entry.timestamp, 0)
+            video_bytes += length
+        else:
+            audio_packets += 1
+        before += length
+    return counter, keyframes, total, video_bytes, audio_packets
+
+
+def _first_frame_facts(path: Path, opener: Opener, index: int) -> tuple[int, bool]:
+    """Rotation and scan type live in frame side data: decode just the first picture."""
+    try:
+        with opener() as container:
+            stream = container.streams[index]
+            for frame in container.decode(stream):
+                return int(frame.rotation or 0) % 360, bool(frame.interlaced_frame)
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{path}: the video does not decode ({_reason(exc)})") from exc
+    raise InputError(f"{path}: the video does not decode (no picture in the stream)")
+
+
+DECODER_TO_CODEC = {"mp3float": "mp3", "mp2float": "mp2", "aac_fixed": "aac", "ac3_fixed": "ac3",
+                    "libdav1d": "av1", "libaom-av1": "av1", "libvpx-vp9": "vp9",
+                    "libvpx": "vp8", "libopus": "opus"}
+"""PyAV names the decoder picked; rules are about the codec."""
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    """Container creation_time (ISO 8601, UTC) as local time; None when absent or zero."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.year < 1971:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone().replace(tzinfo=None)
+
+
+def _audio_info(stream: Any) -> AudioStreamInfo:
+    cc = stream.codec_context
+    return AudioStreamInfo(
+        index=stream.index,
+        codec=DECODER_TO_CODEC.get(cc.name, cc.name),
+        profile=cc.profile,
+        sample_rate=cc.sample_rate or 0,
+        channels=cc.channels or 0,
+        bit_rate=cc.bit_rate or None,
+    )
+
+
+def chroma_subsampling(pix_fmt: str) -> str:
+    if re.match(r"^(yuvj?420|nv12|nv21|p010|p016|yuva420)", pix_fmt):
+        return "4:2:0"
+    if re.match(r"^(yuvj?422|nv16|uyvy|yuyv|y210|yuva422)", pix_fmt):
+        return "4:2:2"
+    if re.match(r"^(yuvj?444|gbr|rgb|bgr|yuva444|nv24)", pix_fmt):
+        return "4:4:4"
+    if pix_fmt.startswith("gray"):
+        return "4:0:0"
+    return "unknown"
+
+
+def _bit_depth(pix_fmt: str | None) -> int:
+    if not pix_fmt:
+        return 0
+    try:
+        return int(av.VideoFormat(pix_fmt).components[0].bits)
+    except (ValueError, IndexError):
+        return 0
+
+
+def _color_range(cc: Any) -> str:
+    if (cc.pix_fmt or "").startswith("yuvj"):
+        return "full"
+    value = int(cc.color_range or 0)
+    return {1: "limited", 2: "full"}.get(value, "unspecified")
+
+
+def _hevc_tier(extradata: bytes | None) -> str | None:
+    """general_tier_flag sits in byte 1 of an hvcC record; Annex-B extradata does not say."""
+    if extradata and len(extradata) > 2 and extradata[0] == 1:
+        return "High" if extradata[1] & 0x20 else "Main"
+    return None
+
+
+def _fraction(value: object) -> Fraction | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float | str | Fraction):
+        return None
+    frac = Fraction(value)
+    return frac if frac > 0 else None

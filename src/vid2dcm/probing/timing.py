@@ -1,0 +1,120 @@
+"""Frame timing from packet timestamps, in one streaming pass with bounded memory.
+
+Packets arrive in decode order; presentation order is recovered with a small reorder window
+(B-frame reordering never spans more than 16 pictures in H.264/HEVC), so memory stays flat
+however long the video is.
+"""
+
+from __future__ import annotations
+
+import heapq
+from fractions import Fraction
+
+from vid2dcm.core.media_info import FrameTiming
+
+REORDER_WINDOW = 64
+MAX_KEPT_DELTAS = 6000
+"""Beyond this many frames a Frame Time Vector cannot be encoded in Explicit VR (64 KiB DS)."""
+
+
+class FrameTimingCounter:
+    """Feed every video packet; ask for the FrameTiming once the stream has been read."""
+
+    def __init__(self, time_base: Fraction, nominal_rate: Fraction | None) -> None:
+        self.time_base = time_base
+        self.nominal_rate = nominal_rate
+        self.count = 0
+        self._missing_pts = 0
+        self._heap: list[int] = []
+        self._last_sorted: int | None = None
+        self._first_pts: int | None = None
+        self._max_end: int | None = None
+        self._delta_min: int | None = None
+        self._delta_max: int | None = None
+        self._deltas: list[int] | None = []
+        self._last_duration = 0
+
+    def add(self, pts: int | None, duration: int) -> None:
+        self.count += 1
+        if pts is None:
+            self._missing_pts += 1
+            return
+        if duration > 0:
+            self._last_duration = duration
+        end = pts + max(duration, 0)
+        self._max_end = end if self._max_end is None else max(self._max_end, end)
+        heapq.heappush(self._heap, pts)
+        if len(self._heap) > REORDER_WINDOW:
+            self._emit(heapq.heappop(self._heap))
+
+    def _emit(self, pts: int) -> None:
+        if self._last_sorted is None:
+            self._first_pts = pts
+        else:
+            delta = pts - self._last_sorted
+            self._delta_min = delta if self._delta_min is None else min(self._delta_min, delta)
+            self._delta_max = delta if self._delta_max is None else max(self._delta_max, delta)
+            if self._deltas is not None:
+                self._deltas.append(delta)
+                if len(self._deltas) > MAX_KEPT_DELTAS:
+                    self._deltas = None
+        self._last_sorted = pts
+
+    def result(self) -> FrameTiming:
+        while self._heap:
+            self._emit(heapq.heappop(self._heap))
+        if self.count == 0:
+            raise ValueError("no video packets")
+        if self._missing_pts or self._first_pts is None or self._last_sorted is None:
+            return self._nominal_timing()
+        n_deltas = self.count - 1
+        span_ticks = self._last_sorted - self._first_pts
+        if n_deltas == 0 or span_ticks <= 0:
+            return self._nominal_timing(source="packet count; one frame, rate from stream header")
+        mean_delta = Fraction(span_ticks, n_deltas)
+        rate = _snap_rate(1 / (mean_delta * self.time_base), self.nominal_rate)
+        last = self._last_duration or round(mean_delta)
+        end = max(self._max_end or 0, self._last_sorted + last)
+        duration_s = float((end - self._first_pts) * self.time_base)
+        tick_ms = float(self.time_base) * 1000
+        mean_ms = float(mean_delta) * tick_ms
+        tolerance_ms = max(1.5 * tick_ms, 0.005 * mean_ms)
+        assert self._delta_min is not None and self._delta_max is not None
+        variable = (
+            abs(self._delta_max * tick_ms - mean_ms) > tolerance_ms
+            or abs(self._delta_min * tick_ms - mean_ms) > tolerance_ms
+        )
+        deltas = (
+            tuple(d * tick_ms for d in self._deltas)
+            if variable and self._deltas is not None
+            else None
+        )
+        return FrameTiming(
+            frame_count=self.count,
+            rate=rate,
+            duration_s=duration_s,
+            variable=variable,
+            frame_time_ms=1000 / float(rate),
+            frame_deltas_ms=deltas,
+            count_source="packet count",
+        )
+
+    def _nominal_timing(self, source: str = "packet count; no timestamps, rate from stream header"
+                        ) -> FrameTiming:
+        rate = self.nominal_rate or Fraction(25)
+        return FrameTiming(
+            frame_count=self.count,
+            rate=rate,
+            duration_s=float(self.count / rate),
+            variable=False,
+            frame_time_ms=1000 / float(rate),
+            frame_deltas_ms=None,
+            count_source=source,
+        )
+
+
+def _snap_rate(measured: Fraction, nominal: Fraction | None) -> Fraction:
+    """Prefer the header's exact rational (30000/1001) when timestamps agree within 0.5 %."""
+    if nominal and nominal > 0 and abs(float(measured / nominal) - 1) < 0.005:
+        return nominal
+    return measured.limit_denominator(1001)

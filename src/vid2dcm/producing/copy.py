@@ -1,0 +1,213 @@
+"""copy_packets: rewrite the container around an untouched bitstream (no decoding, no encoding).
+
+Only the container changes: video (and any allowed audio) packets go into MP4 or MPEG-TS exactly
+as they were coded. Raw elementary streams have no timestamps, so those are made from the
+frame rate and the display order (found by one decoding pass, the only way to learn it).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+import av
+
+from vid2dcm.core.errors import InputError, OutputError
+from vid2dcm.core.media_info import MediaInfo
+from vid2dcm.planning.plan import OutputContainer, Segment
+
+MUXER_OPTIONS: dict[OutputContainer, dict[str, str]] = {
+    OutputContainer.MP4: {"movflags": "+faststart"},
+    OutputContainer.MPEG_TS: {},
+    OutputContainer.MPEG_PS: {},
+}
+
+
+@dataclass(frozen=True)
+class CopiedStream:
+    """One container file holding a segment of the source, with what went into it."""
+
+    path: Path | None
+    """None when the container was written straight into a caller's file object."""
+    segment: Segment
+    video_packets: int
+    audio_packets: int
+
+
+def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: OutputContainer,
+                 segments: tuple[Segment, ...], out_dir: Path | None,
+                 progress: Callable[[float], None] | None = None,
+                 sink: BinaryIO | None = None) -> list[CopiedStream]:
+    """Write one container file per segment into out_dir, in a single pass over the input.
+
+    With sink (one segment only), the container goes straight into that seekable file object
+    instead: an MP4 then reserves room for its index at the front rather than moving it there
+    afterwards (faststart would rewrite the whole file). progress, if given, receives the
+    fraction of video frames copied so far.
+    """
+    if sink is not None and len(segments) != 1:
+        raise ValueError("a sink takes exactly one segment")
+    if sink is None and out_dir is None:
+        raise ValueError("copy_packets needs an out_dir or a sink")
+    total = info.video.timing.frame_count
+    retimer = Retimer.for_elementary(info) if not info.video.has_timestamps else None
+    cut_times = [_segment_start(info, s) for s in segments]
+    results: list[CopiedStream] = []
+    try:
+        with av.open(str(info.path)) as source:
+            vsrc = source.streams[info.video.index]
+            asrcs = [source.streams[i] for i in audio_indexes]
+            if retimer is None:
+                cut_times[0] = _start_time([vsrc, *asrcs])
+            writer: _SegmentWriter | None = None
+            seg_no = 0
+            frame = 0
+            for packet in source.demux([vsrc, *asrcs]):
+                if packet.size == 0:
+                    continue
+                is_video = packet.stream.index == vsrc.index
+                if is_video:
+                    while seg_no < len(segments) and frame >= segments[seg_no].end_frame:
+                        seg_no += 1
+                    if writer is None or writer.segment is not segments[seg_no]:
+                        if writer is not None:
+                            results.append(writer.close())
+                        seg = segments[seg_no]
+                        name = f"segment{seg_no:03d}.{container.extension}"
+                        target = sink if sink is not None else cast(Path, out_dir) / name
+                        writer = _SegmentWriter(target, container, vsrc, asrcs, seg,
+                                                cut_times[seg_no], _muxer_options(
+                                                    container, info, sink is not None))
+                    if retimer is not None:
+                        retimer.stamp(packet, frame)
+                    writer.mux(packet, video=True)
+                    frame += 1
+                    if progress is not None and frame % 32 == 0:
+                        progress(frame / total)
+                elif writer is not None:
+                    t = _seconds(packet)
+                    nxt = seg_no + 1
+                    if t is not None and nxt < len(segments) and t >= cut_times[nxt]:
+                        continue
+                    writer.mux(packet, video=False)
+            if writer is not None:
+                results.append(writer.close())
+    except av.error.FFmpegError as exc:
+        raise OutputError(f"rewriting the container failed: {exc}") from exc
+    if frame != info.video.timing.frame_count:
+        raise InputError(f"{info.path}: read {frame} frames, probe counted "
+                         f"{info.video.timing.frame_count}; the file changed or is damaged")
+    return results
+
+
+def _seconds(packet: Any) -> float | None:
+    ts = packet.dts if packet.dts is not None else packet.pts
+    return None if ts is None else float(ts * packet.time_base)
+
+
+def _start_time(streams: list[Any]) -> float:
+    starts = [float(s.start_time * s.time_base) for s in streams if s.start_time is not None]
+    return min(starts, default=0.0)
+
+
+def _segment_start(info: MediaInfo, segment: Segment) -> float:
+    """Time subtracted from a segment so it starts at zero (keeps players from waiting)."""
+    for kf in info.video.keyframes:
+        if kf.frame_index == segment.first_frame and kf.pts_s is not None:
+            return kf.pts_s
+    return 0.0
+
+
+def _muxer_options(container: OutputContainer, info: MediaInfo, streamed: bool
+                   ) -> dict[str, str]:
+    if not streamed or container is not OutputContainer.MP4:
+        return MUXER_OPTIONS[container]
+    return {"moov_size": str(moov_reserve(info))}
+
+
+def moov_reserve(info: MediaInfo) -> int:
+    """Bytes to keep free at the front of an MP4 for its index: at most about 40 bytes per
+    sample (size, offset, timing, composition offset, chunk map), with a margin."""
+    samples = info.video.timing.frame_count + info.audio_packets
+    return 65536 + 64 * samples
+
+
+class _SegmentWriter:
+    def __init__(self, target: Path | BinaryIO, container: OutputContainer, vsrc: Any,
+                 asrcs: list[Any], segment: Segment, start_s: float,
+                 options: dict[str, str]) -> None:
+        self.path = target if isinstance(target, Path) else None
+        self.segment = segment
+        self.offset_s = start_s
+        self.out = av.open(str(target) if isinstance(target, Path) else target, "w",
+                           format=container.value, options=options)
+        self.map = {vsrc.index: self.out.add_stream_from_template(vsrc)}
+        for a in asrcs:
+            self.map[a.index] = self.out.add_stream_from_template(a)
+        self.video_packets = 0
+        self.audio_packets = 0
+
+    def mux(self, packet: Any, video: bool) -> None:
+        if self.offset_s:
+            shift = round(Fraction(self.offset_s).limit_denominator(10**9) / packet.time_base)
+            if packet.pts is not None:
+                packet.pts -= shift
+            if packet.dts is not None:
+                packet.dts -= shift
+        packet.stream = self.map[packet.stream.index]
+        self.out.mux(packet)
+        if video:
+            self.video_packets += 1
+        else:
+            self.audio_packets += 1
+
+    def close(self) -> CopiedStream:
+        self.out.close()
+        return CopiedStream(self.path, self.segment, self.video_packets, self.audio_packets)
+
+
+class Retimer:
+    """Timestamps for a raw elementary stream: constant rate, display order from one decode."""
+
+    def __init__(self, rate: Fraction, display_position: array[int]) -> None:
+        self.time_base = 1 / rate
+        self.display_position = display_position
+        self.delay = max((i - p for i, p in enumerate(display_position)), default=0)
+
+    @classmethod
+    def for_elementary(cls, info: MediaInfo) -> Retimer:
+        return cls(info.video.timing.rate, _display_order(info))
+
+    def stamp(self, packet: Any, frame: int) -> None:
+        packet.time_base = self.time_base
+        pos = self.display_position[frame] if frame < len(self.display_position) else frame
+        packet.pts = pos
+        packet.dts = frame - self.delay
+        packet.duration = 1
+
+
+def _display_order(info: MediaInfo) -> array[int]:
+    """display_position[decode_index]: tag each packet with its index and read them back in
+    the order the decoder emits pictures."""
+    order = array("q", [0] * info.video.timing.frame_count)
+    emitted = 0
+    with av.open(str(info.path)) as source:
+        stream = source.streams.video[0]
+        if stream.index != info.video.index:
+            stream = next(s for s in source.streams.video if s.index == info.video.index)
+        stream.thread_type = "AUTO"
+        for index, packet in enumerate(source.demux(stream)):
+            if packet.size:
+                packet.pts = packet.dts = index
+            for picture in stream.decode(packet if packet.size else None):
+                if picture.pts is not None and 0 <= picture.pts < len(order):
+                    order[picture.pts] = emitted
+                emitted += 1
+    if emitted != len(order):
+        raise InputError(f"{info.path}: {len(order)} frames in the stream but {emitted} decode")
+    return order
+

@@ -1,0 +1,132 @@
+"""Reading video instances back: the header without the pixels, and the bitstream in chunks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from pydicom import Dataset, dcmread
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels.utils import iter_pixels
+
+from vid2dcm.core.errors import InputError, OutputError
+from vid2dcm.core.frame_syntaxes import frame_syntax_by_uid
+from vid2dcm.writing.encapsulation import CHUNK, FragmentReader, PixelDataLayout, read_layout
+
+
+@dataclass(frozen=True)
+class VideoObject:
+    """A DICOM file opened lazily: header parsed, Pixel Data located but not loaded."""
+
+    path: Path
+    dataset: Dataset
+    transfer_syntax_uid: str
+    layout: PixelDataLayout | None
+
+    @property
+    def bitstream_length(self) -> int:
+        """Length of the stream once fragments are joined, without the pad byte."""
+        if self.layout is None:
+            return 0
+        declared = self.dataset.get("EncapsulatedPixelDataValueTotalLength")
+        if declared is not None and 0 < int(declared) <= self.layout.stored_length:
+            return int(declared)
+        return self.layout.stored_length
+
+    def open_bitstream(self) -> FragmentReader:
+        if self.layout is None:
+            raise InputError(f"{self.path}: holds no encapsulated Pixel Data")
+        return FragmentReader(self.path, self.layout, self.bitstream_length)
+
+    @contextmanager
+    def open_media(self) -> Iterator[Any]:
+        """The embedded video opened by PyAV straight from the DICOM file."""
+        with self.open_bitstream() as raw, av.open(raw) as container:
+            yield container
+
+
+def open_video_object(path: str | Path) -> VideoObject:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        ds = dcmread(path, defer_size=1024)
+    except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable DICOM file ({exc})") from exc
+    ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    layout = None
+    if "PixelData" in ds:
+        elem = ds.get_item("PixelData", keep_deferred=True)
+        value_tell = getattr(elem, "value_tell", None)
+        if getattr(elem, "length", 0) == 0xFFFFFFFF and value_tell is not None:
+            with path.open("rb") as fp:
+                try:
+                    layout = read_layout(fp, value_tell)
+                except ValueError as exc:
+                    raise InputError(f"{path}: damaged Pixel Data ({exc})") from exc
+    return VideoObject(path, ds, ts, layout)
+
+
+def iter_frames(video: VideoObject) -> Iterator[np.ndarray]:
+    """Decoded RGB frames of a frame-by-frame object, one at a time (pydicom's decoders:
+    RLE natively, JPEG/JPEG-LS through libjpeg, J2K through OpenJPEG)."""
+    yield from iter_pixels(video.path)
+
+
+def extract_bitstream(path: str | Path, out: str | Path, overwrite: bool = False) -> int:
+    """Stream the embedded video to out (pad byte removed); returns the bytes written.
+
+    A frame-by-frame object has no bitstream: its decoded frames are written as a lossless
+    FFV1 video (Matroska) at the Cine rate instead, so it plays and can be compared."""
+    video = open_video_object(path)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputError(f"{out} already exists (use --overwrite to replace it)")
+    if frame_syntax_by_uid(video.transfer_syntax_uid) is not None:
+        return _frames_to_video(video, out)
+    partial = out.with_name(out.name + ".partial")
+    written = 0
+    try:
+        with video.open_bitstream() as src, partial.open("wb") as dst:
+            while chunk := src.read(CHUNK):
+                dst.write(chunk)
+                written += len(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        partial.replace(out)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _frames_to_video(video: VideoObject, out: Path) -> int:
+    rate = Fraction(int(video.dataset.get("CineRate") or 25))
+    partial = out.with_name(out.name + ".partial")
+    try:
+        with av.open(str(partial), "w", format="matroska") as container:
+            stream = container.add_stream("ffv1", rate=rate)
+            stream.width, stream.height = int(video.dataset.Columns), int(video.dataset.Rows)
+            stream.pix_fmt = "yuv444p"
+            for index, pixels in enumerate(iter_frames(video)):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
+                frame.pts = index
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+        partial.replace(out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return out.stat().st_size
