@@ -1,0 +1,30 @@
+#!/bin/sh
+# First start of a gateway data folder: unless DATA/service.toml exists, write it with one admin
+# token (the token itself goes to DATA/admin-token.txt, mode 0600; service.toml keeps only its
+# SHA-256) and, when given, the destinations file and the default destination. An existing
+# service.toml is never touched, so this is safe on every start (compose runs it as `setup`).
+#
+#   first-run.sh DATA [DESTINATIONS_FILE DEFAULT_DESTINATION]
+set -eu
+data="${1:?usage: first-run.sh DATA [DESTINATIONS_FILE DEFAULT_DESTINATION]}"
+vid2dcm="${VID2DCM_BIN:-$(dirname "$0")/../venv/bin/vid2dcm}"
+[ -x "$vid2dcm" ] || vid2dcm=vid2dcm
+mkdir -p "$data"
+if [ -f "$data/service.toml" ]; then
+  echo "first-run: $data/service.toml exists, left as it is"
+  exit 0
+fi
+umask 077
+made="$("$vid2dcm" token --role admin --name first-run)"
+printf '%s\n' "$made" | sed -n 's/^token: //p' > "$data/admin-token.txt"
+{
+  echo "[service]"
+  printf '%s\n' "$made" | grep '^tokens = '
+  if [ -n "${2:-}" ]; then
+    echo "destinations_file = \"$2\""
+    echo "default_destinations = [\"${3:?a default destination name is needed with a file}\"]"
+  fi
+} > "$data/service.toml.new"
+chmod 0640 "$data/service.toml.new"
+mv "$data/service.toml.new" "$data/service.toml"
+echo "first-run: wrote $data/service.toml; the admin token is in $data/admin-token.txt"
