@@ -221,9 +221,9 @@ def _stream_store(assoc: Association, path: Path, message_id: int) -> int | None
     the receiver fix the limit), so 1 GB is 61,000 P-DATA-TF PDUs. pynetdicom passes each
     through a queue, its DUL thread, the state machine and an event, which costs more than the
     bytes (measured: 2.15x storescu for 1 GB). Here each block of the file is framed into
-    PDUs in a preallocated buffer (12 header bytes per PDU: PDU type 04H and length, then
-    one PDV item: length, presentation context ID, message control header; PS3.8 9.3.5 and
-    E.2) and sent with one sendall, so the cost per PDU is a slice copy. Memory stays at one
+    PDUs (12 header bytes per PDU: PDU type 04H and length, then one PDV item: length,
+    presentation context ID, message control header; PS3.8 9.3.5 and E.2) and handed to the
+    kernel in one gather-write, so the cost per PDU is two list entries. Memory stays at one
     block. The DUL thread keeps reading the socket, so the C-STORE-RSP (and an A-ABORT) arrive
     as usual; while an association is established in the data transfer state (Sta6), sending
     P-DATA changes no state (action DT-1), so nothing is bypassed but the queue. The command
