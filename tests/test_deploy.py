@@ -34,10 +34,17 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import MakeClip
 from dcmtk_peers import free_port, stop, wait_listening
+from orthanc import running_orthanc
+from readback import read_back
 from vid2dcm.apps.gateway.settings import load_settings
+from vid2dcm.core.metadata import Metadata
 from vid2dcm.core.version import __version__
 from vid2dcm.delivery.destinations import parse_destination
+from vid2dcm.delivery.send import deliver
+from vid2dcm.pipeline import convert
+from vid2dcm.producing.synth import ClipSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -457,3 +464,27 @@ def test_dockerfile_debian_packages_exist_in_bookworm() -> None:
     # The tools the runtime calls are the ones those packages provide.
     listing = {p: _run(["dpkg", "-L", p]).stdout for p in ("dicom3tools",)}
     assert "/usr/bin/dciodvfy" in listing["dicom3tools"]
+
+
+@pytest.mark.integration
+@pytest.mark.needs_orthanc
+def test_demo_pacs_config_accepts_a_video_from_the_demo_destination(
+        tmp_path: Path, make_clip: MakeClip) -> None:
+    """deploy/compose/orthanc.json run by Debian's Orthanc (the image's is the same program),
+    on loopback ports instead of 4242/8042; the compose destination, pointed at it, delivers."""
+    demo = json.loads((DEPLOY / "compose" / "orthanc.json").read_text())
+    user = next(iter(demo["RegisteredUsers"].items()))
+    keep = {k: v for k, v in demo.items() if k not in (
+        "DicomPort", "StorageDirectory", "IndexDirectory", "RemoteAccessAllowed")}
+    clip = make_clip("deploy-demo.mp4", ClipSpec(width=64, height=48, frames=10,
+                                                 options={"preset": "ultrafast"}))
+    out = convert(clip, tmp_path / "demo.dcm", metadata=Metadata(patient_id="DEMO1"))
+    read_back(out.files[0].path, tmp_path)
+    (tmp_path / "orthanc").mkdir()
+    with running_orthanc(tmp_path / "orthanc", user=user, **keep) as pacs:
+        dest = parse_destination("demo-pacs", DEPLOY / "compose" / "destinations.toml")
+        dest = dest.model_copy(update={"host": "127.0.0.1", "port": pacs.dicom_port,
+                                       "retries": 0})
+        receipts = deliver([out.files[0].path], dest)
+        assert [r.ok for r in receipts] == [True], receipts
+        assert len(pacs.get("/instances")) == 1

@@ -6,6 +6,8 @@ Associations are retried with exponential backoff; a C-STORE is sent straight fr
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import queue
 import socket
 import ssl
@@ -175,11 +177,12 @@ def store(dest: Destination, items: list[PendingStore]) -> None:
 
     def send(assoc: Association) -> None:
         _apply_backpressure(assoc)
+        message_ids = itertools.count(1)
         for item in items:
             if item.status is not None and item.status in (0x0000, 0xB000, 0xB007, 0xB006):
                 continue
             item.attempts += 1
-            status = _send_c_store(assoc, item.path, item.attempts)
+            status = _send_c_store(assoc, item.path, next(message_ids))
             if status is None:
                 raise _Retry(f"no C-STORE response for {item.path.name}")
             item.status = status
@@ -210,8 +213,9 @@ def _send_c_store(assoc: Association, path: Path, message_id: int) -> int | None
 
 BLOCK_BYTES = 4 << 20
 """How much of the file is read, framed and handed to the socket at once."""
-UNLIMITED_PDU = 1 << 20
-"""PDU length used when the peer declares no maximum (0 in its A-ASSOCIATE-AC)."""
+LARGEST_PDU = 1 << 20
+"""PDU length used when the peer allows more (or declares no maximum: 0 in its
+A-ASSOCIATE-AC); smaller PDUs are always allowed, and this bounds the buffer."""
 
 
 def _stream_store(assoc: Association, path: Path, message_id: int) -> int | None:
@@ -248,7 +252,7 @@ def _stream_store(assoc: Association, path: Path, message_id: int) -> int | None
     command = encode(message.command_set, True, True)
     assert isinstance(command, bytes)
 
-    limit = assoc.acceptor.maximum_length or UNLIMITED_PDU
+    limit = min(assoc.acceptor.maximum_length or LARGEST_PDU, LARGEST_PDU)
     sock = assoc.dul.socket.socket if assoc.dul.socket else None
     if sock is None:
         return None
@@ -269,7 +273,8 @@ def _stream_store(assoc: Association, path: Path, message_id: int) -> int | None
             assoc.abort()
             raise _Retry(f"connection lost while sending {path.name}: {exc}") from exc
         finally:
-            sock.settimeout(None)
+            with contextlib.suppress(OSError):
+                sock.settimeout(None)
         _cx, response = assoc.dimse.get_msg(block=True)
     finally:
         assoc._reactor_checkpoint.set()
