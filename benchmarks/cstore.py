@@ -7,7 +7,10 @@ peak RSS (VmHWM). `--pdu` sets storescp's maximum PDU length (DCMTK's default is
 is Orthanc's): the sender may not exceed it (PS3.8 9.3.4), so it fixes the number of PDUs.
 
     nice .venv/bin/python benchmarks/cstore.py [--gigabytes 1.0] [--reps 3] [--pdu 16384]
-        [--instance existing.dcm]
+        [--instance existing.dcm] [--baseline-src /path/to/other/checkout/src]
+
+--baseline-src adds a fourth contender in the same rounds: `vid2dcm send` run from another
+source tree (PYTHONPATH), e.g. the main branch, for before/after figures on a busy machine.
 
 The instance is generated in a temporary folder (removed afterwards) unless --instance names
 one. No timed assertions anywhere: this prints numbers, the tests check behaviour.
@@ -16,6 +19,7 @@ one. No timed assertions anywhere: this prints numbers, the tests check behaviou
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import subprocess
 import sys
@@ -67,8 +71,21 @@ def transfer(instance: Path, port: int, timing: Timing) -> None:
     timing.seconds.append(float(proc.stdout.split("SECONDS=")[1]))
 
 
-def measure(instance: Path, folder: Path, reps: int, pdu: int
-            ) -> tuple[Timing, Timing, Timing]:
+def run_from(source: Path, cmd: list[str], timing: Timing) -> None:
+    """cmd with another checkout's package first on the path."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(source)})
+    timing.seconds.append(time.perf_counter() - start)
+    if proc.returncode != 0:
+        raise SystemExit(f"baseline failed: {proc.stderr.strip()[-400:]}")
+    for line in proc.stderr.splitlines():
+        if line.startswith("PEAK_KB="):
+            timing.peak_mb.append(int(line.split("=")[1]) / 1024)
+
+
+def measure(instance: Path, folder: Path, reps: int, pdu: int, baseline: Path | None
+            ) -> tuple[Timing, Timing, Timing, Timing]:
     received = folder / "received"
     received.mkdir(exist_ok=True)
     port = free_port()
@@ -78,10 +95,12 @@ def measure(instance: Path, folder: Path, reps: int, pdu: int
     reference = ["storescu", "-xn", "-R", "-aec", "BENCH", "127.0.0.1", str(port),
                  str(instance)]
     ours = vid2dcm("send", str(instance), "--to", f"BENCH@127.0.0.1:{port}")
-    ref, mine, moved = Timing(), Timing(), Timing()
+    ref, mine, moved, before = Timing(), Timing(), Timing(), Timing()
     steps: list[tuple[str, Callable[[], None]]] = [
         ("storescu", lambda: run(reference, ref)), ("vid2dcm send", lambda: run(ours, mine)),
         ("deliver()", lambda: transfer(instance, port, moved))]
+    if baseline is not None:
+        steps.append(("baseline", lambda: run_from(baseline, ours, before)))
     try:
         wait_listening(port)
         for _ in range(reps):
@@ -94,7 +113,7 @@ def measure(instance: Path, folder: Path, reps: int, pdu: int
     finally:
         server.terminate()
         server.wait(timeout=10)
-    return ref, mine, moved
+    return ref, mine, moved, before
 
 
 def main() -> None:
@@ -103,6 +122,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--pdu", type=int, default=16384)
     parser.add_argument("--instance", type=Path)
+    parser.add_argument("--baseline-src", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vid2dcm-cstore-") as tmp:
         folder = Path(tmp)
@@ -116,7 +136,8 @@ def main() -> None:
         start = Timing()
         for _ in range(args.reps):
             run(vid2dcm("--version"), start)
-        ref, mine, moved = measure(instance, folder, args.reps, args.pdu)
+        ref, mine, moved, before = measure(instance, folder, args.reps, args.pdu,
+                                           args.baseline_src)
     size = instance.stat().st_size / 1e9 if instance.exists() else args.gigabytes
     peak = f"{max(mine.peak_mb):.0f} MB" if mine.peak_mb else "-"
     print(f"C-STORE of a {size:.1f} GB instance, max PDU {args.pdu}, {args.reps} rounds")
@@ -125,6 +146,10 @@ def main() -> None:
     print(f"  ratio         {mine.median / ref.median:.2f}x")
     print(f"  deliver()     {moved.median:.2f} s ({moved.span()}), ratio "
           f"{moved.median / ref.median:.2f}x: the transfer alone, imports done")
+    if before.seconds:
+        peak_before = f"{max(before.peak_mb):.0f} MB" if before.peak_mb else "-"
+        print(f"  baseline send {before.median:.2f} s ({before.span()})  peak RSS {peak_before}"
+              f", ratio {before.median / ref.median:.2f}x ({args.baseline_src})")
     print(f"  (of which Python start-up, `vid2dcm --version`: {start.median:.2f} s)")
 
 
