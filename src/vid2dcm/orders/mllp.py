@@ -119,7 +119,7 @@ class MllpServer:
                 ack = await loop.run_in_executor(None, self.handler, text)
                 writer.writeblock(ack.encode(self.encoding, "replace"))
                 await writer.drain()
-        except (ConnectionError, hl7.mllp.InvalidBlockError, ssl.SSLError) as exc:
+        except (ConnectionError, ValueError, hl7.mllp.InvalidBlockError, ssl.SSLError) as exc:
             log.warning("MLLP connection dropped: %s", type(exc).__name__)
         finally:
             writer.close()
