@@ -106,6 +106,7 @@ def snapshot_of(video: Path, out: Path) -> Path:
         bits_allocated=8, coordinate_system="PATIENT", patient_orientation=("L", "P"),
         series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(),
         instance_number=1, manufacturer="vid2dcm-test")
+    image.Laterality = ""  # Type 2C (General Series); dciodvfy asks for it present
     image.save_as(out, enforce_file_format=True)
     return out
 
