@@ -84,16 +84,16 @@ class FhirStandIn:
                 self.end_headers()
                 self.wfile.write(raw)
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 body = self._body()
                 stand_in.received.append((self.command, self.path, body))
                 assert body is not None
                 model(body["resourceType"], stand_in.version).model_validate(body)
                 self._answer(201, {**body, "id": "is-1"})
 
-            do_POST = do_PUT  # noqa: N815
+            do_POST = do_PUT
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 stand_in.received.append(("GET", self.path, None))
                 self._answer(200, stand_in.bundle)
 

@@ -18,13 +18,13 @@ import pytest
 
 from pki import make_ca, make_leaf
 from vid2dcm.core.errors import DeliveryError
+from vid2dcm.core.metadata import Metadata
 from vid2dcm.orders.hl7_mapping import HL7_FIELDS, field_value
 from vid2dcm.orders.inbox import handle
 from vid2dcm.orders.mllp import MllpServer, client_context, send_message, server_context
 from vid2dcm.orders.order import OrderStatus
 from vid2dcm.orders.results import StudyAvailable, build_oru, send_oru
 from vid2dcm.orders.store import OrderStore
-from vid2dcm.core.metadata import Metadata
 
 ORM = "\r".join([
     "MSH|^~\\&|HIS|HOSP|VID2DCM|ENDO|20261203090000||ORM^O01|MSG0001|P|2.3.1",
@@ -130,7 +130,7 @@ def test_change_status_and_cancel(store: OrderStore) -> None:
     assert out.code == "AA"
     assert store.get("PLC100").status is OrderStatus.CANCELLED  # type: ignore[union-attr]
     assert store.for_day(date(2026, 12, 3)) == []
-    ack, out = handle(ORM, store)
+    _ack, out = handle(ORM, store)
     assert out.code == "AE" and "cancelled" in out.reason, "a cancelled order is not re-opened"
 
 
@@ -142,7 +142,7 @@ def test_a08_updates_open_orders_only(store: OrderStore) -> None:
     a08 = "\r".join(["MSH|^~\\&|HIS|HOSP|VID2DCM|ENDO|20261203100000||ADT^A08|MSG0010|P|2.3.1",
                      "EVN|A08|20261203100000",
                      "PID|1||PAT001^^^HOSP^MR||Müller-Lang^Anna^B||19700102|F"])
-    ack, out = handle(a08, store)
+    _ack, out = handle(a08, store)
     assert out.code == "AA" and out.orders == ("PLC100",), out
     assert store.get("PLC100").metadata.patient_name == "Müller-Lang^Anna^B"  # type: ignore[union-attr]
     assert store.get("PLC101").metadata.patient_name == "Müller^Anna^B"  # type: ignore[union-attr]

@@ -41,7 +41,7 @@ Title = Literal["of-interest", "manifest", "for-teaching", "quality-issue"]
 
 def read_references(paths: Sequence[Path]) -> list[Dataset]:
     """The headers of the objects to reference (pixel data is never read)."""
-    found = []
+    found: list[Dataset] = []
     for path in paths:
         try:
             found.append(dcmread(path, stop_before_pixels=True))

@@ -103,7 +103,7 @@ def _identifier(resource: dict[str, Any], code: str) -> str:
 
 def _patient_for(request: dict[str, Any], patients: Iterable[dict[str, Any]]) -> dict[str, Any]:
     ref = request.get("subject", {}).get("reference", "")
-    candidates = [*request.get("contained", []), *patients]
+    candidates: list[dict[str, Any]] = [*request.get("contained", []), *patients]
     for p in candidates:
         if p.get("resourceType") != "Patient":
             continue

@@ -208,10 +208,7 @@ def _order_changes(message: Any, store: OrderStore) -> tuple[list[Order], str]:
                 if status is None:
                     raise Rejected(AckCode.AE, ErrorCode.TABLE_VALUE,
                                    "ORC-5 order status must be SC, IP, CM, CA or DC")
-            if control in ("XO", "SC"):
-                order = _merged(existing, metadata, fields)
-            else:
-                order = existing
+            order = _merged(existing, metadata, fields) if control in ("XO", "SC") else existing
             order = order.model_copy(update={"status": status or existing.status})
             notes.append(f"order {placer} {order.status.value if control != 'XO' else 'changed'}")
         changes = [c for c in changes if c.placer_order_number != placer] + [order]

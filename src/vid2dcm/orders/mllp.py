@@ -10,6 +10,7 @@ worker thread, so a slow SQLite write never stalls other connections.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import threading
@@ -72,10 +73,8 @@ class MllpServer:
             async def close() -> None:
                 server.close()
                 await server.wait_closed()
-            try:
+            with contextlib.suppress(TimeoutError, RuntimeError):
                 asyncio.run_coroutine_threadsafe(close(), loop).result(5)
-            except (TimeoutError, RuntimeError):
-                pass
             loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(5)

@@ -56,8 +56,13 @@ def build_oru(notice: StudyAvailable, *, application: str = "VID2DCM", facility:
     orc = f"ORC|RE|{e(order.placer_order_number)}|{e(order.filler_order_number)}||CM"
     proc = order.procedure
     code = f"{e(proc.value)}^{e(proc.meaning)}^{e(proc.scheme)}" if proc else ""
-    obr = (f"OBR|1|{e(order.placer_order_number)}|{e(order.filler_order_number)}|{code}"
-           + "|" * 14 + f"{e(md.accession_number)}" + "|" * 4 + f"{when}" + "|" * 3 + "F")  # OBR-22 time, OBR-25 status
+    obr_fields = [""] * 26
+    obr_fields[0:5] = ["OBR", "1", e(order.placer_order_number),
+                       e(order.filler_order_number), code]
+    obr_fields[18] = e(md.accession_number)   # OBR-18 placer field 1: the accession (IHE)
+    obr_fields[22] = when                     # OBR-22 results reported / status change
+    obr_fields[25] = "F"                      # OBR-25 result status: final
+    obr = "|".join(obr_fields)
     segments = [msh, pid, orc, obr,
                 f"OBX|1|HD|{'^'.join(STUDY_UID_CODE)}||{notice.study_instance_uid}"
                 f"||||||F|||{when}"]
