@@ -188,3 +188,48 @@ def test_commitment_listener_checks_its_ae_title(pacs: Orthanc, video: Path,
                  commitment_timeout_s=4)
     receipts = deliver([video], dest)
     assert receipts[0].ok and receipts[0].committed is None, receipts[0]
+
+
+def test_hl7_order_to_stored_study_to_oru(pacs: Orthanc, make_clip: MakeClip,
+                                          tmp_path: Path) -> None:
+    """ORM in -> a recording bound to the order -> stored in Orthanc with the order's identity
+    -> ORU 'images available' received by the HIS stand-in."""
+    import hl7
+
+    from test_orders_hl7 import ORM
+    from vid2dcm.orders.hl7_mapping import field_value
+    from vid2dcm.orders.inbox import handle
+    from vid2dcm.orders.mllp import MllpServer, send_message
+    from vid2dcm.orders.results import StudyAvailable, send_oru
+    from vid2dcm.orders.store import OrderStore
+
+    store = OrderStore(tmp_path / "orders.sqlite")
+    with MllpServer(lambda t: handle(t, store)[0], "127.0.0.1", 0) as listener:
+        assert send_message(*listener.address, ORM).code == "AA"
+    order = store.find_by_accession("ACC100")
+    assert order is not None
+    clip = make_clip("kos.mp4", ClipSpec(width=64, height=48, frames=25))
+    metadata = Metadata.model_validate(order.metadata_fields())
+    path = convert(clip, tmp_path / "bound.dcm", metadata=metadata,
+                   options=Request()).files[0].path
+    back = read_back(path, tmp_path)
+    assert (back.dataset.PatientID, back.dataset.AccessionNumber) == ("PAT001", "ACC100")
+    assert str(back.dataset.PatientName) == "Müller^Anna^B"
+    assert back.dataset.StudyInstanceUID == "1.2.826.0.1.3680043.10.543.100"
+    request = back.dataset.RequestAttributesSequence[0]
+    assert (request.RequestedProcedureID, request.ScheduledProcedureStepID) == ("RP100",
+                                                                                "SPS100")
+    receipts = deliver([path], dimse(pacs))
+    assert receipts[0].ok, receipts[0].message
+    tags = in_orthanc(pacs, str(back.dataset.SOPInstanceUID))
+    assert (tags["AccessionNumber"], tags["PatientID"]) == ("ACC100", "PAT001")
+
+    got: list[str] = []
+    with MllpServer(lambda t: got.append(t) or str(hl7.parse(t).create_ack("AA")),
+                    "127.0.0.1", 0) as his:
+        ack = send_oru(StudyAvailable(order, str(tags["StudyInstanceUID"]),
+                                      f"{pacs.url}/app/explorer.html"), *his.address)
+    assert ack.accepted and len(got) == 1
+    oru = hl7.parse(got[0])
+    assert field_value(oru, "OBX-5") == "1.2.826.0.1.3680043.10.543.100"
+    assert field_value(oru, "OBR-18") == "ACC100"
