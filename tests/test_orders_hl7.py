@@ -279,3 +279,13 @@ def test_oru_refuses_a_bad_uid() -> None:
     from vid2dcm.orders.order import Order
     with pytest.raises(ValueError):
         build_oru(StudyAvailable(Order(placer_order_number="P"), "not.a.uid."))
+
+
+def test_integration_doc_prints_every_mapping_row() -> None:
+    from vid2dcm.orders.fhir import FHIR_FIELDS
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "integration.md").read_text()
+    for row in HL7_FIELDS:
+        assert f"| {row.field} | `{row.target}` | {row.kind.value} |" in doc, row
+    for source, target in FHIR_FIELDS:
+        assert f"| {source} | `{target.split(' ')[0]}`" in doc, source
