@@ -43,7 +43,7 @@ OMI = "\r".join([
     "ORC|NW|PLC200^HIS|FIL200^RIS||SC",
     "TQ1|1||||||20261203141500",
     "OBR|1|PLC200^HIS|FIL200^RIS|LAPCHOL^Laparoscopic cholecystectomy^L",
-    "IPC|ACC200|RP200|1.2.826.0.1.3680043.10.543.200|SPS200|XC",
+    "IPC|ACC200^HIS|RP200|1.2.826.0.1.3680043.10.543.200|SPS200|XC^Photographic imaging^DCM",
 ])
 
 
@@ -219,6 +219,13 @@ def test_patient_data_never_logged(store: OrderStore, caplog: pytest.LogCaptureF
     assert "MSG0001" in logged
     for secret in ("Müller", "PAT001", "19700102", "Anna"):
         assert secret not in logged
+
+
+def test_names_swap_prefix_and_suffix() -> None:
+    from vid2dcm.orders.hl7_mapping import Kind, convert
+    assert convert(Kind.NAME, "Doe^John^Q^Jr^Dr") == "Doe^John^Q^Dr^Jr"
+    assert convert(Kind.DOCTOR, "1234^Smith^Anne^^^Prof") == "Smith^Anne^^Prof"
+    assert convert(Kind.NAME, "^^") is None
 
 
 def test_mapping_table_rows_point_at_record_fields() -> None:

@@ -24,7 +24,8 @@ from vid2dcm.core.metadata import CodedConcept, Metadata
 class Kind(StrEnum):
     TEXT = "text"
     NAME = "XPN name"
-    """XPN family^given^middle^suffix^prefix: components 1-5 are PN's five (PS3.5 6.2)."""
+    """XPN family^given^middle^suffix^prefix -> PN family^given^middle^prefix^suffix (PS3.5
+    6.2.1: prefix and suffix swap places)."""
     DOCTOR = "XCN name"
     """XCN id^family^given^middle^suffix^prefix: the name starts at component 2."""
     DATE = "date"
@@ -109,14 +110,14 @@ HL7_FIELDS: tuple[HL7Field, ...] = (
              "Start Date/Time"),
     HL7Field("IPC-1.1", "metadata.accession_number", Kind.TEXT, Scope.ORDER,
              "IHE RAD TF-2 (v2.5.1 OMI): IPC-1 -> Accession Number"),
-    HL7Field("IPC-2", "metadata.requested_procedure_id", Kind.TEXT, Scope.ORDER,
+    HL7Field("IPC-2.1", "metadata.requested_procedure_id", Kind.TEXT, Scope.ORDER,
              "IHE RAD TF-2 (v2.5.1 OMI): IPC-2 -> Requested Procedure ID"),
     HL7Field("IPC-3.1", "metadata.study_instance_uid", Kind.TEXT, Scope.ORDER,
              "IHE RAD TF-2 (v2.5.1 OMI): IPC-3 -> Study Instance UID"),
-    HL7Field("IPC-4", "metadata.scheduled_procedure_step_id", Kind.TEXT, Scope.ORDER,
+    HL7Field("IPC-4.1", "metadata.scheduled_procedure_step_id", Kind.TEXT, Scope.ORDER,
              "IHE RAD TF-2 (v2.5.1 OMI): IPC-4 -> Scheduled Procedure Step ID"),
-    HL7Field("IPC-5", "order.modality", Kind.TEXT, Scope.ORDER,
-             "IHE RAD TF-2 (v2.5.1 OMI): IPC-5 -> Modality"),
+    HL7Field("IPC-5.1", "order.modality", Kind.TEXT, Scope.ORDER,
+             "IHE RAD TF-2 (v2.5.1 OMI): IPC-5 (CE) code -> Modality"),
 )
 """Every HL7 field vid2dcm reads from an order or patient message, once (docs/integration.md
 prints this table). The merge message's MRG-1 (prior patient ID) is read by the listener."""
@@ -191,7 +192,9 @@ def convert(kind: Kind, raw: str) -> object:
         parts = raw.split("^")
         if kind is Kind.DOCTOR:
             parts = parts[1:]
-        name = "^".join(parts[:5]).rstrip("^")
+        parts = (parts + [""] * 5)[:5]
+        family, given, middle, suffix, prefix = parts
+        name = "^".join((family, given, middle, prefix, suffix)).rstrip("^")
         return name or None
     if kind is Kind.DATE:
         return _ts(raw).date()
@@ -220,7 +223,7 @@ def convert(kind: Kind, raw: str) -> object:
 def _ts(raw: str) -> datetime:
     """HL7 TS/DTM YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ] (HL7 2.A.75); the zone is dropped
     (DICOM DA/TM are local)."""
-    digits = raw.split("^")[0].split("+")[0].split("-")[0].split(".")[0]
+    digits = raw.split("^")[0].split("&")[0].split("+")[0].split("-")[0].split(".")[0]
     if not digits.isdigit() or len(digits) < 8:
         raise ValueError("expected YYYYMMDD[HHMM[SS]]")
     digits = digits[:14].ljust(14, "0")
