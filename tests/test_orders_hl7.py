@@ -182,6 +182,7 @@ def test_a40_merge_moves_open_order_to_surviving_patient(listener: MllpServer,
     (msg(ORM, **{"|2.3.1": "|3.0"}), "AR", "203", "version"),
     ("this is not HL7", "AE", "100", "not an HL7"),
     (msg(ORM, ACC100="ACC100-FAR-TOO-LONG"), "AE", "102", "OBR-18"),
+    (msg(ORM, **{"FIL100^RIS||SC": "F" * 70 + "^RIS||SC"}), "AE", "102", "ORC-3.1"),
 ])
 def test_malformed_gets_error_ack_and_nothing_changes(listener: MllpServer, store: OrderStore,
                                                       text: str, code: str, err: str,

@@ -22,9 +22,11 @@ from typing import Any
 
 import hl7
 from hl7.exceptions import HL7Exception
+from pydantic import ValidationError
 
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.orders.hl7_mapping import (
+    HL7_FIELDS,
     MappingError,
     Scope,
     check_metadata,
@@ -109,7 +111,8 @@ def handle(text: str, store: OrderStore, *, application: str = "VID2DCM",
     except MappingError as exc:
         outcome = Outcome(AckCode.AE, str(exc), ErrorCode.DATA_TYPE)
     except Exception as exc:  # the sender must get an answer, and nothing was written
-        log.exception("HL7 message could not be applied")
+        # type only: exception texts (e.g. pydantic's) may quote patient data
+        log.error("HL7 message could not be applied: %s", type(exc).__name__)
         outcome = Outcome(AckCode.AE, f"application error ({type(exc).__name__})",
                           ErrorCode.APPLICATION_ERROR)
     log.info("HL7 %s %s -> %s %s", field_value(message, "MSH-9", whole=True),
@@ -195,8 +198,8 @@ def _order_changes(message: Any, store: OrderStore) -> tuple[list[Order], str]:
             if existing is not None and not existing.status.is_open:
                 raise Rejected(AckCode.AE, ErrorCode.DUPLICATE_KEY,
                                f"order {placer} exists and is {existing.status.value}")
-            order = Order(**fields, metadata=check_metadata(metadata),  # type: ignore[arg-type]
-                          status=OrderStatus.SCHEDULED, source=OrderSource.HL7)
+            order = _valid_order({**fields, "metadata": check_metadata(metadata),
+                                  "status": OrderStatus.SCHEDULED, "source": OrderSource.HL7})
             notes.append(f"order {placer} {'replaced' if existing else 'created'}")
         else:
             if existing is None:
@@ -209,7 +212,7 @@ def _order_changes(message: Any, store: OrderStore) -> tuple[list[Order], str]:
                     raise Rejected(AckCode.AE, ErrorCode.TABLE_VALUE,
                                    "ORC-5 order status must be SC, IP, CM, CA or DC")
             order = _merged(existing, metadata, fields) if control in ("XO", "SC") else existing
-            order = order.model_copy(update={"status": status or existing.status})
+            order = _valid_order({**order.model_dump(), "status": status or existing.status})
             notes.append(f"order {placer} {order.status.value if control != 'XO' else 'changed'}")
         changes = [c for c in changes if c.placer_order_number != placer] + [order]
     return changes, "; ".join(notes)
@@ -217,8 +220,20 @@ def _order_changes(message: Any, store: OrderStore) -> tuple[list[Order], str]:
 
 def _merged(existing: Order, metadata: dict[str, object], fields: dict[str, object]) -> Order:
     current = existing.metadata.model_dump(exclude_defaults=True)
-    return existing.model_copy(update={**fields,
-                                       "metadata": check_metadata({**current, **metadata})})
+    return _valid_order({**existing.model_dump(), **fields,
+                         "metadata": check_metadata({**current, **metadata})})
+
+
+def _valid_order(data: dict[str, object]) -> Order:
+    """An Order validated as a whole (model_copy would skip validation); a refusal names the
+    HL7 field, never the value."""
+    try:
+        return Order.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "order"
+        where = [r.field for r in HL7_FIELDS if r.target == f"order.{name}"]
+        raise MappingError(f"{'/'.join(where) or name}: {first['msg']}") from None
 
 
 def _patient_ids(message: Any) -> tuple[dict[str, object], str]:
@@ -259,8 +274,8 @@ def _merge_changes(message: Any, store: OrderStore) -> tuple[list[Order], str]:
 def _with_patient(order: Order, demographics: dict[str, object], issuer: str) -> Order:
     current = order.metadata.model_dump(exclude_defaults=True)
     merged: Metadata = check_metadata({**current, **demographics})
-    return order.model_copy(update={"metadata": merged,
-                                    "patient_id_issuer": issuer or order.patient_id_issuer})
+    return _valid_order({**order.model_dump(), "metadata": merged,
+                         "patient_id_issuer": issuer or order.patient_id_issuer})
 
 
 # --- acknowledgements ------------------------------------------------------------------------
