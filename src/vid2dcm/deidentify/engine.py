@@ -347,7 +347,8 @@ def _list(value: object) -> list[object]:
         return []
     if isinstance(value, (str, int, float)):
         return [value]
-    return list(value)  # type: ignore[call-overload]
+    return [*value] if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") else [
+        value]
 
 
 def _summary(header: HeaderResult) -> HeaderSummary:

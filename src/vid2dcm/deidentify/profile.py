@@ -335,7 +335,7 @@ class HeaderCleaner:
             elif elem.VR == "UI":
                 elem.value = self._uid(elem.value)
             else:
-                elem.value = DUMMIES.get(elem.VR, None)
+                elem.value = DUMMIES.get(elem.VR)
         elif action is Action.NEW_UID:
             if elem.VR == "SQ":
                 for item in elem.value:
