@@ -15,9 +15,9 @@ from pathlib import Path
 import av
 import pydicom
 import pytest
+
 from deid_fixtures import make_clip
 from readback import read_back
-
 from vid2dcm.core.errors import OutputError
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.deidentify import DeidSettings, ProfileOptions, deidentify
