@@ -4,6 +4,7 @@ patient banner burned in, optionally a real (public-domain) face, and an audio t
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import cache
 from pathlib import Path
 from typing import cast
 
@@ -20,7 +21,7 @@ FACE = Path(__file__).parent / "data" / "face_public_domain.jpg"
 def endoscopy_frame(width: int, height: int, i: int, face: np.ndarray | None) -> np.ndarray:
     """A reddish round scope view that moves a little every frame, a black banner on top with
     the identity in white, and the face (RGB) pasted at the lower right if given."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    yy, xx = _grid(width, height)
     cx, cy = width / 2 + 6 * np.sin(i / 5), height * 0.58
     r = np.hypot(xx - cx, yy - cy) / (height * 0.45)
     texture = 0.5 + 0.5 * np.sin(xx / 9 + i / 3) * np.cos(yy / 11 - i / 4)
@@ -37,6 +38,12 @@ def endoscopy_frame(width: int, height: int, i: int, face: np.ndarray | None) ->
         y0, x0 = height - fh - 10, width - fw - 10 - (i % 4)
         rgb[y0:y0 + fh, x0:x0 + fw] = face
     return rgb
+
+
+@cache
+def _grid(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    return yy, xx
 
 
 def load_face(height: int) -> np.ndarray:

@@ -138,31 +138,31 @@ def sample_frames(path: Path, every_s: float, has_timestamps: bool, rate: float
                   ) -> Iterator[Sample]:
     """Decode everything, yield the frames worth analysing: the first, one every every_s
     seconds, the first of each new scene and the last. Times are on the clock the filter
-    graph sees when the same file is re-encoded (stream time, or frame index / rate)."""
-    import cv2
-
+    graph sees when the same file is re-encoded (stream time, or frame index / rate).
+    Only sampled frames are converted to RGB; scene changes are judged on 32x18 grey
+    thumbnails scaled by FFmpeg."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         last_time: float | None = None
         last_thumb: np.ndarray | None = None
-        pending: Sample | None = None
+        pending: tuple[int, float, Any] | None = None
         for index, frame in enumerate(container.decode(stream)):
             time_s = float(frame.time) if has_timestamps and frame.time is not None else (
                 index / rate)
-            rgb = frame.to_ndarray(format="rgb24")
-            thumb = cv2.resize(rgb, (32, 18), interpolation=cv2.INTER_AREA).astype(np.int16)
+            thumb = frame.reformat(width=32, height=18, format="gray").to_ndarray().astype(
+                np.int16)
             due = last_time is None or time_s - last_time >= every_s
             changed = last_thumb is not None and float(
                 np.abs(thumb - last_thumb).mean()) > SCENE_CHANGE
             if due or changed:
-                yield Sample(index, time_s, rgb)
+                yield Sample(index, time_s, frame.to_ndarray(format="rgb24"))
                 last_time, last_thumb = time_s, thumb
                 pending = None
             else:
-                pending = Sample(index, time_s, rgb)
+                pending = (index, time_s, frame)
         if pending is not None:
-            yield pending
+            yield Sample(pending[0], pending[1], pending[2].to_ndarray(format="rgb24"))
 
 
 def hold(boxes: list[tuple[int, int, int, int, float]], times: list[float], style: str,
