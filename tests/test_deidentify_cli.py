@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -69,3 +70,32 @@ def test_keep_audio_header_only_with_secret_file(source: Path, tmp_path: Path) -
     read_back(out, tmp_path)
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 5 and "already exists" in again.output
+
+
+def test_mute_interval(source: Path, tmp_path: Path) -> None:
+    """--keep-audio --mute 0.4-0.7: silence there (RMS -inf dB), the tone elsewhere."""
+    result = CliRunner().invoke(app, [
+        "deidentify", str(source), "-o", str(tmp_path / "out"), "--keep-audio",
+        "--mute", "0.4-0.7", "--no-clean-pixel-data", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)[0]
+    assert report["audio"] == "kept, 1 intervals muted"
+    media = tmp_path / "media"
+    extract_bitstream(tmp_path / "out" / report["output"], media)
+    with av.open(str(media)) as container:
+        origin = float(container.streams.video[0].start_time
+                       * container.streams.video[0].time_base)
+        samples: list[tuple[float, float]] = []
+        for frame in container.decode(audio=0):
+            start = float(frame.pts * frame.time_base) - origin
+            data = frame.to_ndarray()
+            for i in range(0, frame.samples, 480):
+                chunk = data[:, i:i + 480]
+                samples.append((start + i / frame.sample_rate, float(np.sqrt(
+                    np.mean(np.square(chunk))))))
+    inside = [rms for t, rms in samples if 0.45 <= t <= 0.63]
+    outside = [rms for t, rms in samples if 0.1 <= t <= 0.3]
+    assert inside and max(inside) < 1e-4, inside
+    assert outside and min(outside) > 0.05, outside
+    assert CliRunner().invoke(app, ["deidentify", str(source), "-o", str(tmp_path / "x"),
+                                    "--mute", "1-2"]).exit_code == 2  # audio removed anyway

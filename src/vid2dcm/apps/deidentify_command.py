@@ -27,6 +27,8 @@ def deidentify(
         "without either, pseudonyms differ between runs).")] = None,
     keep_audio: Annotated[bool, typer.Option(help="Keep the audio (speech identifies).")
                           ] = False,
+    mute: Annotated[list[str] | None, typer.Option(
+        help="With --keep-audio: silence START-END seconds (repeatable).")] = None,
     clean_pixel_data: Annotated[bool, typer.Option(
         help="Mask burned-in text (device table + OCR) and verify by OCR.")] = True,
     clean_descriptors: Annotated[bool, typer.Option(
@@ -78,7 +80,7 @@ def deidentify(
         settings = DeidSettings(options=options, secret=secret, sample_every_s=sample_every,
                                 mask_settings=mask_settings,
                                 masks=tuple(parse_mask(m) for m in mask or ()), verify=verify,
-                                lookup=lookup)
+                                lookup=lookup, mute=tuple(parse_interval(m) for m in mute or ()))
         reports = run_deidentify(list(inputs), out, settings, overwrite=overwrite)
     except Vid2DcmError as exc:
         _fail(str(exc), exc.exit_code, verbose)
@@ -104,6 +106,14 @@ def parse_mask(text: str) -> MaskBox:
     start, end = (values[4], values[5]) if len(values) == 6 else (-1.0, 1e9)
     x, y, w, h = (int(v) for v in values[:4])
     return MaskBox(x, y, w, h, start, end, "fill")
+
+
+def parse_interval(text: str) -> tuple[float, float]:
+    try:
+        start, end = (float(v) for v in text.split("-", 1))
+    except ValueError as exc:
+        raise UsageError(f"--mute {text!r}: START-END in seconds expected") from exc
+    return start, end
 
 
 def _secret(path: Path | None) -> str | None:

@@ -86,6 +86,14 @@ class DeidSettings:
     verify: bool = True
     lookup: Path | None = None
     """Encrypted pseudonym -> identity lookup to add this patient to."""
+    mute: tuple[tuple[float, float], ...] = ()
+    """Audio intervals (seconds from the start) silenced when the audio is kept."""
+
+    def __post_init__(self) -> None:
+        if self.mute and self.options.remove_audio:
+            raise UsageError("muting intervals needs the audio kept (--keep-audio)")
+        if any(end <= start for start, end in self.mute):
+            raise UsageError("a mute interval must end after it starts")
 
 
 @dataclass(frozen=True)
@@ -153,8 +161,8 @@ def deidentify_file(path: Path, out_dir: Path, settings: DeidSettings,
             audio = "none (frame object)"
         else:
             assert syntax is not None
-            frames_out, pixels, audio = _video(info, syntax, ds, analysis.masks, options, work,
-                                               staged)
+            frames_out, pixels, audio = _video(info, syntax, ds, analysis.masks, settings,
+                                               work, staged)
         timings["encode"] = time.monotonic() - mark
         frames_in = info.video.timing.frame_count
         if frames_out != frames_in:
@@ -239,23 +247,31 @@ def _analyse(info: MediaInfo, ds: Dataset, table: tuple[DeviceMask, ...],
 
 
 def _video(info: MediaInfo, syntax: VideoTransferSyntax, ds: Dataset,
-           masks: tuple[MaskBox, ...], options: ProfileOptions, work: Path, staged: Path
+           masks: tuple[MaskBox, ...], settings: DeidSettings, work: Path, staged: Path
            ) -> tuple[int, str, str]:
     audio_in = info.audio
-    keep_audio = bool(audio_in) and not options.remove_audio
-    decisions = tuple(AudioDecision(a.index, True, "kept on request") for a in audio_in
-                      ) if keep_audio else ()
+    keep_audio = bool(audio_in) and not settings.options.remove_audio
+    mute: tuple[tuple[float, float], ...] = ()
+    if keep_audio and settings.mute:
+        origin = _video_start(info.path)
+        mute = tuple((start + origin, end + origin) for start, end in settings.mute)
+        codec = "mp3" if not masks and syntax.codec == "mpeg2video" else "aac"
+        decisions = tuple(AudioDecision(a.index, False, "intervals muted", codec)
+                          for a in audio_in)
+    else:
+        decisions = tuple(AudioDecision(a.index, True, "kept on request") for a in audio_in
+                          ) if keep_audio else ()
     if masks:
         target = choose_video_target(info.video)
         container = OutputContainer.MPEG_TS
         encoded = work / "masked.ts"
-        transcode(info, target, decisions, container, encoded, masks=masks)
+        transcode(info, target, decisions, container, encoded, masks=masks, mute=mute)
         new_syntax = target.syntax
         pixels = "re-encoded with masks"
     else:
         container = _container_of(info)
         encoded = work / f"copied.{container.extension}"
-        transcode(info, None, decisions, container, encoded)
+        transcode(info, None, decisions, container, encoded, mute=mute)
         new_syntax = syntax
         pixels = "copied (nothing to mask)"
     result = probe(encoded)
@@ -273,7 +289,8 @@ def _video(info: MediaInfo, syntax: VideoTransferSyntax, ds: Dataset,
         for keyword in AUDIO_ATTRIBUTES:
             if keyword in ds:
                 delattr(ds, keyword)
-    audio = ("kept" if keep_audio else "removed") if audio_in else "none in source"
+    audio = ("removed" if not keep_audio else f"kept, {len(mute)} intervals muted" if mute
+             else "kept") if audio_in else "none in source"
     write_instance(staged, ds, partial(write_pixel_data, source=encoded, max_item=MAX_ITEM))
     return result.video.timing.frame_count, pixels, audio
 
@@ -328,6 +345,17 @@ def verified_flags(settings: DeidSettings) -> dict[str, str]:
     if options.clean_recognizable_visual_features:
         flags["RecognizableVisualFeatures"] = "NO"
     return flags
+
+
+def _video_start(path: Path) -> float:
+    """Seconds of the first video frame on the container clock (TS starts near 1.4 s)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if stream.start_time is None or stream.time_base is None:
+            return 0.0
+        return float(stream.start_time * stream.time_base)
 
 
 def _container_of(info: MediaInfo) -> OutputContainer:

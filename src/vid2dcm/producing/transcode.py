@@ -60,10 +60,12 @@ def encoder_options(target: VideoTarget) -> dict[str, str]:
 def transcode(info: MediaInfo, target: VideoTarget | None, audio: tuple[AudioDecision, ...],
               container: OutputContainer, out_path: Path,
               progress: Callable[[float], None] | None = None,
-              masks: tuple[MaskBox, ...] = ()) -> TranscodeStats:
+              masks: tuple[MaskBox, ...] = (),
+              mute: tuple[tuple[float, float], ...] = ()) -> TranscodeStats:
     """Write out_path with the video encoded for target (or copied when target is None).
 
-    masks (de-identification) are drawn into the decoded pictures before encoding."""
+    masks (de-identification) are drawn into the decoded pictures before encoding; mute
+    silences intervals (seconds on the source clock) of re-encoded audio."""
     started = time.monotonic()
     retimer = Retimer.for_elementary(info) if not info.video.has_timestamps and not target else None
     total = max(info.video.timing.frame_count, 1)
@@ -82,7 +84,7 @@ def transcode(info: MediaInfo, target: VideoTarget | None, audio: tuple[AudioDec
                                       else 1 / target.rate, keep, masks)
             else:
                 vcopy = out.add_stream_from_template(vin)
-            handlers = _audio_handlers(source, out, audio)
+            handlers = _audio_handlers(source, out, audio, mute)
             wanted = [vin, *(source.streams[i] for i in handlers)]
             try:
                 for packet in source.demux(wanted):
@@ -126,14 +128,15 @@ def transcode(info: MediaInfo, target: VideoTarget | None, audio: tuple[AudioDec
     return TranscodeStats(packets_in, frames_out, damaged, time.monotonic() - started)
 
 
-def _audio_handlers(source: Any, out: Any, audio: tuple[AudioDecision, ...]) -> dict[int, Any]:
+def _audio_handlers(source: Any, out: Any, audio: tuple[AudioDecision, ...],
+                    mute: tuple[tuple[float, float], ...] = ()) -> dict[int, Any]:
     handlers: dict[int, Any] = {}
     for decision in audio:
         stream = source.streams[decision.stream_index]
         if decision.copy:
             handlers[stream.index] = out.add_stream_from_template(stream)
         elif decision.transcode_to:
-            handlers[stream.index] = AudioTranscoder(stream, out, decision.transcode_to)
+            handlers[stream.index] = AudioTranscoder(stream, out, decision.transcode_to, mute)
     return handlers
 
 
