@@ -17,6 +17,7 @@ from readback import read_back
 from vid2dcm.core.errors import UsageError
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.deidentify import DeidSettings, ProfileOptions, deidentify
+from vid2dcm.deidentify.convert import convert_deidentified, profile_named
 from vid2dcm.deidentify.profile import (
     Action,
     HeaderCleaner,
@@ -28,6 +29,7 @@ from vid2dcm.deidentify.pseudonyms import Pseudonymizer, read_lookup, write_look
 from vid2dcm.pipeline import convert
 from vid2dcm.planning.plan import Request
 from vid2dcm.producing.filters import MaskBox, mask_steps
+from vid2dcm.producing.synth import ClipSpec, synthesize
 
 
 def test_table_is_the_standards() -> None:
@@ -170,3 +172,27 @@ def test_foreign_frame_object_with_private_tags(tmp_path: Path) -> None:
     assert report.header.private_removed == 2
     assert report.verification.passed and report.frames_out == 10
     read_back(out, tmp_path)
+
+
+def test_split_recording_parts_still_reference_each_other(tmp_path: Path) -> None:
+    """convert + deidentify of a recording split into parts: the second part's reference to
+    the first follows the first part's new UID; study and series stay shared."""
+    clip = synthesize(tmp_path / "gop.mp4", ClipSpec(options={"preset": "superfast", "g": "5"},
+                                                     frames=20))
+    result, reports = convert_deidentified(
+        clip, tmp_path / "out", metadata=Metadata(patient_name="ROE^RICHARD"),
+        options=Request(max_item_bytes=clip.stat().st_size // 3),
+        settings=DeidSettings(options=profile_named("header-only"), secret="secret-one"))
+    assert len(result.files) >= 2 and len(reports) == len(result.files)
+    parts = [pydicom.dcmread(tmp_path / "out" / r.output, stop_before_pixels=True)
+             for r in reports]
+    assert parts[1].ReferencedImageSequence[0].ReferencedSOPInstanceUID == (
+        parts[0].SOPInstanceUID)
+    assert parts[0].StudyInstanceUID == parts[1].StudyInstanceUID != result.study_instance_uid
+    assert parts[0].SeriesInstanceUID == parts[1].SeriesInstanceUID
+    assert not any(p.name.startswith(".vid2dcm") for p in (tmp_path / "out").iterdir())
+    assert all(not f.path.exists() for f in result.files)  # identified copies are gone
+    for r in reports:
+        read_back(tmp_path / "out" / r.output, tmp_path)
+    with pytest.raises(UsageError, match="unknown"):
+        profile_named("nope")
