@@ -214,3 +214,18 @@ def test_verification_fails_when_text_is_missed(copied: Case, tmp_path: Path,
         deidentify([copied.source], tmp_path / "out",
                    DeidSettings(secret=SECRET, mask_settings=empty_table))
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_ultrasound_frame_object(tmp_path: Path) -> None:
+    """Ultrasound multi-frame (JPEG frames): the output says Burned In Annotation NO only
+    because the masks were applied and verified; OCR found the banner as well."""
+    case = _convert_and_deidentify(
+        tmp_path, "us", "libx264", Request(sop="ultrasound"), ProfileOptions())
+    source = pydicom.dcmread(case.source, stop_before_pixels=True)
+    assert source.get("BurnedInAnnotation") != "NO"
+    ds = assert_header_clean(case)
+    assert ds.SOPClassUID == pydicom.uid.UltrasoundMultiFrameImageStorage
+    assert_pixels_clean(case)
+    report = case.report_json.read_text()
+    assert '"source": "ocr"' in report
+    read_back(case.output, tmp_path)
