@@ -16,6 +16,7 @@ from deid_fixtures import make_clip
 from readback import read_back
 from vid2dcm.apps.deidentify_command import deidentify
 from vid2dcm.core.metadata import Metadata
+from vid2dcm.deidentify.pseudonyms import Pseudonymizer, read_lookup
 from vid2dcm.pipeline import convert
 from vid2dcm.reading.reader import extract_bitstream
 
@@ -55,7 +56,8 @@ def test_keep_audio_header_only_with_secret_file(source: Path, tmp_path: Path) -
     secret = tmp_path / "secret"
     secret.write_text("site-secret-for-cli\n")
     args = ["deidentify", str(source), "-o", str(tmp_path / "out"), "--secret-file",
-            str(secret), "--keep-audio", "--no-clean-pixel-data", "--json"]
+            str(secret), "--keep-audio", "--no-clean-pixel-data", "--json", "--lookup",
+            str(tmp_path / "lookup.bin")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)[0]
@@ -70,6 +72,9 @@ def test_keep_audio_header_only_with_secret_file(source: Path, tmp_path: Path) -
     read_back(out, tmp_path)
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 5 and "already exists" in again.output
+    lookup = read_lookup(tmp_path / "lookup.bin", Pseudonymizer("site-secret-for-cli"))
+    assert lookup[report["pseudonym"]]["PatientID"] == "PID-4711"  # authorised re-identification
+    assert b"4711" not in (tmp_path / "lookup.bin").read_bytes()
 
 
 def test_mute_interval(source: Path, tmp_path: Path) -> None:

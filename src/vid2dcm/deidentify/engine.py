@@ -40,7 +40,6 @@ from vid2dcm.deidentify.profile import (
     Identifiers,
     ProfileOptions,
     collect_identifiers,
-    normalize,
 )
 from vid2dcm.deidentify.pseudonyms import Pseudonymizer, write_lookup
 from vid2dcm.deidentify.report import (
@@ -136,6 +135,13 @@ def deidentify_file(path: Path, out_dir: Path, settings: DeidSettings,
     table = load_device_masks(settings.mask_settings)
     original = _header_copy(video.dataset)
     identifiers = collect_identifiers(original)
+    old_uid = str(original.get("SOPInstanceUID", ""))
+    if not old_uid:
+        raise InputError(f"{path}: has no SOP Instance UID")
+    new_uid = old_uid if options.retain_uids else pseudonyms.uid(old_uid)
+    target_path = out_dir / f"{new_uid}.dcm"
+    if target_path.exists() and not overwrite:
+        raise OutputError(f"{target_path} already exists (use --overwrite to replace it)")
     with tempfile.TemporaryDirectory(prefix=".vid2dcm-deid-", dir=out_dir) as tmp:
         work = Path(tmp)
         media = work / ("source.mkv" if frame_syntax else "source.video")
@@ -151,11 +157,8 @@ def deidentify_file(path: Path, out_dir: Path, settings: DeidSettings,
         header = cleaner.apply(ds)
         for keyword, value in verified_flags(settings).items():
             setattr(ds, keyword, value)
-        name = f"{ds.SOPInstanceUID}.dcm"
-        target_path = out_dir / name
-        if target_path.exists() and not overwrite:
-            raise OutputError(f"{target_path} already exists (use --overwrite to replace it)")
-        staged = work / name
+        assert str(ds.SOPInstanceUID) == new_uid
+        staged = work / target_path.name
         if frame_syntax is not None:
             frames_out, pixels = _frames(info, frame_syntax, ds, analysis.masks, work, staged)
             audio = "none (frame object)"
@@ -391,7 +394,3 @@ def _summary(header: HeaderResult) -> HeaderSummary:
         private_removed=header.private_removed,
         attributes=tuple(f"{c.keyword}: {c.action}" for c in header.changes))
 
-
-def identifier_tokens(ds: Dataset) -> tuple[str, ...]:
-    """The normalised tokens the verification looks for (for tests and tools)."""
-    return tuple(normalize(t) for t in collect_identifiers(ds).texts)

@@ -281,11 +281,8 @@ class HeaderCleaner:
         if self.options.retain_modified_dates:
             self.result.dates_shifted_by_days = self.shift.days
         self._dataset(ds)
-        old = str(ds.file_meta.get("MediaStorageSOPInstanceUID", ""))
-        if "SOPInstanceUID" in ds:
+        if "SOPInstanceUID" in ds:  # the file meta names the instance too
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        if old and old in self.result.uid_map:
-            pass
         self._mark(ds)
         return self.result
 

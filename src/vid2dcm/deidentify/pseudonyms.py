@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import os
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from vid2dcm.core.errors import UsageError
@@ -136,7 +136,3 @@ def read_lookup(path: Path, pseudonymizer: Pseudonymizer) -> dict[str, dict[str,
     except InvalidToken as exc:
         raise UsageError(f"{path}: the lookup was written with another secret") from exc
     return {str(k): {str(a): str(b) for a, b in v.items()} for k, v in data.items()}
-
-
-def today() -> date:
-    return date.today()
