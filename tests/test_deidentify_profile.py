@@ -18,6 +18,7 @@ from vid2dcm.core.errors import UsageError
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.deidentify import DeidSettings, ProfileOptions, deidentify
 from vid2dcm.deidentify.convert import convert_deidentified, profile_named
+from vid2dcm.deidentify.pixels import hold
 from vid2dcm.deidentify.profile import (
     Action,
     HeaderCleaner,
@@ -141,7 +142,21 @@ def test_mask_filters_are_plain_ffmpeg() -> None:
                                 "enable='between(t,0.0000,1.5000)'")]
     assert [name for name, _ in mask_steps(MaskBox(0, 0, 8, 8, 0, 1, "blur"))] == [
         "crop", "gblur", "overlay"]
+    assert "enable=" in mask_steps(MaskBox(0, 0, 8, 8, 0, 1, "blur"))[1][1]
     assert MaskBox(-5, 3, 20, 9, 0, 1).clipped(12, 10) == MaskBox(0, 2, 12, 8, 0, 1)
+
+
+def test_temporal_smoothing_holds_and_merges() -> None:
+    times = [float(t) for t in range(31)]
+    banner = hold([(10, 5, 200, 20, t) for t in times], times, "fill", 0.5)
+    assert len(banner) == 1  # one box for the whole clip
+    assert banner[0].start_s < 0 and banner[0].end_s > 30
+    walking = hold([(10 * int(t), 50, 40, 40, t) for t in times], times, "blur", 0.2)
+    assert 3 <= len(walking) <= 10  # a face crossing the room: a box per stretch of time
+    for t in (0.5, 7.25, 29.9):  # at every moment the face's box is covered
+        x = 10 * int(t)
+        assert any(m.start_s <= t <= m.end_s and m.x <= x and m.x + m.width >= x + 40
+                   for m in walking), t
 
 
 def test_foreign_frame_object_with_private_tags(tmp_path: Path) -> None:

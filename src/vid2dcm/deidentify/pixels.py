@@ -183,12 +183,21 @@ def hold(boxes: list[tuple[int, int, int, int, float]], times: list[float], styl
     return merge(masks)
 
 
+MAX_BLUR_SPAN_S = 10.0
+"""A merged face box covers at most this long: a face that walks across the room gets a box
+per stretch of time, not one box over everything it ever covered."""
+
+
 def merge(masks: list[MaskBox]) -> tuple[MaskBox, ...]:
+    """Boxes of one style that overlap in space and time become their union (a fixed banner
+    found on every sample becomes one box for the whole clip)."""
     merged: list[MaskBox] = []
     for mask in sorted(masks, key=lambda m: (m.start_s, m.x, m.y)):
         for i, other in enumerate(merged):
+            span = max(other.end_s, mask.end_s) - min(other.start_s, mask.start_s)
             if other.style == mask.style and _overlap(other, mask) and (
-                    mask.start_s <= other.end_s):
+                    mask.start_s <= other.end_s) and (
+                    mask.style == "fill" or span <= MAX_BLUR_SPAN_S):
                 x0, y0 = min(other.x, mask.x), min(other.y, mask.y)
                 x1 = max(other.x + other.width, mask.x + mask.width)
                 y1 = max(other.y + other.height, mask.y + mask.height)

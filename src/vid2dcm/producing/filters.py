@@ -81,7 +81,7 @@ def mask_steps(box: MaskBox) -> list[tuple[str, str]]:
         return [("drawbox", f"x={box.x}:y={box.y}:w={box.width}:h={box.height}:"
                  f"color=black:t=fill:enable='{box.enable}'")]
     return [("crop", f"{box.width}:{box.height}:{box.x}:{box.y}"),
-            ("gblur", f"sigma={BLUR_SIGMA}:steps=3"),
+            ("gblur", f"sigma={BLUR_SIGMA}:steps=3:enable='{box.enable}'"),
             ("overlay", f"x={box.x}:y={box.y}:format=auto:enable='{box.enable}'")]
 
 
