@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import date
 from fractions import Fraction
@@ -22,6 +23,7 @@ from vid2dcm.core.metadata import Metadata
 from vid2dcm.orders.fhir import (
     V2_0203,
     FhirServer,
+    ServiceRequestPoller,
     imaging_study,
     instances_from_files,
     model,
@@ -31,6 +33,7 @@ from vid2dcm.orders.fhir import (
     put_imaging_study,
 )
 from vid2dcm.orders.order import OrderSource, OrderStatus
+from vid2dcm.orders.store import OrderStore
 from vid2dcm.pipeline import convert
 from vid2dcm.planning.plan import Request
 from vid2dcm.producing.synth import ClipSpec
@@ -184,16 +187,37 @@ def test_imaging_study_put_by_study_uid(fhir: FhirStandIn, stored_files: list[Pa
 
 
 @pytest.mark.integration
-def test_poll_creates_orders(fhir: FhirStandIn) -> None:
+def test_poll_creates_and_updates_orders(fhir: FhirStandIn, tmp_path: Path) -> None:
     version = fhir.version
     fhir.bundle["entry"] = [{"resource": service_request(version), "search": {"mode": "match"}},
                             {"resource": PATIENT, "search": {"mode": "include"}}]
-    orders = poll_service_requests(FhirServer(fhir.url, version))
-    assert [o.placer_order_number for o in orders] == ["PLC42"]
-    assert orders[0].patient_id == "PAT42"
+    bad = service_request(version)
+    bad["id"], bad["subject"] = "sr-bad", {"reference": "Patient/unknown"}
+    bad["identifier"] = bad["identifier"][1:]
+    fhir.bundle["entry"].append({"resource": bad, "search": {"mode": "match"}})
+    fhir.bundle["meta"] = {"lastUpdated": "2026-12-03T10:00:00Z"}
+    store = OrderStore(tmp_path / "orders.sqlite")
+    poller = ServiceRequestPoller(FhirServer(fhir.url, version), store)
+    result = poller.poll_once()
+    assert [o.placer_order_number for o in result.orders] == ["PLC42"]
+    assert result.refused == ("ServiceRequest/sr-bad: ServiceRequest.subject does not resolve "
+                              "to a Patient (contain or include it)",)
+    assert store.find_by_accession("ACC42").patient_id == "PAT42"  # type: ignore[union-attr]
     method, path, _ = fhir.received[-1]
     assert method == "GET" and path.startswith("/fhir/ServiceRequest?")
-    assert parse_qs(urlsplit(path).query)["_include"] == ["ServiceRequest:subject"]
+    first = parse_qs(urlsplit(path).query)
+    assert first["_include"] == ["ServiceRequest:subject"] and first["status"] == ["active"]
+
+    fhir.bundle["entry"] = [{"resource": service_request(version, "revoked")},
+                            {"resource": PATIENT}]
+    poller.start()
+    deadline = time.monotonic() + 10
+    while store.find_by_accession("ACC42").status is not OrderStatus.CANCELLED:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the revocation never arrived"
+        time.sleep(0.1)
+    poller.stop()
+    later = parse_qs(urlsplit(fhir.received[-1][1]).query)
+    assert later["_lastUpdated"] == ["gt2026-12-03T10:00:00+00:00"] and "status" not in later
     status, _ = post_resource(FhirServer(fhir.url, version), PATIENT)
     assert status == 201 and fhir.received[-1][:2] == ("POST", "/fhir/Patient")
 
@@ -203,3 +227,22 @@ def test_unreachable_fhir_server_is_a_delivery_error() -> None:
     with pytest.raises(DeliveryError, match="unreachable"):
         poll_service_requests(FhirServer(f"http://127.0.0.1:{free_port()}/fhir", "R5",
                                          timeout_s=2))
+
+
+@pytest.mark.parametrize("version", ["R4", "R5"])
+def test_posted_service_request_is_stored(version: str, tmp_path: Path) -> None:
+    from vid2dcm.orders.fhir import accept_service_request, operation_outcome
+
+    store = OrderStore(tmp_path / "orders.sqlite")
+    body = service_request(version)
+    body["contained"] = [PATIENT]
+    body["subject"] = {"reference": "#p42"}
+    order = accept_service_request(store, json.dumps(body), version)
+    assert store.find_by_accession("ACC42") == store.get(order.placer_order_number)
+    with pytest.raises(InputError):
+        accept_service_request(store, b"[1, 2]", version)
+    with pytest.raises(InputError) as info:
+        accept_service_request(store, {**body, "status": 7}, version)
+    outcome = operation_outcome(str(info.value))
+    model("OperationOutcome", version).model_validate(outcome)
+    assert len(store.all()) == 1

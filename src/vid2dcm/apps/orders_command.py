@@ -170,9 +170,12 @@ def fhir_poll(
         if version not in ("R4", "R5"):
             raise UsageError("--version must be R4 or R5")
         fhir_version: Literal["R4", "R5"] = "R4" if version == "R4" else "R5"
-        found = poll_service_requests(FhirServer(server, fhir_version, token))
-        _store(data).put_all(found)
-        print(f"{len(found)} order{'' if len(found) == 1 else 's'} stored")
+        result = poll_service_requests(FhirServer(server, fhir_version, token))
+        _store(data).put_all(result.orders)
+        for line in result.refused:
+            print(f"refused {line}", file=sys.stderr)
+        count = len(result.orders)
+        print(f"{count} order{'' if count == 1 else 's'} stored")
 
 
 def route_command(

@@ -16,13 +16,15 @@ client), one short request at a time.
 from __future__ import annotations
 
 import json
+import logging
 import ssl
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +35,8 @@ from vid2dcm.core.errors import DeliveryError, InputError
 from vid2dcm.core.metadata import CodedConcept
 from vid2dcm.orders.hl7_mapping import check_metadata
 from vid2dcm.orders.order import Order, OrderSource, OrderStatus
+
+log = logging.getLogger(__name__)
 
 Version = Literal["R4", "R5"]
 
@@ -362,16 +366,30 @@ def post_resource(server: FhirServer, resource: dict[str, Any]) -> tuple[int, di
     return server.request("POST", str(resource["resourceType"]), resource)
 
 
+@dataclass(frozen=True)
+class PollResult:
+    orders: tuple[Order, ...]
+    refused: tuple[str, ...]
+    """One line per ServiceRequest that could not become an order (the rest still do)."""
+    server_time: datetime | None
+    """Bundle.meta.lastUpdated of the first page: the next poll's `since`."""
+
+
 def poll_service_requests(server: FhirServer, since: datetime | None = None,
-                          max_pages: int = 20) -> list[Order]:
-    """Active ServiceRequests (updated since `since`) with their patients included, as
-    Orders; follows `next` links up to max_pages."""
-    params = {"status": "active", "_include": "ServiceRequest:subject", "_count": "100"}
-    if since is not None:
+                          max_pages: int = 20) -> PollResult:
+    """ServiceRequests with their patients included, as Orders; follows `next` links up to
+    max_pages. The first poll (no `since`) asks for active requests only; later polls ask for
+    everything updated since, so revocations and completions arrive too."""
+    params = {"_include": "ServiceRequest:subject", "_count": "100"}
+    if since is None:
+        params["status"] = "active"
+    else:
         params["_lastUpdated"] = f"gt{since.isoformat()}"
     path: str | None = f"ServiceRequest?{urllib.parse.urlencode(params)}"
     orders: list[Order] = []
-    for _ in range(max_pages):
+    refused: list[str] = []
+    server_time: datetime | None = None
+    for page in range(max_pages):
         if path is None:
             break
         _status, bundle = server.request("GET", path)
@@ -379,13 +397,87 @@ def poll_service_requests(server: FhirServer, since: datetime | None = None,
             raise DeliveryError(f"FHIR server {server.base_url}: search did not return a "
                                 "Bundle")
         bundle = validated(bundle, server.version)
+        if page == 0 and bundle.get("meta", {}).get("lastUpdated"):
+            server_time = datetime.fromisoformat(
+                bundle["meta"]["lastUpdated"].replace("Z", "+00:00"))
         resources = [e["resource"] for e in bundle.get("entry", []) if "resource" in e]
         patients = [r for r in resources if r.get("resourceType") == "Patient"]
         for r in resources:
-            if r.get("resourceType") == "ServiceRequest":
+            if r.get("resourceType") != "ServiceRequest":
+                continue
+            try:
                 orders.append(order_from_service_request(r, server.version, patients))
+            except InputError as exc:
+                refused.append(f"ServiceRequest/{r.get('id', '?')}: {exc}")
         nxt = next((link["url"] for link in bundle.get("link", [])
                     if link.get("relation") == "next"), None)
-        path = nxt[len(server.base_url.rstrip("/")):] if nxt and nxt.startswith(
-            server.base_url.rstrip("/")) else None
-    return orders
+        base = server.base_url.rstrip("/")
+        path = nxt[len(base):] if nxt and nxt.startswith(base) else None
+    return PollResult(tuple(orders), tuple(refused), server_time)
+
+
+class ServiceRequestPoller:
+    """Polls a FHIR server every `interval_s` and stores what it finds, in a thread. The
+    `since` of each poll is the server's time of the previous one (its Bundle.meta.lastUpdated),
+    or our clock when the server gives none."""
+
+    def __init__(self, server: FhirServer, store: Any, interval_s: float = 60.0) -> None:
+        self.server, self.store, self.interval_s = server, store, interval_s
+        self.since: datetime | None = None
+        self.last_error: str = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poll_once(self) -> PollResult:
+        started = datetime.now(UTC)
+        result = poll_service_requests(self.server, self.since)
+        self.store.put_all(result.orders)
+        self.since = result.server_time or started
+        for line in result.refused:
+            log.warning("FHIR order refused: %s", line.split(":")[0])
+        return result
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+                self.last_error = ""
+            except DeliveryError as exc:
+                self.last_error = str(exc)
+                log.warning("FHIR poll failed: %s", exc)
+            self._stop.wait(self.interval_s)
+
+    def start(self) -> ServiceRequestPoller:
+        self._thread = threading.Thread(target=self._run, name="vid2dcm-fhir-poll",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.server.timeout_s + 5)
+
+
+# --- for the gateway's POST /fhir/ServiceRequest ---------------------------------------------
+
+def accept_service_request(store: Any, body: bytes | str | dict[str, Any],
+                           version: Version = "R5") -> Order:
+    """Validate a posted ServiceRequest (with its Patient contained) and store it as an
+    order; InputError (-> 400 with `operation_outcome`) when it cannot be an order."""
+    if not isinstance(body, dict):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            raise InputError("body is not JSON") from None
+        if not isinstance(body, dict):
+            raise InputError("body is not a FHIR resource")
+    order = order_from_service_request(body, version)
+    store.put(order)
+    return order
+
+
+def operation_outcome(message: str, code: str = "invalid") -> dict[str, Any]:
+    """A FHIR OperationOutcome for an error answer (same shape in R4 and R5)."""
+    return {"resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": message}]}
