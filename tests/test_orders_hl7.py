@@ -19,6 +19,7 @@ import pytest
 from pki import make_ca, make_leaf
 from vid2dcm.core.errors import DeliveryError
 from vid2dcm.core.metadata import Metadata
+from vid2dcm.delivery.transports.worklist import WorklistEntry
 from vid2dcm.orders.hl7_mapping import HL7_FIELDS, field_value
 from vid2dcm.orders.inbox import handle
 from vid2dcm.orders.mllp import MllpServer, client_context, send_message, server_context
@@ -100,6 +101,12 @@ def test_orm_o01_over_mllp_is_stored_and_found_by_accession(listener: MllpServer
     assert fields["accession_number"] == "ACC100"
     assert fields["study_description"] == "Gastroscopy"
     Metadata.model_validate(fields)
+    entry = WorklistEntry(**order.worklist_fields())
+    assert (entry.scheduled_date, entry.scheduled_time, entry.modality) == ("20261203",
+                                                                            "101500", "ES")
+    assert entry.metadata_fields() == {k: v for k, v in fields.items()
+                                       if k in entry.metadata_fields()}
+    assert set(entry.metadata_fields()) == set(fields)
 
 
 @pytest.mark.integration

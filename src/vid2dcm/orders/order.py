@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vid2dcm.core.metadata import CodedConcept, Metadata
+from vid2dcm.core.metadata import ATTRIBUTE, CodedConcept, Metadata, to_dicom
 
 
 class OrderStatus(StrEnum):
@@ -79,4 +79,21 @@ class Order(BaseModel):
         fields = self.metadata.model_dump(exclude_unset=True, exclude_defaults=True)
         if "requested_procedure_description" in fields:
             fields.setdefault("study_description", fields["requested_procedure_description"])
+        return fields
+
+    def worklist_fields(self) -> dict[str, str]:
+        """The order as the fields of a Modality Worklist entry (delivery's `WorklistEntry`,
+        DICOM value strings), so the staff page can list HL7/FHIR orders and worklist answers
+        alike: `WorklistEntry(**order.worklist_fields())`."""
+        md = self.metadata
+        fields = {name: str(to_dicom(ATTRIBUTE[name].vr, getattr(md, name)) or "")
+                  for name in ("patient_name", "patient_id", "patient_birth_date", "patient_sex",
+                               "accession_number", "study_instance_uid",
+                               "requested_procedure_id", "requested_procedure_description",
+                               "referring_physician_name", "scheduled_procedure_step_id",
+                               "scheduled_procedure_step_description")}
+        start = self.scheduled_start
+        fields.update(modality=self.modality,
+                      scheduled_date=start.strftime("%Y%m%d") if start else "",
+                      scheduled_time=start.strftime("%H%M%S") if start else "")
         return fields
