@@ -304,3 +304,21 @@ def test_integration_doc_prints_every_mapping_row() -> None:
         assert f"| {row.field} | `{row.target}` | {row.kind.value} |" in doc, row
     for source, target in FHIR_FIELDS:
         assert f"| {source} | `{target.split(' ')[0]}`" in doc, source
+
+
+@pytest.mark.integration
+def test_listener_stops_with_an_idle_client_connected(store: OrderStore) -> None:
+    import socket
+    import time as clock
+
+    server = MllpServer(lambda t: handle(t, store)[0], "127.0.0.1", 0).start()
+    idle = socket.create_connection(server.address)
+    try:
+        began = clock.monotonic()
+        server.stop()
+        assert clock.monotonic() - began < 3
+        assert server._thread is not None and not server._thread.is_alive()
+        with pytest.raises(OSError):
+            socket.create_connection(server.address, timeout=2).close()
+    finally:
+        idle.close()

@@ -56,6 +56,7 @@ class MllpServer:
         self._server: asyncio.base_events.Server | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._writers: set[Any] = set()
         self.address: tuple[str, int] = (host, port)
 
     def start(self) -> MllpServer:
@@ -103,11 +104,16 @@ class MllpServer:
         self._ready.set()
         try:
             loop.run_forever()
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         finally:
             loop.close()
 
     async def _client(self, reader: Any, writer: Any) -> None:
         loop = asyncio.get_running_loop()
+        self._writers.add(writer)
         try:
             while not writer.is_closing():
                 try:
@@ -121,6 +127,7 @@ class MllpServer:
         except (ConnectionError, ValueError, hl7.mllp.InvalidBlockError, ssl.SSLError) as exc:
             log.warning("MLLP connection dropped: %s", type(exc).__name__)
         finally:
+            self._writers.discard(writer)
             writer.close()
 
 
