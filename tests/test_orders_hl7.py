@@ -322,3 +322,10 @@ def test_listener_stops_with_an_idle_client_connected(store: OrderStore) -> None
             socket.create_connection(server.address, timeout=2).close()
     finally:
         idle.close()
+
+
+@pytest.mark.integration
+def test_client_reports_a_peer_that_answers_garbage() -> None:
+    with MllpServer(lambda _t: "not an ack", "127.0.0.1", 0) as peer, \
+            pytest.raises(DeliveryError, match="not an HL7 acknowledgement"):
+        send_message(*peer.address, ORM, timeout_s=3)

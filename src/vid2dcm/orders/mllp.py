@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import hl7
+import hl7.exceptions
 from hl7.mllp import open_hl7_connection, start_hl7_server
 
 from vid2dcm.core.errors import DeliveryError, UsageError
@@ -163,6 +164,9 @@ def send_message(host: str, port: int, message: str, *, ssl_context: ssl.SSLCont
     except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
         raise DeliveryError(f"HL7 peer {host}:{port}: no acknowledgement "
                             f"({type(exc).__name__}: {exc})") from exc
+    except (ValueError, hl7.mllp.InvalidBlockError, hl7.exceptions.HL7Exception) as exc:
+        raise DeliveryError(f"HL7 peer {host}:{port}: the answer is not an HL7 "
+                            f"acknowledgement ({type(exc).__name__})") from exc
 
 
 async def _send(host: str, port: int, message: str, ssl_context: ssl.SSLContext | None,
