@@ -329,3 +329,20 @@ def test_client_reports_a_peer_that_answers_garbage() -> None:
     with MllpServer(lambda _t: "not an ack", "127.0.0.1", 0) as peer, \
             pytest.raises(DeliveryError, match="not an HL7 acknowledgement"):
         send_message(*peer.address, ORM, timeout_s=3)
+
+
+@pytest.mark.integration
+def test_concurrent_connections_each_get_their_ack(listener: MllpServer,
+                                                   store: OrderStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> tuple[str, str]:
+        text = msg(ORM, PLC100=f"PLC{i}", ACC100=f"ACC{i}", MSG0001=f"MSG{i}")
+        ack = send(listener, text)
+        return ack.code, ack.control_id
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, range(24)))
+    assert answers == [("AA", f"MSG{i}") for i in range(24)]
+    assert sorted(o.accession_number for o in store.all()) == sorted(f"ACC{i}"
+                                                                     for i in range(24))

@@ -15,6 +15,7 @@ ACK texts and logs carry no patient data.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -102,8 +103,9 @@ def handle(text: str, store: OrderStore, *, application: str = "VID2DCM",
                           ErrorCode.SEGMENT_SEQUENCE)
         return _bare_ack(outcome, application, facility), outcome
     try:
-        changes, note = _changes(message)(message, store)
-        store.put_all(changes)
+        with store.update_lock:  # read, decide, write: one message at a time
+            changes, note = _handler_for(message)(message, store)
+            store.put_all(changes)
         outcome = Outcome(AckCode.AA, note, None,
                           tuple(o.placer_order_number for o in changes), tuple(changes))
     except Rejected as exc:
@@ -120,36 +122,27 @@ def handle(text: str, store: OrderStore, *, application: str = "VID2DCM",
     return ack_for(message, outcome, application, facility), outcome
 
 
-Handler = Any
+Handler = Callable[[Any, OrderStore], tuple[list[Order], str]]
 
 
-def _changes(message: Any) -> Handler:
+def _handler_for(message: Any) -> Handler:
+    """The handler for the message's type, or Rejected (AR) for what we do not take."""
     kind, event = field_value(message, "MSH-9.1"), field_value(message, "MSH-9.2")
-    version = field_value(message, "MSH-12")
-    processing = field_value(message, "MSH-11")
-    if not version.startswith("2."):
-        raise_later = Rejected(AckCode.AR, ErrorCode.UNSUPPORTED_VERSION,
-                               "MSH-12 version must be HL7 v2.x")
-        return _raiser(raise_later)
-    if processing not in ("P", "D", "T", ""):
-        return _raiser(Rejected(AckCode.AR, ErrorCode.TABLE_VALUE,
-                                "MSH-11 processing id not supported"))
+    if not field_value(message, "MSH-12").startswith("2."):
+        raise Rejected(AckCode.AR, ErrorCode.UNSUPPORTED_VERSION,
+                       "MSH-12 version must be HL7 v2.x")
+    if field_value(message, "MSH-11") not in ("P", "D", "T", ""):
+        raise Rejected(AckCode.AR, ErrorCode.TABLE_VALUE, "MSH-11 processing id not supported")
     if (kind, event) not in SUPPORTED:
         known_kind = kind in {k for k, _ in SUPPORTED}
-        return _raiser(Rejected(
+        raise Rejected(
             AckCode.AR,
             ErrorCode.UNSUPPORTED_EVENT if known_kind else ErrorCode.UNSUPPORTED_MESSAGE_TYPE,
             f"message type {kind}^{event} is not supported (ORM^O01, OMI^O23, ADT^A08, "
-            "ADT^A40)"))
+            "ADT^A40)")
     if kind in ("ORM", "OMI"):
         return _order_changes
     return _update_changes if event == "A08" else _merge_changes
-
-
-def _raiser(exc: Rejected) -> Handler:
-    def fail(_message: Any, _store: OrderStore) -> tuple[list[Order], str]:
-        raise exc
-    return fail
 
 
 def _require_segment(message: Any, name: str) -> None:

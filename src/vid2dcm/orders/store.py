@@ -41,6 +41,11 @@ class OrderStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self.update_lock = threading.RLock()
+        """Held by writers that read, decide and write (the HL7 inbox), so two messages on two
+        connections cannot both change the same order from the same old state. One process
+        writes a store: SQLite alone does not order such read-modify-writes across processes.
+        """
         with self._connect() as db:
             db.executescript(SCHEMA)
 
