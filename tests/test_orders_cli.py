@@ -87,3 +87,24 @@ def test_hl7_listen_command(tmp_path: Path) -> None:
     finally:
         stop(proc)  # type: ignore[arg-type]
     assert OrderStore(tmp_path / "orders.sqlite").find_by_accession("ACC100") is not None
+
+
+def test_kos_command_writes_a_valid_manifest(make_clip, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import pydicom
+
+    from readback import dciodvfy_errors
+    from vid2dcm.core.metadata import Metadata
+    from vid2dcm.pipeline import convert
+    from vid2dcm.planning.plan import Request
+    from vid2dcm.producing.synth import ClipSpec
+
+    video = convert(make_clip("kos.mp4", ClipSpec(width=64, height=48, frames=25)),
+                    tmp_path / "v.dcm", metadata=Metadata(patient_id="CLI1"),
+                    options=Request()).files[0].path
+    out = tmp_path / "kos.dcm"
+    result = runner.invoke(app, ["kos", str(video), "-o", str(out), "--title", "manifest"])
+    assert result.exit_code == 0, result.output
+    assert dciodvfy_errors(out) == []
+    assert pydicom.dcmread(out).ConceptNameCodeSequence[0].CodeMeaning == "Manifest"
+    again = runner.invoke(app, ["kos", str(video), "-o", str(out)])
+    assert again.exit_code == 2 and "exists" in again.output
