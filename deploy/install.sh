@@ -21,10 +21,12 @@ PYTHON=python3
 SOURCE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # What the runtime needs from Debian (bookworm): dciodvfy validates every output
-# (dicom3tools), DCMTK gives the operator echoscu/storescu/dcmdump to check a PACS link, and
-# ca-certificates lets TLS to a PACS or STOW-RS endpoint verify public CAs. FFmpeg is not
-# here: it comes inside the PyAV wheel. tests/test_deploy.py checks each name with apt-cache.
-RUNTIME_PACKAGES=(dcmtk dicom3tools ca-certificates)
+# (dicom3tools), DCMTK gives the operator echoscu/storescu/dcmdump to check a PACS link,
+# ca-certificates lets TLS to a PACS or STOW-RS endpoint verify public CAs, and Tesseract with
+# its English data finds burned-in text when de-identifying (pytesseract calls the program).
+# FFmpeg is not here: it comes inside the PyAV wheel (OpenCV's inside its headless wheel).
+# tests/test_deploy.py checks each name with apt-cache.
+RUNTIME_PACKAGES=(dcmtk dicom3tools ca-certificates tesseract-ocr tesseract-ocr-eng)
 
 fail() { echo "install.sh: $*" >&2; exit 3; }
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }

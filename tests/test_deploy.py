@@ -454,7 +454,7 @@ def test_dockerfile_debian_packages_exist_in_bookworm() -> None:
     proc = _run([str(DEPLOY / "install.sh"), "--print-packages"])
     assert proc.returncode == 0
     packages = proc.stdout.split()
-    assert {"dcmtk", "dicom3tools"} <= set(packages)
+    assert {"dcmtk", "dicom3tools", "tesseract-ocr"} <= set(packages)
     release = Path("/etc/os-release").read_text()
     if "VERSION_CODENAME=bookworm" not in release or not shutil.which("apt-cache"):
         pytest.skip("apt-cache here does not describe Debian bookworm (the image's base)")
@@ -462,8 +462,9 @@ def test_dockerfile_debian_packages_exist_in_bookworm() -> None:
         shown = _run(["apt-cache", "show", "--no-all-versions", package])
         assert shown.returncode == 0 and f"Package: {package}" in shown.stdout, package
     # The tools the runtime calls are the ones those packages provide.
-    listing = {p: _run(["dpkg", "-L", p]).stdout for p in ("dicom3tools",)}
+    listing = {p: _run(["dpkg", "-L", p]).stdout for p in ("dicom3tools", "tesseract-ocr")}
     assert "/usr/bin/dciodvfy" in listing["dicom3tools"]
+    assert "/usr/bin/tesseract" in listing["tesseract-ocr"]
 
 
 @pytest.mark.integration
