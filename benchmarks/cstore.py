@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,11 +58,14 @@ from pathlib import Path
 from vid2dcm.delivery.destinations import parse_destination
 from vid2dcm.delivery.send import deliver
 dest = parse_destination(sys.argv[2])
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 receipts = deliver([Path(sys.argv[1])], dest)
 assert all(r.ok for r in receipts), receipts
-print(f"SECONDS={time.perf_counter() - start}")
+print(f"SECONDS={time.perf_counter() - start} CPU={time.process_time() - cpu}")
 """
+
+TRANSFER_CPU: list[float] = []
+"""CPU seconds of deliver() alone (all threads of the process), imports excluded."""
 
 
 def transfer(instance: Path, port: int, timing: Timing) -> None:
@@ -68,7 +73,13 @@ def transfer(instance: Path, port: int, timing: Timing) -> None:
     proc = subprocess.run([sys.executable, "-c", TRANSFER, str(instance),
                            f"BENCH@127.0.0.1:{port}"], capture_output=True, text=True,
                           check=True)
-    timing.seconds.append(float(proc.stdout.split("SECONDS=")[1]))
+    timing.seconds.append(float(proc.stdout.split("SECONDS=")[1].split()[0]))
+    TRANSFER_CPU.append(float(proc.stdout.split("CPU=")[1]))
+
+
+CPU: dict[str, list[float]] = {}
+"""CPU seconds (user + system) of each contender's process per round: on a shared machine
+wall time depends on the neighbours, CPU time much less."""
 
 
 def run_from(source: Path, cmd: list[str], timing: Timing) -> None:
@@ -105,7 +116,11 @@ def measure(instance: Path, folder: Path, reps: int, pdu: int, baseline: Path | 
         wait_listening(port)
         for _ in range(reps):
             for what, step in steps:
+                used = resource.getrusage(resource.RUSAGE_CHILDREN)
                 step()
+                now = resource.getrusage(resource.RUSAGE_CHILDREN)
+                CPU.setdefault(what, []).append(now.ru_utime + now.ru_stime - used.ru_utime
+                                                - used.ru_stime)
                 stored = list(received.iterdir())
                 if len(stored) != 1 or stored[0].stat().st_size < instance.stat().st_size // 2:
                     raise SystemExit(f"{what}: storescp did not receive the instance")
@@ -150,6 +165,14 @@ def main() -> None:
         peak_before = f"{max(before.peak_mb):.0f} MB" if before.peak_mb else "-"
         print(f"  baseline send {before.median:.2f} s ({before.span()})  peak RSS {peak_before}"
               f", ratio {before.median / ref.median:.2f}x ({args.baseline_src})")
+    cpu = {what: statistics.median(times) for what, times in CPU.items()}
+    print("  CPU seconds (user+system, median): " + ", ".join(
+        f"{what} {seconds:.2f}" for what, seconds in cpu.items()))
+    moved_cpu = statistics.median(TRANSFER_CPU)
+    print(f"  deliver() alone: {moved_cpu:.2f} CPU s, {moved_cpu / cpu['storescu']:.2f}x "
+          "storescu's whole process")
+    print(f"  CPU ratio     {cpu['vid2dcm send'] / cpu['storescu']:.2f}x"
+          + (f" (baseline {cpu['baseline'] / cpu['storescu']:.2f}x)" if "baseline" in cpu else ""))
     print(f"  (of which Python start-up, `vid2dcm --version`: {start.median:.2f} s)")
 
 
