@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -170,7 +171,7 @@ def repair(path: Path) -> Path:
     """Rewrite a piece a crash left open: every whole packet except the last video packet,
     which may have been cut mid-write. Returns the repaired file (the original is kept)."""
     fixed = path.with_name(path.stem + ".repaired.ts")
-    packets: list[av.Packet] = []
+    packets: list[Any] = []
     try:
         with av.open(str(path)) as src:
             streams = [s for s in src.streams if s.type in ("video", "audio")]

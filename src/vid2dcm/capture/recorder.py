@@ -21,6 +21,7 @@ is encoded to H.264 with a key frame every gop_s; H.264, HEVC and MPEG-2 are cop
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import socket
@@ -227,10 +228,8 @@ class Recorder:
                     self._update(last_error=_describe(exc))
                 finally:
                     self._connected = False
-                    try:
+                    with contextlib.suppress(av.FFmpegError, OSError):
                         container.close()
-                    except (av.FFmpegError, OSError):
-                        pass
                     self._stop_relay()
                 if self._stop.is_set():
                     break

@@ -91,7 +91,7 @@ def parse_source(text: str, *, read_timeout_s: float = 5.0, index: int = 1) -> S
         if fragment:
             latency = _latency(fragment, text)
         if not graph:
-            raise UsageError("lavfi: needs a filter graph, e.g. lavfi:testsrc2=size=320x240:rate=25")
+            raise UsageError("lavfi: needs a filter graph, e.g. lavfi:testsrc2=rate=25")
         return SourceSpec(name, SourceKind.LAVFI, graph + ",realtime", "lavfi", (),
                           latency_s=latency, display="lavfi:" + graph, live_pacing=True)
     if raw.startswith("/dev/"):
