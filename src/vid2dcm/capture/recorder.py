@@ -41,6 +41,7 @@ from vid2dcm.capture.pieces import PieceRecord, SnapshotRecord, TimeMethod, writ
 from vid2dcm.capture.sources import SourceKind, SourceSpec
 
 log = logging.getLogger(__name__)
+DISK_CHECK_S = 0.25
 
 COPIED_VIDEO = {"h264", "hevc", "mpeg2video"}
 """Codecs a DICOM video transfer syntax can hold as they come (the planner decides the rest
@@ -129,7 +130,9 @@ class Recorder:
 
     def __init__(self, spec: SourceSpec, folder: Path, settings: RecorderSettings | None = None,
                  *, armed: bool = False,
-                 on_piece: Callable[[PieceRecord], None] | None = None) -> None:
+                 on_piece: Callable[[PieceRecord], None] | None = None,
+                 free_space: Callable[[Path], int] | None = None) -> None:
+        """free_space(folder) -> bytes free (default: the file system's; a quota in tests)."""
         self.spec = spec
         self.folder = folder
         self.settings = settings or RecorderSettings()
@@ -147,6 +150,7 @@ class Recorder:
         self._last_activity = time.monotonic()
         self._connected = False
         self._on_piece = on_piece
+        self._free_space = free_space or (lambda path: shutil.disk_usage(path).free)
         self._piece_index = 0
         self._snap_index = 0
         self.started_at: float | None = None
@@ -288,9 +292,11 @@ class Recorder:
                     relay.kill()
                 self._last_activity = time.monotonic()
 
-    def _check_disk(self) -> None:
-        free = shutil.disk_usage(self.folder).free
-        if free < self.settings.min_free_bytes:
+    def _check_disk(self, reserve: int = 0) -> None:
+        """reserve: what the next checks' worth of recording will need, so the margin holds
+        at the current bitrate rather than being eaten before the next look."""
+        free = self._free_space(self.folder)
+        if free - reserve < self.settings.min_free_bytes:
             raise DiskFull(f"disk space low ({free // 2**20} MiB free, at least "
                            f"{self.settings.min_free_bytes // 2**20} MiB kept free): "
                            "recording stopped")
@@ -339,9 +345,25 @@ class _Connection:
         self.last_frame: Any = None
 
     def pump(self) -> None:
+        """Until the source ends, fails or we stop; the open piece is always closed properly
+        (a demux error or the disk guard must not leave it for --recover)."""
+        reason = "connection ended"
+        try:
+            self._pump()
+        except DiskFull:
+            reason = "disk space low"
+            raise
+        except (av.FFmpegError, OSError) as exc:
+            reason = f"connection lost ({type(exc).__name__})"
+            raise
+        finally:
+            self.end(reason)
+
+    def _pump(self) -> None:
         rec = self.rec
         streams = [self.vin] + ([self.ain] if self.ain is not None else [])
         next_disk_check = 0.0
+        written_at_check = rec.state.bytes
         for packet in self.container.demux(streams):
             now_m = time.monotonic()
             rec._last_activity = now_m
@@ -349,8 +371,10 @@ class _Connection:
             if rec._stop.is_set():
                 break
             if now_m >= next_disk_check:
-                rec._check_disk()
-                next_disk_check = now_m + 1.0
+                written = rec.state.bytes
+                rec._check_disk(reserve=2 * (written - written_at_check))
+                written_at_check = written
+                next_disk_check = now_m + DISK_CHECK_S
             if packet.dts is None and packet.pts is None:
                 continue
             arrival = time.time()
@@ -364,7 +388,6 @@ class _Connection:
                 self.on_audio(_copy(packet, False, arrival))
             if rec._snap_requests:
                 self.take_snapshots(rec._take_snap_requests())
-        self.end("connection ended")
 
     # -- the clock ---------------------------------------------------------------------------
     def observe_clock(self, p: _Packet) -> None:
@@ -471,9 +494,9 @@ class _Connection:
                 self.rec._on_piece(record)
 
     def end(self, reason: str) -> None:
-        if self.encoder is not None:
-            for out in self.encoder.flush(self):
-                if self.piece is not None:
+        if self.encoder is not None and self.piece is not None:
+            with contextlib.suppress(av.FFmpegError, ValueError):
+                for out in self.encoder.flush(self):
                     self.piece.write(out)
         self.close_piece(reason if not self.rec._stop.is_set() else "stopped")
 

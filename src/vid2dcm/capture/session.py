@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -52,7 +53,7 @@ class SessionState:
 class RecordingSession:
     def __init__(self, sources: list[SourceSpec], folder: Path, metadata: Metadata, *,
                  settings: RecorderSettings | None = None, sop: SopChoice = SopChoice.PHOTOGRAPHIC,
-                 armed: bool = False) -> None:
+                 armed: bool = False, free_space: Callable[[Path], int] | None = None) -> None:
         if not sources:
             raise UsageError("record needs at least one source")
         names = [s.name for s in sources]
@@ -75,8 +76,8 @@ class RecordingSession:
                                   series_number=metadata.series_number + n,
                                   latency_s=s.latency_s)
                      for n, s in enumerate(sources)])
-        self.recorders = [Recorder(s, folder / s.name, self.settings, armed=armed)
-                          for s in sources]
+        self.recorders = [Recorder(s, folder / s.name, self.settings, armed=armed,
+                                   free_space=free_space) for s in sources]
         self._started: float | None = None
         self._done = threading.Event()
 

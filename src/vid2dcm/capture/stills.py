@@ -3,7 +3,8 @@
 VL Photographic Image (PS3.3 A.33.4) or VL Endoscopic Image (A.32.1), matching the video's
 IOD; Secondary Capture (A.8.1) for the others. Native RGB, so nothing is lost twice. The
 General Image Module's Referenced Image Sequence (C.7.6.1) points at the video instance that
-was being recorded when the still was taken.
+was being recorded when the still was taken, with purpose "Source image" (CID 7201): the
+still is one of that video's pictures.
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ def write_still(png: Path, target: Path, *, metadata: Metadata, sop: SopChoice,
         ref = Dataset()
         ref.ReferencedSOPClassUID = video[0]
         ref.ReferencedSOPInstanceUID = video[1]
-        ref.PurposeOfReferenceCodeSequence = DicomSequence([])
+        purpose = Dataset()
+        purpose.CodeValue, purpose.CodingSchemeDesignator = "121324", "DCM"
+        purpose.CodeMeaning = "Source image"
+        ref.PurposeOfReferenceCodeSequence = DicomSequence([purpose])
         ds.ReferencedImageSequence = DicomSequence([ref])
     ds.SamplesPerPixel = 3
     ds.PhotometricInterpretation = "RGB"
