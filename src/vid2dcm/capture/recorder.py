@@ -642,6 +642,7 @@ class _PieceWriter:
                                   connection=conn.number, time_method=conn.method,
                                   opened_because=reason, transcoded=enc is not None)
         self.json = self.path.with_suffix(".json")
+        self.conn = conn
         self.next_checkpoint = 0.0
         self.checkpoint(conn.wall(self.origin))
 
@@ -689,6 +690,7 @@ class _PieceWriter:
             return
         self.next_checkpoint = now + 1.0
         self.record.start_wall = start_wall
+        self.record.time_method = self.conn.method
         self.record.frames, self.record.bytes = self.frames, self.bytes
         self.record.duration_s = round(self.duration, 6)
         if self.first_arrival is not None:

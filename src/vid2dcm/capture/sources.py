@@ -110,7 +110,9 @@ def parse_source(text: str, *, read_timeout_s: float = 5.0, index: int = 1) -> S
                           (("rtsp_transport", transport), ("timeout", timeout_us)),
                           latency_s=latency, display=display)
     if scheme in ("rtmp", "rtmps"):
-        return SourceSpec(name, SourceKind.RTMP, raw, "flv", (("rw_timeout", timeout_us),),
+        # the FLV demuxer otherwise analyses 5 s of a live stream before open() returns
+        return SourceSpec(name, SourceKind.RTMP, raw, "flv",
+                          (("rw_timeout", timeout_us), ("analyzeduration", "1000000")),
                           latency_s=latency, display=display)
     if scheme == "udp":
         query = dict(parse_qsl(parts.query))
