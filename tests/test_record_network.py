@@ -83,7 +83,7 @@ def test_udp_h264_aac_is_copied(tmp_path: Path) -> None:
     port = free_port()
     sender = udp_sender(port, audio=True)
     try:
-        session, result = record(tmp_path, [f"cam=udp://127.0.0.1:{port}"], 3.5)
+        _session, result = record(tmp_path, [f"cam=udp://127.0.0.1:{port}"], 3.5)
     finally:
         sender.stop()
     pieces = check(result, tmp_path, tmp_path / "recording")
@@ -262,7 +262,7 @@ def test_srt_through_the_relay(tmp_path: Path) -> None:
     sender = ffmpeg_sender(["-f", "mpegts", f"srt://127.0.0.1:{port}?mode=listener"])
     try:
         time.sleep(0.5)
-        session, result = record(tmp_path, [f"srt=srt://127.0.0.1:{port}"], 4.0)
+        _session, result = record(tmp_path, [f"srt=srt://127.0.0.1:{port}"], 4.0)
     finally:
         sender.stop()
     pieces = check(result, tmp_path, tmp_path / "recording")["srt"]
@@ -276,7 +276,7 @@ def test_rtsp_with_rtcp_sender_clock(tmp_path: Path) -> None:
     port = free_port()
     server = rtsp_server(port)
     try:
-        session, result = record(tmp_path, [f"scope=rtsp://127.0.0.1:{port}/test"], 4.0)
+        _session, result = record(tmp_path, [f"scope=rtsp://127.0.0.1:{port}/test"], 4.0)
     finally:
         server.stop()
     pieces = check(result, tmp_path, tmp_path / "recording")["scope"]
