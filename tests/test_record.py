@@ -150,6 +150,21 @@ def test_pre_record_keeps_gops_before_the_trigger(tmp_path: Path) -> None:
     assert read_back(f.path, tmp_path).decoded_frames == piece.frames == f.frames
 
 
+def test_max_segment_by_size(tmp_path: Path) -> None:
+    folder = tmp_path / "recording"
+    session = RecordingSession([parse_source("cam=" + SMALL)], folder, META,
+                               settings=RecorderSettings(max_segment_bytes=40_000))
+    session.start()
+    time.sleep(3.3)
+    session.stop()
+    pieces = load_pieces(folder / "cam")
+    assert len(pieces) >= 2
+    assert all(p.bytes >= 40_000 for p in pieces[:-1])
+    assert [p.opened_because for p in pieces[1:]] == ["max-segment"] * (len(pieces) - 1)
+    result = finalize(folder, tmp_path)
+    assert [f.frames for f in result.sources[0].files] == [p.frames for p in pieces]
+
+
 def test_disk_guard_stops_cleanly_and_keeps_what_was_recorded(tmp_path: Path) -> None:
     """A 400 KB quota with 50 KB kept free: the recorder stops by itself before the quota is
     reached, says why, and the pieces so far are valid DICOM."""
@@ -248,6 +263,7 @@ def test_cli_bad_source_is_one_line_and_no_output(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_sigkill_then_recover(tmp_path: Path) -> None:
     """A recorder killed outright loses at most its last packet: --recover makes DICOM of
     everything before it."""

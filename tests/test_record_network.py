@@ -25,7 +25,9 @@ from live_senders import (
     udp_sender,
     wait_listening,
 )
-from readback import read_back
+import pydicom
+
+from readback import dciodvfy_errors, read_back
 from vid2dcm.capture.finalize import FinalizeResult
 from vid2dcm.capture.pieces import PieceRecord, load_pieces
 from vid2dcm.capture.recorder import RecorderSettings
@@ -95,33 +97,39 @@ def test_udp_h264_aac_is_copied(tmp_path: Path) -> None:
 
 
 def test_udp_sender_paused_longer_than_the_read_timeout(tmp_path: Path) -> None:
-    """SIGSTOP for 3 s (read timeout 1.5 s): AVERROR_EXIT, reconnect, a second piece; the
-    recording neither hangs nor ends."""
+    """SIGSTOP for 3 s (read timeout 1.5 s): the watchdog says "stalled" after 0.5 s, then
+    AVERROR_EXIT, reconnect, a second piece; the recording neither hangs nor ends."""
     port = free_port()
     sender = udp_sender(port)
+    stalled = []
 
     def pause(session: RecordingSession) -> None:
         wait_until(lambda: session.state.frames >= 40, 15)
         sender.pause()
+        wait_until(lambda: session.state.sources[0].status == "stalled", 5)
+        stalled.append(session.state.sources[0])
         wait_until(lambda: session.state.sources[0].reconnects >= 1, 10)
         time.sleep(1.5)
         sender.resume()
         wait_until(lambda: session.state.sources[0].pieces >= 2, 15)
         time.sleep(1.0)
 
+    settings = RecorderSettings(read_timeout_s=1.5, backoff_first_s=0.2, watchdog_s=0.5)
     try:
-        session, result = record(tmp_path, [f"cam=udp://127.0.0.1:{port}"], 0, during=pause)
+        session, result = record(tmp_path, [f"cam=udp://127.0.0.1:{port}"], 0, settings,
+                                 during=pause)
     finally:
         sender.stop()
     state = session.state.sources[0]
+    assert stalled[0].watchdog_trips >= 1 and "no data" in (stalled[0].last_error or "")
     assert state.reconnects >= 1 and state.connections >= 2
-    assert "ExitError" in (state.last_error or "") or state.last_error is not None
     pieces = check(result, tmp_path, tmp_path / "recording")
     assert len(pieces["cam"]) >= 2
     assert pieces["cam"][0].closed_because.startswith("connection")  # type: ignore[union-attr]
     assert pieces["cam"][1].opened_because == "reconnect"
 
 
+@pytest.mark.slow
 def test_udp_sender_restarted_is_a_discontinuity_not_a_broken_timeline(tmp_path: Path) -> None:
     """Killed and restarted within the read timeout: timestamps jump back, a new piece starts
     at the restarted sender's first key frame, and no frame of either run is lost."""
@@ -164,6 +172,7 @@ def test_two_sources_one_second_apart_are_aligned_within_a_frame(tmp_path: Path)
     def start_senders(session: RecordingSession) -> None:
         time.sleep(1.0)  # the recorders are listening
         senders.append(udp_sender(proxies[0].port))
+        wait_until(lambda: proxies[0].first is not None, 10)
         time.sleep(1.0)
         senders.append(udp_sender(proxies[1].port))
         time.sleep(3.5)
@@ -185,7 +194,7 @@ def test_two_sources_one_second_apart_are_aligned_within_a_frame(tmp_path: Path)
     measured = (acquired["b"] - acquired["a"]).total_seconds()
     assert proxies[0].first is not None and proxies[1].first is not None
     true_offset = proxies[1].first - proxies[0].first
-    assert 0.8 < true_offset < 2.0
+    assert 0.9 < true_offset < 3.0
     print(f"sync error {abs(measured - true_offset) * 1000:.1f} ms "
           f"(true {true_offset:.3f} s, measured {measured:.3f} s)")
     assert abs(measured - true_offset) < 0.040
@@ -193,6 +202,7 @@ def test_two_sources_one_second_apart_are_aligned_within_a_frame(tmp_path: Path)
     assert report["b"].offset_s == pytest.approx(measured, abs=0.002)
 
 
+@pytest.mark.slow
 def test_http_ts_server_restarted_reconnects(tmp_path: Path) -> None:
     """ffmpeg as HTTP server: killed mid-recording (demux ends or errors), restarted 1 s
     later; the recorder reconnects with backoff and keeps recording."""

@@ -45,7 +45,9 @@ def record(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Folder for the DICOM files (pieces go to OUT/recording).")
     ] = None,
-    sop: Annotated[SopChoice, typer.Option(help="Video IOD to write.")] = SopChoice.ENDOSCOPIC,
+    sop: Annotated[SopChoice, typer.Option(
+        help="Video IOD to write (endoscopic for a scope: Modality ES).")
+    ] = SopChoice.PHOTOGRAPHIC,
     metadata: Annotated[Path | None, typer.Option(help="JSON file of patient/study fields.")
                         ] = None,
     patient_name: Annotated[str | None, typer.Option(help="Family^Given")] = None,
@@ -162,7 +164,7 @@ def _run(session: RecordingSession, duration: float | None, keys: bool) -> str:
         threading.Thread(target=_keys, args=(session, stop, why, started), daemon=True).start()
     try:
         session.start()
-        if not any(r._triggered.is_set() is False for r in session.recorders):
+        if not session.armed:
             started.append(time.monotonic())
         _say(f"recording {len(session.recorders)} source(s); Ctrl-C stops", err=True)
         last_status = time.monotonic()

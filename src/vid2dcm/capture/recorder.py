@@ -276,17 +276,18 @@ class Recorder:
                 relay.wait()
 
     def _watch(self) -> None:
-        """Silence beyond watchdog_s while connected: count it, and end a relayed connection
-        by killing the relay (the UDP read then times out). PyAV's interrupt callback covers
-        the direct protocols; this covers what it cannot see."""
+        """Silence beyond watchdog_s while connected: the state says "stalled" at once (for a
+        status line or the gateway) and the trip is counted; a relay is killed so the next
+        connection starts a fresh one. Ending the blocked read itself is left to PyAV's read
+        timeout (its interrupt callback): nothing else can interrupt a read inside FFmpeg."""
         s = self.settings
         limit = s.watchdog_s or 2 * s.read_timeout_s
         while not self._stop.wait(0.25):
             if not self._connected:
                 continue
             if time.monotonic() - self._last_activity > limit:
-                self._update(watchdog_trips=self.state.watchdog_trips + 1,
-                             last_error=f"no data for {limit:.0f} s")
+                self._update(watchdog_trips=self.state.watchdog_trips + 1, status="stalled",
+                             last_error=f"no data for {limit:.1f} s")
                 relay = self._relay
                 if relay is not None and relay.poll() is None:
                     relay.kill()
@@ -503,6 +504,8 @@ class _Connection:
     def publish(self, closed: PieceRecord | None = None) -> None:
         rec = self.rec
         with rec._lock:
+            if self.piece is not None and rec._state.status == "stalled":
+                rec._state = replace(rec._state, status="recording")
             done = rec._done
             if closed is not None:
                 done[0] += closed.frames

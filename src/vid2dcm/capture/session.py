@@ -78,6 +78,8 @@ class RecordingSession:
                      for n, s in enumerate(sources)])
         self.recorders = [Recorder(s, folder / s.name, self.settings, armed=armed,
                                    free_space=free_space) for s in sources]
+        self.armed = armed
+        """Waiting for trigger() (pre-record): --duration counts from the trigger."""
         self._started: float | None = None
         self._done = threading.Event()
 
@@ -89,6 +91,7 @@ class RecordingSession:
             r.start()
 
     def trigger(self) -> None:
+        self.armed = False
         for r in self.recorders:
             r.trigger()
 
