@@ -25,9 +25,7 @@ from live_senders import (
     udp_sender,
     wait_listening,
 )
-import pydicom
-
-from readback import dciodvfy_errors, read_back
+from readback import read_back
 from vid2dcm.capture.finalize import FinalizeResult
 from vid2dcm.capture.pieces import PieceRecord, load_pieces
 from vid2dcm.capture.recorder import RecorderSettings
