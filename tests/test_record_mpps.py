@@ -157,3 +157,29 @@ def test_record_command_reports_the_procedure_step(scp: MppsScp, tmp_path: Path)
     refs = {r.ReferencedSOPInstanceUID
             for s in stored.PerformedSeriesSequence for r in s.ReferencedImageSequence}
     assert refs == uids and len(uids) >= 1
+
+
+@pytest.mark.needs_dcmtk
+def test_record_command_sends_the_result(tmp_path: Path) -> None:
+    """--send: every instance of the recording reaches a DCMTK storescp, unchanged."""
+    import json
+
+    import pydicom
+
+    from dcmtk_peers import running_storescp
+    from test_record import APP, SMALL
+
+    with running_storescp(tmp_path / "scp") as scp:
+        proc = subprocess.run(
+            [sys.executable, "-c", APP, f"cam={SMALL}", "-o", str(tmp_path / "out"),
+             "--duration", "2", "--max-segment", "1", "--send",
+             f"{scp.aet}@127.0.0.1:{scp.port}", "--json"],
+            capture_output=True, text=True, timeout=90, check=False)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        received = scp.received()
+    made = report["sources"][0]["files"]
+    assert len(made) >= 2 and all(d["ok"] for d in report["delivery"])
+    sent = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in made}
+    got = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in received}
+    assert got == sent
