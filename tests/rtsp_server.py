@@ -15,7 +15,8 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 PIPELINE = (
     "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate=25/1 "
-    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 ! rtph264pay name=pay0 pt=96 "
+    "! x264enc tune=zerolatency speed-preset=veryfast key-int-max=25 "
+    "! video/x-h264,profile=high ! rtph264pay name=pay0 pt=96 "
     "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! opusenc "
     "! rtpopuspay name=pay1 pt=97 )"
 )

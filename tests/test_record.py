@@ -230,6 +230,13 @@ def cli(*args: str, **kwargs: object) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, **kwargs)  # type: ignore
 
 
+def wait_recording(proc: subprocess.Popen[str]) -> None:
+    """The command says so on stderr once its signal handlers are in place."""
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert line.startswith("recording "), line
+
+
 def test_cli_duration_then_sigterm_and_snapshot(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = cli(f"cam={SMALL}", "-o", str(out), "--duration", "2.5", "--patient-id", "P7",
@@ -242,15 +249,18 @@ def test_cli_duration_then_sigterm_and_snapshot(tmp_path: Path) -> None:
     assert 55 <= back.decoded_frames <= 80  # 2.5 s at 25 fps, started at the first key frame
     assert "Secret" not in stdout + stderr
 
+    assert (out / "recording" / "session.json").is_file()  # kept unless --remove-pieces
     out2 = tmp_path / "out2"
-    proc = cli(f"cam={SMALL}", "-o", str(out2))
-    time.sleep(3.0)
+    proc = cli(f"cam={SMALL}", "-o", str(out2), "--remove-pieces")
+    wait_recording(proc)
+    time.sleep(2.0)
     proc.send_signal(signal.SIGUSR1)
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert len(list(out2.glob("cam-still-*.dcm"))) == 1
+    assert not (out2 / "recording").exists()
     for f in out2.glob("cam-0*.dcm"):
         read_back(f, tmp_path)
 
@@ -269,7 +279,8 @@ def test_sigkill_then_recover(tmp_path: Path) -> None:
     everything before it."""
     out = tmp_path / "out"
     proc = cli(f"cam={SMALL}", "-o", str(out), "--max-segment", "2")
-    time.sleep(5.0)
+    wait_recording(proc)
+    time.sleep(4.0)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert not list(out.glob("*.dcm"))

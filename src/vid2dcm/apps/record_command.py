@@ -21,20 +21,21 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from vid2dcm.capture.finalize import FinalizeResult
-from vid2dcm.capture.recorder import RecorderSettings
-from vid2dcm.capture.recover import RAW_FOLDER, recover
-from vid2dcm.capture.session import RecordingSession
-from vid2dcm.capture.sources import parse_source
 from vid2dcm.core.errors import DeliveryError, OutputError, UsageError, Vid2DcmError
 from vid2dcm.core.iods import SopChoice
 from vid2dcm.core.metadata import load_metadata
 from vid2dcm.delivery.destinations import parse_destination
 
+if TYPE_CHECKING:
+    from vid2dcm.capture.finalize import FinalizeResult
+    from vid2dcm.capture.session import RecordingSession
+
+RAW_FOLDER = "recording"
+"""Pieces and manifest while recording (vid2dcm.capture.recover.RAW_FOLDER)."""
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMG]?B|[KMG])$", re.IGNORECASE)
 
 
@@ -79,6 +80,9 @@ def record(
     recover_dir: Annotated[Path | None, typer.Option(
         "--recover", help="Turn an interrupted recording folder into DICOM and exit.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    remove_pieces: Annotated[bool, typer.Option(
+        help="Delete OUT/recording once the DICOM files are written (and delivered).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     config: Annotated[Path | None, typer.Option(
         "--config", help="TOML file with [destinations.NAME] tables.")] = None,
@@ -86,11 +90,19 @@ def record(
 ) -> None:
     """Record live video straight to DICOM: one study, one series per source."""
     with _errors(verbose):
+        # imported here: the other commands start without PyAV's capture machinery
+        from vid2dcm.capture.recorder import RecorderSettings
+        from vid2dcm.capture.recover import recover
+        from vid2dcm.capture.session import RecordingSession
+        from vid2dcm.capture.sources import parse_source
+
         if recover_dir is not None:
             if sources:
                 raise UsageError("--recover takes no sources")
             result = recover(recover_dir, output, overwrite=overwrite)
             _deliver_and_report(result, send, config, as_json)
+            if remove_pieces:
+                _remove(result.folder)
             return
         if not sources:
             raise UsageError("record needs at least one source (or --recover DIR)")
@@ -138,6 +150,20 @@ def record(
         if result.stop_reason and result.stop_reason.startswith("disk"):
             _say(f"vid2dcm: warning: {result.stop_reason}", err=True)
         _deliver_and_report(result, send, config, as_json)
+        if remove_pieces:
+            _remove(result.folder)
+
+
+def _remove(folder: Path) -> None:
+    """Only a folder finalize() marked as done (manifest finalized) is removed."""
+    import shutil
+
+    from vid2dcm.capture.finalize import MANIFEST
+    from vid2dcm.capture.pieces import SessionManifest
+
+    manifest = SessionManifest.model_validate_json((folder / MANIFEST).read_text("utf-8"))
+    if manifest.finalized:
+        shutil.rmtree(folder)
 
 
 def _run(session: RecordingSession, duration: float | None, keys: bool) -> str:

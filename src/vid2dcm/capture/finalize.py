@@ -71,6 +71,8 @@ class FinalizeResult:
     sources: tuple[FinalizedSource, ...]
     sync: tuple[SyncEntry, ...]
     stop_reason: str | None
+    folder: Path
+    """The recording folder (pieces and manifest) the files were made from."""
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -96,7 +98,7 @@ def finalize(folder: Path, out_dir: Path, *, overwrite: bool = False) -> Finaliz
     manifest.finalized = True
     write_json(manifest_path, manifest)
     return FinalizeResult(manifest.study_instance_uid, tuple(results),
-                          sync_report(folder, manifest), manifest.stop_reason)
+                          sync_report(folder, manifest), manifest.stop_reason, folder)
 
 
 def _finalize_source(folder: Path, out_dir: Path, manifest: SessionManifest,

@@ -15,7 +15,8 @@ from vid2dcm.capture.pieces import SessionManifest, write_json
 from vid2dcm.core.errors import InputError, UsageError
 
 RAW_FOLDER = "recording"
-"""Under the -o folder of `vid2dcm record`: the pieces and manifest while recording."""
+"""Under the -o folder of `vid2dcm record`: the pieces and manifest while recording (the
+command line repeats this name so it can start without importing PyAV)."""
 
 
 def recording_folder(path: Path) -> Path:
