@@ -274,6 +274,24 @@ def test_cli_bad_source_is_one_line_and_no_output(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_cli_source_that_never_answers(tmp_path: Path) -> None:
+    """Nothing recorded: one line, exit code 5, no recording folder left behind."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "o"
+    proc = cli(f"udp://127.0.0.1:{port}", "-o", str(out), "--duration", "1.5",
+               "--read-timeout", "1")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 5, stderr
+    assert stderr.splitlines()[-1] == ("vid2dcm: error: nothing was recorded: no source "
+                                       "delivered a key frame")
+    assert not (out / "recording").exists()
+
+
+@pytest.mark.slow
 def test_sigkill_then_recover(tmp_path: Path) -> None:
     """A recorder killed outright loses at most its last packet: --recover makes DICOM of
     everything before it."""

@@ -111,6 +111,7 @@ def record(
         seconds, size = _segment(max_segment)
         settings = RecorderSettings(max_segment_s=seconds, max_segment_bytes=size,
                                     pre_record_s=pre_record, read_timeout_s=read_timeout,
+                                    open_timeout_s=max(5.0, 2 * read_timeout),
                                     min_free_bytes=_bytes(min_free, "--min-free"))
         specs = [parse_source(s, read_timeout_s=read_timeout, index=n)
                  for n, s in enumerate(sources, 1)]
@@ -143,6 +144,10 @@ def record(
         except Vid2DcmError:
             if step is not None:
                 _close_step(step, None, "equipment")
+            if not any(session.folder.glob("*/piece-*.ts")):
+                import shutil  # nothing was recorded: leave no folder behind
+
+                shutil.rmtree(session.folder, ignore_errors=True)
             raise
         if step is not None:
             _close_step(step, result, None if reason in ("duration", "interrupted",
