@@ -274,6 +274,7 @@ def test_cli_bad_source_is_one_line_and_no_output(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_cli_source_that_never_answers(tmp_path: Path) -> None:
     """Nothing recorded: one line, exit code 5, no recording folder left behind."""
     import socket

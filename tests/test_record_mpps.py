@@ -159,6 +159,7 @@ def test_record_command_reports_the_procedure_step(scp: MppsScp, tmp_path: Path)
     assert refs == uids and len(uids) >= 1
 
 
+@pytest.mark.slow
 @pytest.mark.needs_dcmtk
 def test_record_command_sends_the_result(tmp_path: Path) -> None:
     """--send: every instance of the recording reaches a DCMTK storescp, unchanged."""

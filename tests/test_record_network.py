@@ -173,7 +173,7 @@ def test_two_sources_one_second_apart_are_aligned_within_a_frame(tmp_path: Path)
         wait_until(lambda: proxies[0].first is not None, 10)
         time.sleep(1.0)
         senders.append(udp_sender(proxies[1].port))
-        time.sleep(3.5)
+        time.sleep(2.5)
 
     try:
         _, result = record(tmp_path, [f"a=udp://127.0.0.1:{ports[0]}",
@@ -231,6 +231,7 @@ def test_http_ts_server_restarted_reconnects(tmp_path: Path) -> None:
     assert len(pieces) >= 2
 
 
+@pytest.mark.slow
 def test_hls_live_playlist(tmp_path: Path) -> None:
     hls = tmp_path / "hls"
     hls.mkdir()
