@@ -210,6 +210,36 @@ def test_repair_drops_a_torn_tail(tmp_path: Path) -> None:
     assert 0 < frames < load_pieces(folder / "cam")[0].frames
 
 
+def test_sync_report_offsets_and_drift(tmp_path: Path) -> None:
+    """Offsets are relative to the earliest source; drift is receiver span minus media span,
+    per minute, once a source has more than 10 s."""
+    from datetime import datetime
+
+    from vid2dcm.capture.finalize import sync_report
+    from vid2dcm.capture.pieces import PieceRecord, SessionManifest, SourceRecord, write_json
+
+    manifest = SessionManifest(started=datetime.now(), study_instance_uid="1.2.3",
+                               metadata=META, sources=[
+                                   SourceRecord(name="a", display="a", series_instance_uid="1.1",
+                                                series_number=1),
+                                   SourceRecord(name="b", display="b", series_instance_uid="1.2",
+                                                series_number=2)])
+    pieces = {"a": [(1000.0, "arrival", 30.0, 30.003)],
+              "b": [(1000.9871, "RTCP", 5.0, 5.0)]}
+    for name, rows in pieces.items():
+        (tmp_path / name).mkdir()
+        for n, (wall, method, media, arrival) in enumerate(rows, 1):
+            write_json(tmp_path / name / f"piece-{n:04d}.json", PieceRecord(
+                index=n, file=f"piece-{n:04d}.ts", source=name, connection=1,
+                start_wall=wall, time_method=method, frames=1, media_span_s=media,  # type: ignore[arg-type]
+                arrival_span_s=arrival))
+    report = {e.source: e for e in sync_report(tmp_path, manifest)}
+    assert report["a"].offset_s == 0 and report["b"].offset_s == pytest.approx(0.9871)
+    assert report["a"].method == "arrival" and report["b"].method == "RTCP"
+    assert report["a"].drift_ms_per_min == pytest.approx(6.0)
+    assert report["b"].drift_ms_per_min is None  # too short to say
+
+
 def test_finalize_refuses_a_folder_without_a_recording(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         finalize(tmp_path, tmp_path)
