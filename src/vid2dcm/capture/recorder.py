@@ -399,7 +399,7 @@ class _Connection:
             return
         if self.method == "RTCP":
             return
-        offset = p.arrival - float((p.pts if p.pts is not None else p.dts) * p.time_base)
+        offset = p.arrival - p.t  # packets arrive in decode order: the DTS clock
         if self.offset is None or offset < self.offset:
             self.offset = offset
 
@@ -456,8 +456,8 @@ class _Connection:
             return  # before the first picture, or still on the other side of a jump
         if self.piece is not None:
             self.piece.write(p)
-        elif self.current_gop is not None and not self.rec._triggered.is_set():
-            self.current_gop.packets.append(p)
+        elif self.gops and self.current_gop is self.gops[-1]:
+            self.current_gop.packets.append(p)  # pre-record: kept with its GOP
 
     next_reason = "start"
 
