@@ -101,6 +101,7 @@ def test_two_sources_segments_and_a_still(tmp_path: Path) -> None:
             ds = back.dataset
             assert ds.StudyInstanceUID == result.study_instance_uid
             assert ds.SeriesDescription == source.name and ds.Modality == "ES"
+            assert ds.StationName == source.name
             assert int(ds.InstanceNumber) == number
             assert ds.AccessionNumber == "ACC42"
             assert "AcquisitionDateTime" in ds

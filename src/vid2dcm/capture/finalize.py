@@ -121,6 +121,7 @@ def _finalize_source(folder: Path, out_dir: Path, manifest: SessionManifest,
             "series_instance_uid": source.series_instance_uid,
             "series_number": source.series_number,
             "series_description": source.name,
+            "station_name": manifest.metadata.station_name or source.name[:16],
             "acquisition_datetime": _local(piece.start_wall),
             "uid_seed": f"{manifest.metadata.uid_seed or source.series_instance_uid}/"
                         f"{piece.index}",
@@ -159,7 +160,8 @@ def _stills(folder: Path, out_dir: Path, manifest: SessionManifest, source: Sour
             raise OutputError(f"{target} already exists (use --overwrite to replace it)")
         video = by_piece.get(snap.piece) if snap.piece is not None else None
         meta = manifest.metadata.model_copy(update={
-            "series_number": source.series_number + 100, "series_description": source.name})
+            "series_number": source.series_number + 100, "series_description": source.name,
+            "station_name": manifest.metadata.station_name or source.name[:16]})
         written.append(write_still(
             folder / snap.file, target, metadata=meta, sop=sop,
             study_uid=manifest.study_instance_uid, series_uid=series_uid,

@@ -65,6 +65,8 @@ def write_still(png: Path, target: Path, *, metadata: Metadata, sop: SopChoice,
     ds.Manufacturer = m.manufacturer
     if m.institution_name:
         ds.InstitutionName = m.institution_name
+    if m.station_name:
+        ds.StationName = m.station_name
     ds.InstanceNumber = instance_number
     ds.PatientOrientation = ""
     ds.ContentDate = taken_at.strftime("%Y%m%d")
