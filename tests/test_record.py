@@ -211,6 +211,25 @@ def test_repair_drops_a_torn_tail(tmp_path: Path) -> None:
     assert 0 < frames < load_pieces(folder / "cam")[0].frames
 
 
+def test_hls_playlist_parsing() -> None:
+    from vid2dcm.capture.hls import parse_playlist
+
+    media = ("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-MEDIA-SEQUENCE:41\n#EXTINF:2.000000,\n"
+             "#EXT-X-PROGRAM-DATE-TIME:2026-12-03T13:10:24.112+0000\nlive41.ts\n"
+             "#EXTINF:1.500000,\nlive42.ts\n")
+    segments, variant = parse_playlist(media)
+    assert variant is None and [s.sequence for s in segments] == [41, 42]
+    assert segments[0].program_date_time == pytest.approx(1796303424.112)
+    assert segments[1].program_date_time == pytest.approx(1796303426.112)
+    assert segments[1].duration_s == 1.5 and segments[1].uri == "live42.ts"
+    master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000\nlow/index.m3u8\n"
+    assert parse_playlist(master) == ([], "low/index.m3u8")
+    no_pdt, _ = parse_playlist("#EXTM3U\n#EXTINF:1,\na.ts\n")
+    assert no_pdt[0].program_date_time is None and no_pdt[0].sequence == 0
+    with pytest.raises(ValueError):
+        parse_playlist("<html>")
+
+
 def test_sync_report_offsets_and_drift(tmp_path: Path) -> None:
     """Offsets are relative to the earliest source; drift is receiver span minus media span,
     per minute, once a source has more than 10 s."""

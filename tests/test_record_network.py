@@ -232,21 +232,41 @@ def test_http_ts_server_restarted_reconnects(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_hls_live_playlist(tmp_path: Path) -> None:
+def test_hls_live_playlist_with_program_date_time(tmp_path: Path) -> None:
+    """HLS from ffmpeg with EXT-X-PROGRAM-DATE-TIME: the first piece starts at the PDT of the
+    segment the demuxer started with. The writer is paused while the recorder opens, so that
+    segment is certain (else the recorder falls back to its own clock, by design)."""
+    from vid2dcm.capture.hls import parse_playlist
+
     hls = tmp_path / "hls"
     hls.mkdir()
     writer = ffmpeg_sender(["-f", "hls", "-hls_time", "1", "-hls_list_size", "4",
-                            "-hls_flags", "delete_segments", "live.m3u8"], cwd=hls)
+                            "-hls_flags", "delete_segments+program_date_time", "live.m3u8"],
+                           cwd=hls)
     port = free_port()
     server = http_server(hls, port)
+    newest = []
     try:
-        wait_until(lambda: (hls / "live.m3u8").exists(), 10)
-        _, result = record(tmp_path, [f"hls=http://127.0.0.1:{port}/live.m3u8"], 4.0)
+        wait_until(lambda: len(list(hls.glob("*.ts"))) >= 3, 15)
+        writer.pause()
+        segments, _ = parse_playlist((hls / "live.m3u8").read_text())
+        newest.append(segments[-1])
+        session = RecordingSession([parse_source(f"hls=http://127.0.0.1:{port}/live.m3u8")],
+                                   tmp_path / "recording", META, settings=FAST)
+        session.start()
+        wait_until(lambda: session.state.frames > 0, 15)
+        writer.resume()
+        time.sleep(3.0)
+        session.stop()
+        result = session.finalize(tmp_path / "dicom")
     finally:
         writer.stop()
         server.stop()
     pieces = check(result, tmp_path, tmp_path / "recording")["hls"]
-    assert sum(p.frames for p in pieces) >= 25
+    assert sum(p.frames for p in pieces) >= 50
+    assert pieces[0].time_method == "PDT"
+    assert newest[0].program_date_time is not None and pieces[0].start_wall is not None
+    assert abs(pieces[0].start_wall - newest[0].program_date_time) < 0.05
 
 
 def test_rtmp_listen_mode(tmp_path: Path) -> None:

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vid2dcm.core.metadata import Metadata
 
-TimeMethod = Literal["RTCP", "arrival", "none"]
-"""RTCP: the sender's clock (RTCP Sender Reports -> start_time_realtime); arrival: the
-receiver's wall clock, earliest arrival relative to the media clock, minus a set latency."""
+TimeMethod = Literal["RTCP", "PDT", "arrival", "none"]
+"""RTCP: the sender's clock (RTCP Sender Reports -> start_time_realtime); PDT: the sender's
+clock from HLS EXT-X-PROGRAM-DATE-TIME; arrival: the receiver's wall clock, earliest arrival
+relative to the media clock, minus a set latency."""
 
 
 class PieceRecord(BaseModel):

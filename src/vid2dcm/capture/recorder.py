@@ -37,6 +37,7 @@ from typing import Any
 
 import av
 
+from vid2dcm.capture.hls import Segment, newest_segment
 from vid2dcm.capture.pieces import PieceRecord, SnapshotRecord, TimeMethod, write_json
 from vid2dcm.capture.sources import SourceKind, SourceSpec
 
@@ -155,6 +156,8 @@ class Recorder:
         self._snap_index = 0
         self.started_at: float | None = None
         self._done: list[float] = [0, 0, 0.0]
+        self._hls_before: Segment | None = None
+        """The newest HLS segment just before the open (see capture.hls)."""
         """Frames, bytes and seconds of the pieces already closed."""
 
     # -- control, from any thread ------------------------------------------------------------
@@ -259,6 +262,7 @@ class Recorder:
                                            stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL)
         options = spec.option_dict
+        self._hls_before = newest_segment(url) if spec.kind is SourceKind.HLS else None
         self._last_activity = time.monotonic()
         if spec.kind is SourceKind.LAVFI:
             return av.open(url, format=spec.format, options=options)
@@ -342,6 +346,7 @@ class _Connection:
         self.offset: float | None = None
         """Unix time minus media time: the smallest seen, i.e. the earliest arrival."""
         self.method: TimeMethod = "arrival"
+        self.clock_seen = False
         self.waiting_for_key = True
         self.last_frame: Any = None
 
@@ -392,6 +397,11 @@ class _Connection:
 
     # -- the clock ---------------------------------------------------------------------------
     def observe_clock(self, p: _Packet) -> None:
+        if self.method == "PDT":
+            return
+        first, self.clock_seen = not self.clock_seen, True
+        if first and self.rec.spec.kind is SourceKind.HLS and self._program_date_time(p):
+            return
         realtime = getattr(self.container, "start_time_realtime", None)
         if realtime and p.pts is not None:
             self.method = "RTCP"
@@ -403,10 +413,23 @@ class _Connection:
         if self.offset is None or offset < self.offset:
             self.offset = offset
 
+    def _program_date_time(self, first: _Packet) -> bool:
+        """Map the first packet to its segment's PROGRAM-DATE-TIME if that segment is certain."""
+        before = self.rec._hls_before
+        if before is None or before.program_date_time is None:
+            return False
+        after = newest_segment(self.rec.spec.url)
+        if after is None or after.sequence != before.sequence:
+            return False
+        self.method = "PDT"
+        self.offset = before.program_date_time - first.t
+        return True
+
     def wall(self, t: float) -> float | None:
         if self.offset is None:
             return None
-        return self.offset + t - self.rec.spec.latency_s
+        latency = self.rec.spec.latency_s if self.method == "arrival" else 0.0
+        return self.offset + t - latency
 
     # -- packets -------------------------------------------------------------------------------
     def on_video(self, p: _Packet) -> None:
@@ -421,7 +444,8 @@ class _Connection:
                 self.close_piece("discontinuity")
                 self.gops.clear()
                 self.current_gop = None
-                self.offset = None if self.method == "arrival" else self.offset
+                if self.method != "RTCP":  # a PDT mapping does not survive a jump either
+                    self.method, self.offset = "arrival", None
                 self.waiting_for_key = True
                 self.next_reason = "discontinuity"
         self.last_video_t = t

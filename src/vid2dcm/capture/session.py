@@ -9,8 +9,8 @@ Common time base (why the Acquisition DateTimes of two cameras can be compared):
 records the Unix time of its first frame, taken from the sender's clock where the protocol
 carries one (RTSP: RTCP Sender Reports -> start_time_realtime), else from the receiver's
 clock: the earliest arrival of any packet relative to the media clock (so buffering by the
-demuxer never makes a source look late) minus the source's configured latency. HLS
-EXT-X-PROGRAM-DATE-TIME is not read (PyAV does not expose it): HLS uses the receiver clock.
+demuxer never makes a source look late) minus the source's configured latency. HLS uses
+EXT-X-PROGRAM-DATE-TIME when the starting segment is certain (capture/hls.py).
 The Video IODs have no Frame of Reference, hence no Synchronization Module (PS3.3 C.7.4.2):
 the method is reported in the sync report, not in the header.
 """
