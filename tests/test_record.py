@@ -151,10 +151,13 @@ def test_pre_record_keeps_gops_before_the_trigger(tmp_path: Path) -> None:
     assert read_back(f.path, tmp_path).decoded_frames == piece.frames == f.frames
 
 
-def test_max_segment_by_size(tmp_path: Path) -> None:
+def test_max_segment_by_size_frame_by_frame_iod(tmp_path: Path) -> None:
+    """Size-limited pieces, finalised as Secondary Capture (frame by frame): numbered on and
+    linked like the video IODs."""
     folder = tmp_path / "recording"
     session = RecordingSession([parse_source("cam=" + SMALL)], folder, META,
-                               settings=RecorderSettings(max_segment_bytes=40_000))
+                               settings=RecorderSettings(max_segment_bytes=40_000),
+                               sop=SopChoice.SC)
     session.start()
     time.sleep(3.3)
     session.stop()
@@ -163,7 +166,15 @@ def test_max_segment_by_size(tmp_path: Path) -> None:
     assert all(p.bytes >= 40_000 for p in pieces[:-1])
     assert [p.opened_because for p in pieces[1:]] == ["max-segment"] * (len(pieces) - 1)
     result = finalize(folder, tmp_path)
-    assert [f.frames for f in result.sources[0].files] == [p.frames for p in pieces]
+    files = result.sources[0].files
+    assert [f.frames for f in files] == [p.frames for p in pieces]
+    for number, f in enumerate(files, 1):
+        ds = read_back(f.path, tmp_path).dataset
+        assert ds.SOPClassUID == pydicom.uid.MultiFrameTrueColorSecondaryCaptureImageStorage
+        assert int(ds.InstanceNumber) == number
+        if number > 1:
+            assert ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID == \
+                files[number - 2].sop_instance_uid
 
 
 def test_disk_guard_stops_cleanly_and_keeps_what_was_recorded(tmp_path: Path) -> None:

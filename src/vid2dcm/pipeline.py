@@ -114,7 +114,8 @@ def convert(source: str | Path, out: str | Path | None = None, *,
             stats = quality = None
             wrapped, wrap_plan = info, plan
             if plan.frame_syntax is not None:
-                stats, frame_file = _frames(info, plan, options, metadata, base, work, say)
+                stats, frame_file = _frames(info, plan, options, metadata, base, work, say,
+                                            first_instance, predecessor)
                 written.append(frame_file)
             elif plan.needs_transcode:
                 stats, wrapped, wrap_plan = _transcode(info, plan, options, work, say)
@@ -221,7 +222,8 @@ def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, target
 
 
 def _frames(info: MediaInfo, plan: Plan, options: Request, metadata: Metadata, base: Path,
-            work: Path, say: Progress) -> tuple[TranscodeStats, WrittenFile]:
+            work: Path, say: Progress, first_instance: int = 1,
+            predecessor: str | None = None) -> tuple[TranscodeStats, WrittenFile]:
     """Decode, encode every picture on its own, and write one instance around the frames."""
     syntax, target = plan.frame_syntax, plan.video_target
     assert syntax is not None and target is not None and plan.transfer_syntax_uid is not None
@@ -231,7 +233,8 @@ def _frames(info: MediaInfo, plan: Plan, options: Request, metadata: Metadata, b
     uids = UidSource(metadata.uid_root, metadata.uid_seed)
     study_uid = metadata.study_instance_uid or uids.new("study")
     series_uid = metadata.series_instance_uid or uids.new("series")
-    identity = InstanceIdentity(study_uid, series_uid, uids.new("instance-1"), 1)
+    identity = InstanceIdentity(study_uid, series_uid, uids.new(f"instance-{first_instance}"),
+                                first_instance, predecessor)
     pixels = PixelDescription(
         rows=encoded.height, columns=encoded.width, photometric=syntax.photometric,
         timing=encoded.timing, stored_bytes=encoded.size_bytes,
