@@ -326,6 +326,32 @@ def test_cli_duration_then_sigterm_and_snapshot(tmp_path: Path) -> None:
         read_back(f, tmp_path)
 
 
+@pytest.mark.slow
+def test_cli_keys_pre_record_start_still_and_quit(tmp_path: Path) -> None:
+    """--snapshot-key: 'r' starts keeping (after 1 s of pre-record), 's' takes a still, 'q'
+    stops; the piece reaches back before the 'r'."""
+    out = tmp_path / "out"
+    proc = cli(f"cam={SMALL}", "-o", str(out), "--pre-record", "1", "--snapshot-key",
+               stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    wait_recording(proc)
+    time.sleep(2.5)
+    proc.stdin.write("r\n")
+    proc.stdin.flush()
+    time.sleep(1.5)
+    proc.stdin.write("s\n")
+    proc.stdin.flush()
+    time.sleep(1.0)
+    proc.stdin.write("q\n")
+    proc.stdin.flush()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    (piece,) = load_pieces(out / "recording" / "cam")
+    assert piece.pre_record_s >= 1.0
+    assert len(list(out.glob("cam-still-*.dcm"))) == 1
+    read_back(out / "cam-001.dcm", tmp_path)
+
+
 def test_cli_bad_source_is_one_line_and_no_output(tmp_path: Path) -> None:
     proc = cli("ftp://example/x", "-o", str(tmp_path / "o"))
     _, stderr = proc.communicate(timeout=30)
