@@ -63,6 +63,9 @@ def test_srt_goes_through_a_relay() -> None:
     assert spec.kind is SourceKind.SRT and spec.relay is not None
     assert "mode=caller" in " ".join(spec.relay.command)
     assert spec.url.startswith("udp://127.0.0.1:{port}")
+    secret = parse_source("srt://10.0.0.9:9000?passphrase=topsecret123&latency=200")
+    assert "topsecret123" not in secret.display and "latency=200" in secret.display
+    assert secret.relay is not None and "topsecret123" in " ".join(secret.relay.command)
 
 
 @pytest.mark.parametrize("text", ["ftp://x/y", "/dev/sda", "lavfi:", "udp://h:1#latency=x",

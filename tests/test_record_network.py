@@ -323,7 +323,8 @@ def test_source_that_accepts_but_never_sends(tmp_path: Path) -> None:
     silent = SilentServer()
     settings = RecorderSettings(read_timeout_s=1, open_timeout_s=1, backoff_first_s=0.2,
                                 backoff_max_s=0.5)
-    session = RecordingSession([parse_source(f"dead=http://127.0.0.1:{silent.port}/x.ts",
+    url = f"http://operator:hunter2@127.0.0.1:{silent.port}/x.ts?token=abc123"
+    session = RecordingSession([parse_source(f"dead={url}",
                                              read_timeout_s=1)], tmp_path / "recording", META,
                                settings=settings)
     try:
@@ -337,6 +338,9 @@ def test_source_that_accepts_but_never_sends(tmp_path: Path) -> None:
         silent.close()
     assert state.status in ("connecting", "reconnecting") and state.frames == 0
     assert state.last_error is not None and len(silent.accepted) >= 2
+    assert "hunter2" not in state.last_error and "abc123" not in state.last_error
+    manifest = (tmp_path / "recording" / "session.json").read_text()
+    assert "hunter2" not in manifest and "abc123" not in manifest
     from vid2dcm.core.errors import OutputError
 
     with pytest.raises(OutputError):

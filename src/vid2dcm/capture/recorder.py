@@ -217,7 +217,7 @@ class Recorder:
                     self._update(stop_reason=str(exc))
                     break
                 except (av.FFmpegError, OSError, RuntimeError) as exc:
-                    self._update(last_error=_describe(exc))
+                    self._update(last_error=self._describe(exc))
                     self._stop_relay()
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, s.backoff_max_s)
@@ -232,7 +232,7 @@ class Recorder:
                     self._update(stop_reason=str(exc))
                     self._stop.set()
                 except (av.FFmpegError, OSError, RuntimeError, ValueError) as exc:
-                    self._update(last_error=_describe(exc))
+                    self._update(last_error=self._describe(exc))
                 finally:
                     self._connected = False
                     with contextlib.suppress(av.FFmpegError, OSError):
@@ -246,7 +246,7 @@ class Recorder:
                 self._stop.wait(s.backoff_first_s)
             self._update(status="stopped")
         except BaseException as exc:  # a bug must not leave a silent dead thread
-            self._update(status="failed", last_error=_describe(exc))
+            self._update(status="failed", last_error=self._describe(exc))
             raise
         finally:
             self._stop_relay()
@@ -268,6 +268,13 @@ class Recorder:
             return av.open(url, format=spec.format, options=options)
         return av.open(url, format=spec.format, options=options,
                        timeout=(s.open_timeout_s, s.read_timeout_s))
+
+    def _describe(self, exc: BaseException) -> str:
+        """FFmpeg's messages quote the URL: show the one without credentials instead."""
+        text = _describe(exc)
+        if self.spec.url and self.spec.url != self.spec.display:
+            text = text.replace(self.spec.url, self.spec.display)
+        return text
 
     def _stop_relay(self) -> None:
         relay, self._relay = self._relay, None

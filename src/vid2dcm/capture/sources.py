@@ -183,15 +183,24 @@ def _srt(name: str, raw: str, query: str, latency: float, timeout_us: str,
                       relay=Relay(command), latency_s=latency, display=display)
 
 
+SECRET_PARAMS = {"passphrase", "password", "pass", "pwd", "token", "key", "streamid"}
+"""Query parameters that carry secrets (SRT passphrase, stream keys, tokens)."""
+
+
 def _redact(url: str) -> str:
-    """Drop user:password from a URL before it is logged or written anywhere."""
+    """Drop user:password and secret query parameters from a URL before it is logged or
+    written anywhere."""
     parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=host))
+    if parts.username is not None or parts.password is not None:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        parts = parts._replace(netloc=host)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k.lower() in SECRET_PARAMS for k, _ in query):
+        parts = parts._replace(query=urlencode(
+            [(k, "***" if k.lower() in SECRET_PARAMS else v) for k, v in query], safe="*"))
+    return urlunsplit(parts)
 
 
 def is_device(spec: SourceSpec) -> bool:
