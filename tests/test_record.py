@@ -361,6 +361,14 @@ def test_cli_bad_source_is_one_line_and_no_output(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert stderr.strip().count("\n") == 0 and stderr.startswith("vid2dcm: error:")
     assert not (tmp_path / "o").exists()
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "cam-001.dcm").write_bytes(b"earlier result")
+    proc = cli(f"cam={SMALL}", "-o", str(taken))
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 5 and "already exists" in stderr, stderr
+    assert (taken / "cam-001.dcm").read_bytes() == b"earlier result"
+    assert not (taken / "recording").exists()
 
 
 @pytest.mark.slow

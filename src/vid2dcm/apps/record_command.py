@@ -128,6 +128,9 @@ def record(
         mpps_dest = parse_destination(mpps, config) if mpps else None
         for target in send or []:
             parse_destination(target, config)  # a typo fails now, not after the procedure
+        clash = [p for spec in specs for p in output.glob(f"{spec.name}-*.dcm")]
+        if clash and not overwrite:  # found now, not after the procedure
+            raise OutputError(f"{clash[0]} already exists (use --overwrite or another -o)")
         output.mkdir(parents=True, exist_ok=True)
         session = RecordingSession(specs, output / RAW_FOLDER, meta, settings=settings,
                                    sop=sop, armed=pre_record > 0)

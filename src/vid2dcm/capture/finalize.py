@@ -27,7 +27,7 @@ from vid2dcm.capture.pieces import (
     write_json,
 )
 from vid2dcm.capture.stills import write_still
-from vid2dcm.core.errors import InputError, OutputError, Vid2DcmError
+from vid2dcm.core.errors import InputError, NotStorableError, OutputError
 from vid2dcm.core.iods import SopChoice
 from vid2dcm.core.uids import UidSource
 from vid2dcm.pipeline import WrittenFile, convert
@@ -131,7 +131,7 @@ def _finalize_source(folder: Path, out_dir: Path, manifest: SessionManifest,
             result = convert(path, target, metadata=meta, options=Request(sop=sop),
                              overwrite=overwrite, first_instance=number,
                              predecessor=files[-1].sop_instance_uid if files else None)
-        except Vid2DcmError as exc:
+        except (InputError, NotStorableError) as exc:  # this piece only; others go on
             skipped.append(f"{piece.file}: {exc}")
             log.warning("%s: %s not converted: %s", source.name, piece.file, exc)
             continue
