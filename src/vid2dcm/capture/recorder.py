@@ -156,9 +156,9 @@ class Recorder:
         self._snap_index = 0
         self.started_at: float | None = None
         self._done: list[float] = [0, 0, 0.0]
+        """Frames, bytes and seconds of the pieces already closed."""
         self._hls_before: Segment | None = None
         """The newest HLS segment just before the open (see capture.hls)."""
-        """Frames, bytes and seconds of the pieces already closed."""
 
     # -- control, from any thread ------------------------------------------------------------
     def start(self) -> None:
@@ -215,6 +215,7 @@ class Recorder:
                     container = self._open()
                 except DiskFull as exc:
                     self._update(stop_reason=str(exc))
+                    self._stop.set()
                     break
                 except (av.FFmpegError, OSError, RuntimeError) as exc:
                     self._update(last_error=self._describe(exc))
@@ -223,11 +224,11 @@ class Recorder:
                     backoff = min(backoff * 2, s.backoff_max_s)
                     continue
                 connection += 1
-                backoff = s.backoff_first_s
                 self._update(connections=connection)
+                frames_before = self.state.frames
                 try:
-                    session = _Connection(self, container, connection, lost_at)
-                    session.pump()
+                    conn = _Connection(self, container, connection, lost_at)
+                    conn.pump()
                 except DiskFull as exc:
                     self._update(stop_reason=str(exc))
                     self._stop.set()
@@ -240,10 +241,14 @@ class Recorder:
                     self._stop_relay()
                 if self._stop.is_set():
                     break
-                lost_at = time.monotonic()
+                if lost_at is None or self.state.frames > frames_before:
+                    lost_at = time.monotonic()  # else: still lost since the last time
+                if self.state.frames > frames_before:
+                    backoff = s.backoff_first_s  # it worked for a while: retry soon
                 self._update(reconnects=self.state.reconnects + 1)
                 log.info("%s: source lost, reconnecting", self.spec.name)
-                self._stop.wait(s.backoff_first_s)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, s.backoff_max_s)
             self._update(status="stopped")
         except BaseException as exc:  # a bug must not leave a silent dead thread
             self._update(status="failed", last_error=self._describe(exc))
