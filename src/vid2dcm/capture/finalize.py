@@ -111,8 +111,15 @@ def _finalize_source(folder: Path, out_dir: Path, manifest: SessionManifest,
     number = 1
     for piece in pieces:
         path = folder / piece.file
+        if not path.is_file() or path.stat().st_size == 0:
+            skipped.append(f"{piece.file}: empty (the recorder stopped as it opened)")
+            continue
         if piece.closed_because is None:
-            path = repair(path)
+            try:
+                path = repair(path)
+            except InputError as exc:
+                skipped.append(f"{piece.file}: {exc}")
+                continue
         if piece.frames == 0 and _frames(path) == 0:
             skipped.append(f"{piece.file}: empty")
             continue
