@@ -397,7 +397,7 @@ def test_sigkill_then_recover(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = cli(f"cam={SMALL}", "-o", str(out), "--max-segment", "2")
     wait_recording(proc)
-    time.sleep(4.0)
+    time.sleep(3.0)  # mid-way through the second 2 s piece
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert not list(out.glob("*.dcm"))
