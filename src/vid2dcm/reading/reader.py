@@ -17,7 +17,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import iter_pixels
 
 from vid2dcm.core.errors import InputError, OutputError
-from vid2dcm.core.frame_syntaxes import frame_syntax_by_uid
+from vid2dcm.core.syntaxes import by_uid
 from vid2dcm.writing.encapsulation import CHUNK, FragmentReader, PixelDataLayout, read_layout
 
 
@@ -53,6 +53,9 @@ class VideoObject:
 
 
 def open_video_object(path: str | Path) -> VideoObject:
+    """The header of any DICOM instance, and where its Pixel Data lies. A file that is no
+    composite instance (no SOP Class UID) or ends inside an element is an InputError (exit 3):
+    reporting on what is left of it would be reporting on another file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -60,6 +63,9 @@ def open_video_object(path: str | Path) -> VideoObject:
         ds = dcmread(path, defer_size=1024)
     except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
         raise InputError(f"{path}: not a readable DICOM file ({exc})") from exc
+    _refuse_truncated(path, ds)
+    if not str(ds.get("SOPClassUID", "")):
+        raise InputError(f"{path}: not a DICOM composite instance (no SOP Class UID)")
     ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
     layout = None
     if "PixelData" in ds:
@@ -72,6 +78,46 @@ def open_video_object(path: str | Path) -> VideoObject:
                 except ValueError as exc:
                     raise InputError(f"{path}: damaged Pixel Data ({exc})") from exc
     return VideoObject(path, ds, ts, layout)
+
+
+def _refuse_truncated(path: Path, ds: Dataset) -> None:
+    """pydicom stops quietly at the end of a short file; an element whose declared length
+    runs past the end of the file means the file was cut."""
+    size = path.stat().st_size
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag, keep_deferred=True)
+        tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
+        if tell is not None and length not in (None, 0xFFFFFFFF) and tell + length > size:
+            raise InputError(f"{path}: truncated: element {tag} needs {tell + length} bytes, "
+                             f"the file has {size}")
+
+
+def is_video(video: VideoObject) -> bool:
+    """Pixel Data holds a video bitstream (an MPEG transfer syntax), not separate frames."""
+    return by_uid(video.transfer_syntax_uid) is not None
+
+
+def frames_unsupported(video: VideoObject) -> str | None:
+    """Why the frames of this object cannot be turned into a video, or None when they can:
+    8-bit colour frames (RGB or YBR), as every IOD vid2dcm writes frame by frame has."""
+    ds = video.dataset
+    if "PixelData" not in ds:
+        return "holds no Pixel Data"
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    samples = int(ds.get("SamplesPerPixel", 0) or 0)
+    if samples != 3 or not (photometric == "RGB" or photometric.startswith("YBR")):
+        return (f"holds {photometric or 'unknown'} frames ({samples} sample(s) per pixel); "
+                "only colour frames (RGB or YBR) can be extracted as video")
+    if bits != 8:
+        return f"holds {bits}-bit frames; only 8-bit frames can be extracted as video"
+    return None
+
+
+def frame_count(ds: Dataset) -> int:
+    """Number of Frames, 1 for a single-frame image that does not carry it."""
+    value = ds.get("NumberOfFrames")
+    return int(value) if value not in (None, "") else 1
 
 
 def iter_frames(video: VideoObject) -> Iterator[np.ndarray]:
@@ -89,7 +135,10 @@ def extract_bitstream(path: str | Path, out: str | Path, overwrite: bool = False
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputError(f"{out} already exists (use --overwrite to replace it)")
-    if frame_syntax_by_uid(video.transfer_syntax_uid) is not None:
+    if not is_video(video):
+        why = frames_unsupported(video)
+        if why is not None:
+            raise InputError(f"{video.path}: unsupported: {why}")
         return _frames_to_video(video, out)
     partial = out.with_name(out.name + ".partial")
     written = 0
@@ -118,7 +167,7 @@ def _frames_to_video(video: VideoObject, out: Path) -> int:
             stream = container.add_stream("ffv1", rate=rate)
             stream.width, stream.height = int(video.dataset.Columns), int(video.dataset.Rows)
             stream.pix_fmt = "yuv444p"
-            for index, pixels in enumerate(iter_frames(video)):
+            for index, pixels in enumerate(_decoded(video)):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
                 frame.pts = index
                 for packet in stream.encode(frame):
@@ -130,3 +179,21 @@ def _frames_to_video(video: VideoObject, out: Path) -> int:
         partial.unlink(missing_ok=True)
         raise
     return out.stat().st_size
+
+
+def _decoded(video: VideoObject) -> Iterator[np.ndarray]:
+    """Frames as 8-bit RGB; a frame no decoder can read is an InputError, not a crash."""
+    frames = iter_frames(video)
+    index = 0
+    while True:
+        try:
+            pixels = next(frames)
+        except StopIteration:
+            return
+        except (ValueError, RuntimeError, NotImplementedError, OSError) as exc:
+            raise InputError(f"{video.path}: frame {index + 1} does not decode ({exc})") from exc
+        index += 1
+        if pixels.ndim == 2 or pixels.dtype != np.uint8:
+            raise InputError(f"{video.path}: unsupported: frame {index} decodes to "
+                             f"{pixels.dtype} {pixels.shape}, not 8-bit colour")
+        yield pixels
