@@ -385,12 +385,13 @@ def _secondary_capture(ds: Dataset, m: Metadata) -> None:
 
 
 def _series_laterality(ds: Dataset, m: Metadata) -> None:
-    """General Series Laterality (0020,0060) is Type 2C (PS3.3 C.7.3.1): required for a
-    paired structure when no image-level laterality is sent. US and SC have no Image
-    Laterality, so a known side (R, L) goes here; U (unpaired) or unknown leaves it out
-    rather than present and empty, which claims a paired structure of unknown side."""
-    if m.image_laterality in ("R", "L"):
-        ds.Laterality = m.image_laterality
+    """General Series Laterality (0020,0060), Type 2C (PS3.3 C.7.3.1): for a paired structure
+    when no Image Laterality is sent, and US and SC have none. A known side (R, L) is
+    written; otherwise it stays present and empty (unknown). Leaving it out would be the
+    standard's answer for an unpaired structure, but dciodvfy (Debian and PyPI releases)
+    then reports "Missing attribute for Type 2C Conditional" as an error, while empty is only
+    a warning; vid2dcm cannot tell paired from unpaired anatomy."""
+    ds.Laterality = m.image_laterality if m.image_laterality in ("R", "L") else ""
 
 
 def _vl_image(ds: Dataset, v: VideoInstance) -> None:
