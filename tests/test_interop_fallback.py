@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pydicom
 from pydicom.uid import MPEG4HP41
-from readback import coded_pictures, read_back
 
+from readback import coded_pictures, read_back
 from vid2dcm.delivery.fallback import reconvert, twin
 from vid2dcm.pipeline import convert
 from vid2dcm.planning.plan import Request

@@ -17,8 +17,8 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
-from readback import dciodvfy_errors
 
+from readback import dciodvfy_errors
 from vid2dcm.core.errors import InputError
 from vid2dcm.pipeline import convert
 from vid2dcm.planning.plan import Request

