@@ -82,6 +82,8 @@ def collect(paths: Iterable[Path], study: str | None = None) -> list[Path]:
                 if path.is_dir():
                     continue  # a folder may hold other files
                 raise InputError(f"{candidate}: not a readable DICOM file") from None
+            if path.is_dir() and "SOPClassUID" not in ds:
+                continue  # e.g. a DICOMDIR
             if study is None or str(ds.get("StudyInstanceUID", "")) == study:
                 found.append(candidate)
     if not found:
