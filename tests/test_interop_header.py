@@ -126,3 +126,14 @@ def test_us_laterality(side: str, written: str, clips: dict[str, Path], tmp_path
         image_laterality=side), options=Request(sop="ultrasound")).files[0].path
     assert pydicom.dcmread(path, stop_before_pixels=True).Laterality == written
     assert validate(path).ok
+
+
+@pytest.mark.parametrize("sop", ["sc", "ultrasound", "photographic"])
+def test_one_frame_recording(sop: str, tmp_path: Path) -> None:
+    """A one-frame SC has no Frame Increment Pointer (Type 1C, more than one frame only)."""
+    clip = synthesize(tmp_path / "one.mp4", ClipSpec(options=HIGH, width=64, height=48,
+                                                     frames=1))
+    path = convert(clip, tmp_path / "one.dcm", options=Request(sop=sop)).files[0].path
+    back = read_back(path, tmp_path)
+    assert back.decoded_frames == 1
+    assert ("FrameIncrementPointer" in back.dataset) is (sop != "sc")

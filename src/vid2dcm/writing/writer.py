@@ -379,9 +379,14 @@ def code_item(code: CodedConcept) -> Dataset:
 
 def _secondary_capture(ds: Dataset, m: Metadata) -> None:
     """SC Equipment and SC Multi-frame Image. Burned In Annotation defaults to YES: without
-    knowing, claiming the pictures hold no identifying text would be the unsafe answer."""
+    knowing, claiming the pictures hold no identifying text would be the unsafe answer.
+    Frame Increment Pointer is Type 1C there, required only with more than one frame
+    (PS3.3 C.8.6.3): a one-frame recording must not carry it (dciodvfy: "Attribute present
+    when condition unsatisfied")."""
     ds.ConversionType = "WSD"
     ds.BurnedInAnnotation = m.burned_in_annotation or "YES"
+    if int(ds.NumberOfFrames) == 1 and "FrameIncrementPointer" in ds:
+        del ds.FrameIncrementPointer
 
 
 def _series_laterality(ds: Dataset, m: Metadata) -> None:
