@@ -137,3 +137,21 @@ def test_one_frame_recording(sop: str, tmp_path: Path) -> None:
     back = read_back(path, tmp_path)
     assert back.decoded_frames == 1
     assert ("FrameIncrementPointer" in back.dataset) is (sop != "sc")
+
+
+def test_odd_mp4_length_without_total_length_element(tmp_path: Path) -> None:
+    """Without (7FE0,0003) the reader still finds the exact stream length of an odd-length
+    MP4 (its boxes end one byte before the padded item), so extract gives back the stream
+    the writer stored, byte for byte."""
+    from vid2dcm.reading.reader import extract_bitstream, open_video_object
+    lengths = set()
+    for frames in (6, 7):
+        clip = synthesize(tmp_path / f"c{frames}.mp4", ClipSpec(options=HIGH, width=64,
+                                                                height=48, frames=frames))
+        written = convert(clip, tmp_path / f"c{frames}.dcm").files[0]
+        video = open_video_object(written.path)
+        assert video.bitstream_length == written.bitstream_bytes
+        assert extract_bitstream(written.path, tmp_path / f"x{frames}.mp4") == \
+            written.bitstream_bytes
+        lengths.add(written.bitstream_bytes % 2)
+    assert lengths == {0, 1}, "expected one odd and one even stream"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +32,21 @@ class VideoObject:
     transfer_syntax_uid: str
     layout: PixelDataLayout | None
 
-    @property
+    @cached_property
     def bitstream_length(self) -> int:
-        """Length of the stream once fragments are joined, without the pad byte."""
+        """Length of the stream once fragments are joined, without the pad byte: from
+        (7FE0,0003) when present, else, for an MP4 whose boxes end one byte before the last
+        fragment does, that length (the 0x00 pad of an odd stream), else the stored length."""
         if self.layout is None:
             return 0
+        stored = self.layout.stored_length
         declared = self.dataset.get("EncapsulatedPixelDataValueTotalLength")
-        if declared is not None and 0 < int(declared) <= self.layout.stored_length:
+        if declared is not None and 0 < int(declared) <= stored:
             return int(declared)
-        return self.layout.stored_length
+        with FragmentReader(self.path, self.layout, stored) as raw:
+            if mp4_boxes_end(raw, stored) == stored - 1:
+                return stored - 1
+        return stored
 
     def open_bitstream(self) -> FragmentReader:
         if self.layout is None:
@@ -50,6 +58,27 @@ class VideoObject:
         """The embedded video opened by PyAV straight from the DICOM file."""
         with self.open_bitstream() as raw, av.open(raw) as container:
             yield container
+
+
+def mp4_boxes_end(raw: io.RawIOBase, length: int) -> int | None:
+    """Where the top-level boxes of an ISO BMFF (MP4) stream end, or None when the stream
+    is not one (ISO/IEC 14496-12 4.2: 32-bit size, 1 = 64-bit size follows, 0 = to the end)."""
+    raw.seek(4)
+    if raw.read(4) != b"ftyp":
+        return None
+    at = 0
+    while at + 8 <= length:
+        raw.seek(at)
+        header = raw.read(16)
+        size = int.from_bytes(header[:4], "big")
+        if size == 1 and len(header) == 16:
+            size = int.from_bytes(header[8:16], "big")
+        elif size == 0:
+            return length
+        if size < 8:
+            return None
+        at += size
+    return at
 
 
 def open_video_object(path: str | Path) -> VideoObject:
