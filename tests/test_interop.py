@@ -23,6 +23,7 @@ from interop_tools import (
     node_parsers,
 )
 from readback import read_back
+from vid2dcm.planning.plan import ContainerChoice
 from vid2dcm.validation.validate import validate
 
 FAMILY = {f.name: f for f in FAMILIES}
@@ -56,7 +57,9 @@ def test_every_family_passes_vid2dcm_readback(family: str, outputs: dict[str, li
     validate with dciodvfy gives a verdict, never a crash, on each."""
     for path in outputs[family]:
         if "relabelled" not in family:  # the relabelled ones carry a lower-level stream
-            read_back(path, tmp_path)
+            back = read_back(path, tmp_path)
+            if FAMILY[family].request.container is ContainerChoice.TS:
+                assert back.extracted.read_bytes()[:1] == b"\x47", "not an MPEG-TS payload"
         report = validate(path)
         assert not report.dciodvfy.startswith("crashed"), report.findings
         assert report.ok or "relabelled" in family, [f.message for f in report.errors]
