@@ -74,7 +74,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("MPEG-2 MP@HL (relabelled)", "mpeg2.mpg", relabel=ts.MPEG2_MPHL.uid),
     Family("Video Endoscopic", "h264.mp4", Request(sop=SopChoice.ENDOSCOPIC)),
     Family("Video Microscopic", "h264.mp4", Request(sop=SopChoice.MICROSCOPIC)),
-    Family("split in 2 instances", "noise.mp4", Request(max_item_bytes=0)),
+    Family("split into several instances", "noise.mp4", Request(max_item_bytes=0)),
     Family("Fragmentable H.264, 3 fragments", "noise.mp4",
            Request(fragmentable=True, max_item_bytes=0)),
     Family("HEVC, 3 fragments", "hevc.mp4", Request(max_item_bytes=0)),
