@@ -22,6 +22,7 @@ from pydicom.datadict import dictionary_description, dictionary_VR, keyword_for_
 from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    KeyObjectSelectionDocumentStorage,
     ModalityWorklistInformationFind,
     StorageCommitmentPushModel,
     Verification,
@@ -33,6 +34,7 @@ from vid2dcm.core.media_info import AudioStreamInfo, FrameTiming
 from vid2dcm.core.metadata import METADATA_ATTRIBUTES, CodedConcept, Metadata, Place
 from vid2dcm.core.syntaxes import VIDEO_TRANSFER_SYNTAXES, uid_name
 from vid2dcm.core.version import __version__
+from vid2dcm.delivery.kos import TITLES as KOS_TITLES
 from vid2dcm.delivery.negotiation import FRAME_FALLBACKS, VIDEO_TARGETS, proposed_syntaxes
 from vid2dcm.delivery.transports.worklist import RETURN_KEYS, STEP_KEYS
 from vid2dcm.writing.writer import (
@@ -161,6 +163,7 @@ def render() -> str:
     add(_row("Network service", "User of service (SCU)", "Provider of service (SCP)"))
     add(_row("---", "---", "---"))
     for name in (*[iod.name + " Storage" for iod in VIDEO_IODS.values()],
+                 UID(KeyObjectSelectionDocumentStorage).name,
                  "Verification", "Storage Commitment Push Model",
                  "Modality Worklist Information Model - FIND"):
         add(_row(name, "Yes", "No"))
@@ -172,7 +175,9 @@ def render() -> str:
         "`calling_ae_title`) serves every network function. It is started by a user or the "
         "gateway's worker (`vid2dcm send`, `convert --send`, `echo`, `worklist`, the HTTP "
         "gateway); it never listens except, while a Storage Commitment request is open, for "
-        "the N-EVENT-REPORT on a port the destination names (`commitment_port`).")
+        "the N-EVENT-REPORT on the address and port the destination names "
+        "(`commitment_listen_host`, default 127.0.0.1, and `commitment_port`). HL7 v2 and "
+        "FHIR order interfaces are not DICOM services and are outside this statement.")
     add("")
     add(f"- Implementation Class UID: `{PYDICOM_IMPLEMENTATION_UID}` (pydicom's); "
         f"Implementation Version Name: `VID2DCM_{__version__}`.")
@@ -186,6 +191,8 @@ def render() -> str:
     for iod in VIDEO_IODS.values():
         kind = "frame by frame" if iod.frames_only else "video bitstream, or frame by frame"
         add(_row(f"{iod.name} Storage", f"`{iod.sop_class_uid}`", iod.modality, kind, "SCU"))
+    add(_row(UID(KeyObjectSelectionDocumentStorage).name,
+             f"`{KeyObjectSelectionDocumentStorage}`", "KO", "none (references)", "SCU"))
     for sop in (Verification, StorageCommitmentPushModel, ModalityWorklistInformationFind):
         add(_row(UID(sop).name, f"`{sop}`", "", "", "SCU"))
     add("")
@@ -269,6 +276,15 @@ def render() -> str:
             add(_row(dictionary_description(tag), f"({tag.group:04X},{tag.element:04X})",
                      dictionary_VR(tag), SOURCES.get(keyword, FIXED)))
         add("")
+    add(f"### Key Object Selection Document (`{KeyObjectSelectionDocumentStorage}`, "
+        "Modality KO)")
+    add("")
+    add("Built with highdicom (PS3.3 A.35.4, TID 2010) by `vid2dcm kos`: references the "
+        "video instances of one study, inherits their patient and study, its own series; "
+        "Explicit VR Little Endian. Document titles (CID 7010): "
+        + ", ".join(f"{c.meaning} ({c.value}, {c.scheme_designator})"
+                    for c in KOS_TITLES.values()) + ".")
+    add("")
     add("## 7. Metadata fields and the attributes they fill")
     add("")
     add(_row("Metadata field", "Attribute", "VR", "Module", "Where"))
