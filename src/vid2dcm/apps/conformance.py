@@ -34,6 +34,7 @@ from vid2dcm.core.media_info import AudioStreamInfo, FrameTiming
 from vid2dcm.core.metadata import METADATA_ATTRIBUTES, CodedConcept, Metadata, Place
 from vid2dcm.core.syntaxes import VIDEO_TRANSFER_SYNTAXES, uid_name
 from vid2dcm.core.version import __version__
+from vid2dcm.delivery.destinations import Destination
 from vid2dcm.delivery.kos import TITLES as KOS_TITLES
 from vid2dcm.delivery.negotiation import FRAME_FALLBACKS, VIDEO_TARGETS, proposed_syntaxes
 from vid2dcm.delivery.transports.worklist import RETURN_KEYS, STEP_KEYS
@@ -171,13 +172,16 @@ def render() -> str:
     add("")
     add("## 2. Implementation model")
     add("")
-    add("One application entity (default AE title `VID2DCM`, configurable per destination as "
-        "`calling_ae_title`) serves every network function. It is started by a user or the "
-        "gateway's worker (`vid2dcm send`, `convert --send`, `echo`, `worklist`, the HTTP "
-        "gateway); it never listens except, while a Storage Commitment request is open, for "
-        "the N-EVENT-REPORT on the address and port the destination names "
-        "(`commitment_listen_host`, default 127.0.0.1, and `commitment_port`). HL7 v2 and "
-        "FHIR order interfaces are not DICOM services and are outside this statement.")
+    fields = Destination.model_fields
+    add(f"One application entity (default AE title `{fields['calling_ae_title'].default}`, "
+        "configurable per destination as `calling_ae_title`) serves every network function. "
+        "It is started by a user or the gateway's worker (`vid2dcm send`, `convert --send`, "
+        "`echo`, `worklist`, the HTTP gateway); it never listens except, while a Storage "
+        "Commitment request is open, for the N-EVENT-REPORT on the address and port the "
+        "destination names "
+        f"(`commitment_listen_host`, default {fields['commitment_listen_host'].default}, and "
+        "`commitment_port`). HL7 v2 and FHIR order interfaces are not DICOM services and are "
+        "outside this statement.")
     add("")
     add(f"- Implementation Class UID: `{PYDICOM_IMPLEMENTATION_UID}` (pydicom's); "
         f"Implementation Version Name: `VID2DCM_{__version__}`.")
