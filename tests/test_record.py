@@ -115,15 +115,16 @@ def test_two_sources_segments_and_a_still(tmp_path: Path) -> None:
     assert len(series) == 2
     scope = next(s for s in result.sources if s.name == "scope")
     assert len(scope.stills) == 1
-    still = pydicom.dcmread(scope.stills[0])
+    still = pydicom.dcmread(scope.stills[0].path)
     assert still.SOPClassUID == pydicom.uid.VLEndoscopicImageStorage
     assert still.StudyInstanceUID == result.study_instance_uid
     assert still.ReferencedImageSequence[0].ReferencedSOPInstanceUID in {
         f.sop_instance_uid for f in scope.files}
     assert (still.Rows, still.Columns) == (120, 160)
     assert len(still.PixelData) == 120 * 160 * 3
-    assert dciodvfy_errors(scope.stills[0]) == []
-    dump = subprocess.run(["dcmdump", str(scope.stills[0])], capture_output=True, text=True)
+    assert dciodvfy_errors(scope.stills[0].path) == []
+    assert scope.stills[0].sop_instance_uid == still.SOPInstanceUID
+    dump = subprocess.run(["dcmdump", str(scope.stills[0].path)], capture_output=True, text=True)
     assert dump.returncode == 0 and "E: " not in dump.stderr
     starts = {e.source: e for e in result.sync}
     assert all(e.method == "arrival" for e in starts.values())

@@ -134,29 +134,37 @@ def test_unreachable_scp_is_a_delivery_error() -> None:
 
 
 def test_record_command_reports_the_procedure_step(scp: MppsScp, tmp_path: Path) -> None:
-    from test_record import APP, SMALL
+    """IN PROGRESS while recording; COMPLETED with the video series and the stills series,
+    each listing exactly the instances written."""
+    import signal
+
+    import pydicom
+
+    from test_record import APP, SMALL, wait_recording
 
     proc = subprocess.Popen(
         [sys.executable, "-c", APP, f"scope={SMALL}", "-o", str(tmp_path / "out"),
-         "--duration", "2", "--mpps", f"RIS@127.0.0.1:{scp.port}", "--accession", "A77",
+         "--duration", "3", "--mpps", f"RIS@127.0.0.1:{scp.port}", "--accession", "A77",
          "--patient-id", "M-9"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while not scp.instances and time.monotonic() < deadline:
-        time.sleep(0.05)
-    # copied at once: the step is IN PROGRESS while the recording runs
+    wait_recording(proc)
+    # created before the recording started, and still IN PROGRESS while it runs
     assert [str(d.PerformedProcedureStepStatus) for d in list(scp.instances.values())] == [
         "IN PROGRESS"]
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGUSR1)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     (stored,) = scp.instances.values()
     assert stored.PerformedProcedureStepStatus == "COMPLETED"
-    files = sorted((tmp_path / "out").glob("scope-*.dcm"))
-    import pydicom
-
-    uids = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
-    refs = {r.ReferencedSOPInstanceUID
-            for s in stored.PerformedSeriesSequence for r in s.ReferencedImageSequence}
-    assert refs == uids and len(uids) >= 1
+    out = tmp_path / "out"
+    by_series: dict[str, set[str]] = {}
+    for f in [*out.glob("scope-0*.dcm"), *out.glob("scope-still-*.dcm")]:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        by_series.setdefault(ds.SeriesInstanceUID, set()).add(ds.SOPInstanceUID)
+    reported = {str(s.SeriesInstanceUID): {r.ReferencedSOPInstanceUID
+                                           for r in s.ReferencedImageSequence}
+                for s in stored.PerformedSeriesSequence}
+    assert reported == by_series and len(reported) == 2
 
 
 @pytest.mark.slow

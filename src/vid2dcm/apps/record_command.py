@@ -247,9 +247,14 @@ def _close_step(step: Any, result: FinalizeResult | None, discontinued: str | No
         discontinue_procedure_step,
     )
 
-    series = [PerformedSeries(s.series_instance_uid, s.name,
-                              tuple((f.sop_class_uid, f.sop_instance_uid) for f in s.files))
-              for s in (result.sources if result else ())]
+    series = []
+    for s in result.sources if result else ():
+        series.append(PerformedSeries(s.series_instance_uid, s.name, tuple(
+            (f.sop_class_uid, f.sop_instance_uid) for f in s.files)))
+        if s.stills:
+            series.append(PerformedSeries(s.stills[0].series_instance_uid, f"{s.name} stills",
+                                          tuple((t.sop_class_uid, t.sop_instance_uid)
+                                                for t in s.stills)))
     series = [s for s in series if s.instances]
     if discontinued or not series:
         if not series:
@@ -267,7 +272,7 @@ def _deliver_and_report(result: FinalizeResult, send: list[str] | None, config: 
         "sources": [{"name": s.name, "series_instance_uid": s.series_instance_uid,
                      "pieces": s.pieces, "frames": s.frames,
                      "files": [str(f.path) for f in s.files],
-                     "stills": [str(p) for p in s.stills], "skipped": list(s.skipped)}
+                     "stills": [str(t.path) for t in s.stills], "skipped": list(s.skipped)}
                     for s in result.sources],
         "sync": [{"source": e.source, "method": e.method,
                   "first_frame": e.first_frame.isoformat() if e.first_frame else None,
@@ -291,8 +296,8 @@ def _deliver_and_report(result: FinalizeResult, send: list[str] | None, config: 
         for s in result.sources:
             for f in s.files:
                 _say(f"{f.path}  {f.frames} frames  {f.size_bytes} bytes  {f.action.value}")
-            for p in s.stills:
-                _say(f"{p}  still")
+            for t in s.stills:
+                _say(f"{t.path}  still")
             for skipped in s.skipped:
                 _say(f"vid2dcm: warning: {s.name}: {skipped}", err=True)
         for e in result.sync:

@@ -26,7 +26,7 @@ from vid2dcm.capture.pieces import (
     load_snapshots,
     write_json,
 )
-from vid2dcm.capture.stills import write_still
+from vid2dcm.capture.stills import still_class, write_still
 from vid2dcm.core.errors import InputError, NotStorableError, OutputError
 from vid2dcm.core.iods import SopChoice
 from vid2dcm.core.uids import UidSource
@@ -52,11 +52,19 @@ class SyncEntry:
 
 
 @dataclass(frozen=True)
+class Still:
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    series_instance_uid: str
+
+
+@dataclass(frozen=True)
 class FinalizedSource:
     name: str
     series_instance_uid: str
     files: tuple[WrittenFile, ...]
-    stills: tuple[Path, ...]
+    stills: tuple[Still, ...]
     pieces: int
     skipped: tuple[str, ...]
 
@@ -76,7 +84,8 @@ class FinalizeResult:
 
     @property
     def files(self) -> tuple[Path, ...]:
-        return tuple(p for s in self.sources for p in (*(f.path for f in s.files), *s.stills))
+        return tuple(p for s in self.sources
+                     for p in (*(f.path for f in s.files), *(still.path for still in s.stills)))
 
 
 def finalize(folder: Path, out_dir: Path, *, overwrite: bool = False) -> FinalizeResult:
@@ -145,14 +154,14 @@ def _finalize_source(folder: Path, out_dir: Path, manifest: SessionManifest,
         files.extend(result.files)
         by_piece[piece.index] = result.files[0]
         number += len(result.files)
-    stills = _stills(folder, out_dir, manifest, source, sop, by_piece, number, overwrite)
+    stills = _stills(folder, out_dir, manifest, source, sop, by_piece, overwrite)
     return FinalizedSource(source.name, source.series_instance_uid, tuple(files),
                            tuple(stills), len(pieces), tuple(skipped))
 
 
 def _stills(folder: Path, out_dir: Path, manifest: SessionManifest, source: SourceRecord,
-            sop: SopChoice, by_piece: dict[int, WrittenFile], number: int, overwrite: bool
-            ) -> list[Path]:
+            sop: SopChoice, by_piece: dict[int, WrittenFile], overwrite: bool
+            ) -> list[Still]:
     """Stills get their own series (single-frame and multi-frame images are not mixed in a
     series) in the same study; each refers to the video it was taken from."""
     snaps = load_snapshots(folder) if folder.is_dir() else []
@@ -169,12 +178,14 @@ def _stills(folder: Path, out_dir: Path, manifest: SessionManifest, source: Sour
         meta = manifest.metadata.model_copy(update={
             "series_number": source.series_number + 100, "series_description": source.name,
             "station_name": manifest.metadata.station_name or source.name[:16]})
-        written.append(write_still(
+        uid = uids.new(f"still-{snap.index}")
+        path = write_still(
             folder / snap.file, target, metadata=meta, sop=sop,
             study_uid=manifest.study_instance_uid, series_uid=series_uid,
-            sop_instance_uid=uids.new(f"still-{snap.index}"), instance_number=n,
+            sop_instance_uid=uid, instance_number=n,
             taken_at=_local(snap.wall) or datetime.now(),
-            video=(video.sop_class_uid, video.sop_instance_uid) if video else None))
+            video=(video.sop_class_uid, video.sop_instance_uid) if video else None)
+        written.append(Still(path, still_class(sop), uid, series_uid))
     return written
 
 

@@ -36,6 +36,10 @@ STILL_CLASSES: dict[SopChoice, tuple[str, str]] = {
 """Single-frame companions of the video IODs; anything else becomes Secondary Capture."""
 
 
+def still_class(sop: SopChoice) -> str:
+    return STILL_CLASSES.get(sop, (str(SecondaryCaptureImageStorage), "OT"))[0]
+
+
 def write_still(png: Path, target: Path, *, metadata: Metadata, sop: SopChoice,
                 study_uid: str, series_uid: str, sop_instance_uid: str, instance_number: int,
                 taken_at: datetime, video: tuple[str, str] | None) -> Path:
