@@ -25,7 +25,9 @@ SOURCE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # ca-certificates lets TLS to a PACS or STOW-RS endpoint verify public CAs, and Tesseract with
 # its English data finds burned-in text when de-identifying (pytesseract calls the program).
 # FFmpeg is not here: it comes inside the PyAV wheel (OpenCV's inside its headless wheel).
-# tests/test_deploy.py checks each name with apt-cache.
+# tests/test_deploy.py checks each name with apt-cache. A capture machine that records
+# srt:// sources (`vid2dcm record`) also needs srt-tools (srt-live-transmit); the gateway and
+# workers do not.
 RUNTIME_PACKAGES=(dcmtk dicom3tools ca-certificates tesseract-ocr tesseract-ocr-eng)
 
 fail() { echo "install.sh: $*" >&2; exit 3; }
