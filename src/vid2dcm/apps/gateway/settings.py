@@ -1,4 +1,8 @@
-"""Gateway settings: one data folder holds everything (uploads, outputs, job store, queue)."""
+"""Gateway settings: one data folder holds everything (uploads, outputs, job store, queue).
+
+Settings are a value passed to `create_app(settings)` and `make_queue(settings)`; nothing in the
+gateway reads process-wide state once they are made. `load_settings` is the one place that
+reads the data folder's service.toml (and, for the queue URL only, the environment)."""
 
 from __future__ import annotations
 
@@ -15,11 +19,16 @@ from vid2dcm.core.errors import UsageError
 DATA_ENV = "VID2DCM_DATA"
 QUEUE_ENV = "VID2DCM_QUEUE_URL"
 
+Role = Literal["uploader", "reviewer", "admin"]
+
 
 class TokenEntry(BaseModel):
+    """A machine token written in service.toml (kept for recorders and scripts set up before
+    tokens could be managed through the API)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    role: Literal["uploader", "admin"] = "uploader"
+    role: Role = "uploader"
     name: str = ""
 
 
@@ -36,6 +45,16 @@ class ServiceSettings(BaseModel):
     """Where a job goes when its request names no destination (names in destinations_file)."""
     worklist: str | None = None
     """Modality Worklist to offer: AE@HOST:PORT or a name in destinations_file."""
+    queue_url: str | None = None
+    """redis://... to share one queue between several workers; default: SQLite in data_dir."""
+    session_idle_s: int = Field(default=30 * 60, ge=10)
+    """A signed-in session ends after this long without a request."""
+    session_max_s: int = Field(default=12 * 3600, ge=10)
+    """... and after this long in any case (one shift)."""
+    login_failures_per_minute: int = Field(default=10, ge=1)
+    """Failed sign-ins for one user or one client address within a minute before 429."""
+    tls: bool = False
+    """Served over HTTPS (cookies get Secure, responses HSTS)."""
 
     @property
     def uploads(self) -> Path:
@@ -50,17 +69,23 @@ class ServiceSettings(BaseModel):
         return self.data_dir / "jobs.sqlite"
 
     def prepare(self) -> None:
+        """Create the data folders, readable by the service's own user only (0700), and make
+        this process create every later file private (umask 077: 0600 files, 0700 folders),
+        including those libraries write (the tus upload and its .info, the huey queue)."""
+        os.umask(0o077)
         for folder in (self.data_dir, self.uploads, self.outputs):
             folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o700)
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def load_settings(data_dir: Path | None = None) -> ServiceSettings:
+def load_settings(data_dir: Path | None = None, **overrides: object) -> ServiceSettings:
     """data_dir/service.toml, if present, with [service] keys; the folder from the argument or
-    VID2DCM_DATA."""
+    VID2DCM_DATA; the queue URL from service.toml, else VID2DCM_QUEUE_URL; `overrides` (e.g.
+    from command-line options) on top."""
     folder = data_dir or (Path(os.environ[DATA_ENV]) if DATA_ENV in os.environ else None)
     if folder is None:
         raise UsageError(f"no data folder: pass --data or set {DATA_ENV}")
@@ -71,4 +96,10 @@ def load_settings(data_dir: Path | None = None) -> ServiceSettings:
             values = dict(tomllib.loads(config.read_text(encoding="utf-8")).get("service", {}))
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{config} is not valid TOML: {exc}") from exc
-    return ServiceSettings(data_dir=folder, **values)  # type: ignore[arg-type]
+    if "queue_url" not in values and os.environ.get(QUEUE_ENV):
+        values["queue_url"] = os.environ[QUEUE_ENV]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ServiceSettings(data_dir=folder, **values)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise UsageError(f"{config}: {exc}") from exc
