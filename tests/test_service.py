@@ -327,7 +327,7 @@ def test_browser_flow_from_worklist_to_playing_the_result(gateway: Gateway, pacs
             browser.close()
     assert (tmp_path / "gateway.png").stat().st_size > 0
     _, jobs = gateway.call("GET", "/jobs")
-    newest = jobs[0]
+    newest = _wait(gateway, jobs[0]["id"])
     assert newest["status"] == "done"
     (delivery,) = newest["result"]["deliveries"]
     assert delivery["ok"] and delivery["destination"] == "pacs"
@@ -537,3 +537,96 @@ def test_a_rerun_job_does_not_duplicate_instances_in_the_pacs(gateway: Gateway, 
                     if f["Type"] == "Instance")
     series_id = pacs.get(f"/instances/{instance}/series")["ID"]
     assert len(pacs.get(f"/series/{series_id}/instances")) == 1
+
+
+def test_wrong_patient_is_refused_naming_the_fields(gateway: Gateway, tmp_path: Path) -> None:
+    """The incident from issue 11: typed name/ID left over on the page plus a chosen order.
+    The gateway refuses (409) instead of letting either silently win."""
+    clip = synthesize(tmp_path / "w.mp4", ClipSpec(
+        width=64, height=48, options={"preset": "superfast", "profile": "high"}, frames=5))
+    _, upload = gateway.call("PUT", "/uploads/w.mp4", body=clip.read_bytes())
+    status, answer = gateway.call("POST", "/jobs", json_body={
+        "upload_id": upload["id"], "accession": "GWACC1",
+        "metadata": {"patient_id": "WALKIN7", "patient_name": "Walk^In"}})
+    assert status == 409, answer
+    assert "patient_id" in answer["detail"] and "patient_name" in answer["detail"]
+    assert "WALKIN7" not in answer["detail"] and "ORD1" not in answer["detail"]
+    status, answer = gateway.call("POST", "/jobs", json_body={
+        "upload_id": upload["id"], "accession": "GWACC1",
+        "metadata": {"patient_id": "ORD1"}})
+    assert status == 201, "typed fields that agree with the order are fine"
+    assert _wait(gateway, answer["id"])["status"] == "done"
+    status, answer = gateway.call("POST", "/jobs", json_body={
+        "upload_id": upload["id"], "accession": "NOSUCH"})
+    assert status == 422 and "0 entries" in answer["detail"]
+
+
+def test_unidentified_job_is_held_then_assigned_and_stored_under_the_order(
+        gateway: Gateway, pacs: Orthanc, tmp_path: Path) -> None:
+    clip = synthesize(tmp_path / "walkin.mp4", ClipSpec(
+        width=64, height=48, options={"preset": "superfast", "profile": "high"}, frames=8))
+    _, upload = gateway.call("PUT", "/uploads/walkin.mp4", body=clip.read_bytes())
+    assert gateway.call("POST", "/jobs", json_body={"upload_id": upload["id"]})[0] == 422
+    _, created = gateway.call("POST", "/jobs", json_body={
+        "upload_id": upload["id"], "unidentified": True, "sop": "endoscopic"})
+    job_id = created["id"]
+    deadline = time.monotonic() + 60
+    while (job := gateway.call("GET", f"/jobs/{job_id}")[1])["status"] in ("queued",
+                                                                             "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert job["status"] == "held" and job["result"]["deliveries"] == []
+    held_uid = job["result"]["files"][0]["sop_instance_uid"]
+    assert not [f for f in pacs.get_json_post("/tools/lookup", held_uid)
+                if f["Type"] == "Instance"], "a held job never reaches the PACS"
+    assert gateway.call("POST", f"/jobs/{job_id}/assign",
+                        json_body={"accession": "GWACC1"})[0] == 403, "uploaders cannot"
+    status, _ = gateway.call("POST", f"/jobs/{job_id}/assign", token=ADMIN,
+                             json_body={"accession": "GWACC1"})
+    assert status == 200
+    job = _wait(gateway, job_id)
+    assert job["status"] == "done", job
+    (delivery,) = job["result"]["deliveries"]
+    assert delivery["ok"] and delivery["sop_instance_uid"] != held_uid
+    instance = next(f["ID"] for f in pacs.get_json_post("/tools/lookup",
+                                                        delivery["sop_instance_uid"])
+                    if f["Type"] == "Instance")
+    tags = pacs.get(f"/instances/{instance}/simplified-tags")
+    assert (tags["PatientID"], tags["AccessionNumber"]) == ("ORD1", "GWACC1")
+    assert tags["StudyInstanceUID"] == ORDER["study_uid"]
+    _, log = gateway.call("GET", "/audit", token=ADMIN)
+    assert any(e["action"] == "assign patient" and e["job"] == job_id and e["who"] == "it"
+               for e in log)
+
+
+def test_people_sign_in_with_a_password_and_get_a_session_cookie(gateway: Gateway) -> None:
+    """`vid2dcm user add` (password on stdin), then POST /auth/login through the real
+    server: an HttpOnly, SameSite=Strict cookie that the API accepts; disable ends it."""
+    import http.cookiejar
+
+    cli = [sys.executable, "-m", "vid2dcm", "user"]
+    added = subprocess.run([*cli, "add", "ward.nurse", "--role", "uploader", "--data",
+                            str(gateway.data), "--password-stdin"], input="long enough pw\n",
+                           capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    login = urllib.request.Request(gateway.url + "/auth/login", method="POST",
+                                   data=b'{"username": "ward.nurse", "password": "long enough pw"}',
+                                   headers={"Content-Type": "application/json"})
+    with opener.open(login, timeout=30) as r:
+        cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    with opener.open(gateway.url + "/jobs", timeout=30) as r:
+        assert r.status == 200 and json.loads(r.read()) == [], "sees only their own jobs"
+    disabled = subprocess.run([*cli, "disable", "ward.nurse", "--data", str(gateway.data)],
+                              capture_output=True, text=True, timeout=60)
+    assert disabled.returncode == 0, disabled.stderr
+    with pytest.raises(urllib.error.HTTPError) as ended:
+        opener.open(gateway.url + "/jobs", timeout=30)
+    assert ended.value.code == 401
+    bad = subprocess.run([*cli, "add", "x", "--role", "boss", "--data", str(gateway.data),
+                          "--password-stdin"], input="long enough pw\n", capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "role must be" in bad.stderr
+    assert "Traceback" not in bad.stderr
