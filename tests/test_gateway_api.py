@@ -1,6 +1,5 @@
-"""The gateway in-process: `create_app(settings)` under Starlette's TestClient, with a real
-huey queue in immediate mode (a job is converted inside the request that creates it, by the
-same code a worker runs). No server, no port: the seconds-long inner loop for the API."""
+"""The gateway in-process (tests/gateway_app.py): routes, identity rules, people and tokens,
+need to know, failure kinds, private files. No server, no port: the API's inner loop."""
 
 from __future__ import annotations
 
@@ -8,64 +7,23 @@ import sqlite3
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from dcmtk_peers import free_port
+from gateway_app import PASSWORD, TOKEN, Gateway, in_process_gateway
 from readback import read_back
-from vid2dcm.apps.gateway.api import create_app
 from vid2dcm.apps.gateway.auth import SESSION_COOKIE, add_user, disable_user
-from vid2dcm.apps.gateway.queue import make_queue
-from vid2dcm.apps.gateway.settings import ServiceSettings, TokenEntry, hash_token
+from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import Store
 from vid2dcm.core.errors import UsageError
-from vid2dcm.producing.synth import ClipSpec, synthesize
-
-PASSWORD = "correct horse battery"
-TOKEN = "machine-token-from-service-toml"
-
-
-@dataclass
-class Gateway:
-    settings: ServiceSettings
-    client: TestClient
-    clip: Path
-
-    def person(self, name: str) -> TestClient:
-        """A second browser: its own cookie jar, signed in as `name`."""
-        other = TestClient(self.client.app)
-        assert other.post("/auth/login", json={"username": name,
-                                               "password": PASSWORD}).status_code == 200
-        return other
-
-    def upload(self, who: TestClient) -> str:
-        answer = who.put("/uploads/clip.mp4", content=self.clip.read_bytes())
-        assert answer.status_code == 201, answer.text
-        return str(answer.json()["id"])
 
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    destinations = tmp_path / "destinations.toml"
-    destinations.write_text(f'[destinations.pacs]\nae_title = "NOBODY"\nhost = "127.0.0.1"\n'
-                            f"port = {free_port()}\nretries = 1\n")
-    settings = ServiceSettings(data_dir=tmp_path / "data", destinations_file=destinations,
-                               default_destinations=("pacs",), session_idle_s=60,
-                               session_max_s=3600,
-                               tokens=(TokenEntry(sha256=hash_token(TOKEN), role="uploader",
-                                                  name="recorder"),))
-    for name, role in (("nurse", "uploader"), ("nurse2", "uploader"), ("doc", "reviewer"),
-                       ("it", "admin")):
-        add_user(settings, name, role, PASSWORD)
-    queue = make_queue(settings)
-    queue.huey.immediate = True
-    clip = synthesize(tmp_path / "clip.mp4", ClipSpec(
-        width=64, height=48, frames=10, options={"preset": "superfast", "profile": "high"}))
-    with TestClient(create_app(settings, queue)) as client:
-        yield Gateway(settings, client, clip)
+    with in_process_gateway(tmp_path) as running:
+        yield running
 
 
 def test_open_routes_and_security_headers(gateway: Gateway) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Cookie, Depends, Header, HTTPException, Request
 
+from vid2dcm.apps.gateway.audit import record
 from vid2dcm.apps.gateway.auth import (
     SESSION_COOKIE,
     Principal,
@@ -87,21 +88,22 @@ class Audit:
     """The audit trail, already knowing who is acting and from where."""
 
     store: Store
+    syslog: str | None
     who: Principal
     client: str
 
     def __call__(self, action: str, job: str | None = None, upload: str | None = None,
                  study: str | None = None) -> None:
-        self.store.audit(self.who.name, action, job=job, upload=upload, study=study,
-                         role=self.who.role, client=self.client)
+        record(self.store, self.syslog, self.who.name, action, job=job, upload=upload,
+               study=study, role=self.who.role, client=self.client)
 
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def audit_for(store: StoreDep, who: Caller, request: Request) -> Audit:
-    return Audit(store, who, client_address(request))
+def audit_for(store: StoreDep, settings: Settings, who: Caller, request: Request) -> Audit:
+    return Audit(store, settings.audit_syslog, who, client_address(request))
 
 
 AuditDep = Annotated[Audit, Depends(audit_for)]

@@ -11,6 +11,7 @@ import socket
 import time
 from pathlib import Path
 
+from vid2dcm.apps.gateway.audit import record
 from vid2dcm.apps.gateway.models import (
     DeliveryResult,
     FailureKind,
@@ -88,6 +89,11 @@ def execute(settings: ServiceSettings, job_id: str) -> None:
                             warnings=tuple(result.warnings), deliveries=deliveries,
                             worker=f"{socket.gethostname()}:{os.getpid()}")
         failed = [d for d in deliveries if not d.ok]
+        for name in sorted({d.destination for d in deliveries}):
+            ok = all(d.ok for d in deliveries if d.destination == name)
+            record(store, settings.audit_syslog, f"worker:{name}",
+                   "delivery" if ok else "delivery failed", job=job_id,
+                   study=metadata.study_instance_uid, role="system")
         if failed:
             store.finish(job_id, summary, f"delivery failed: {failed[0].message}", "delivery")
         else:

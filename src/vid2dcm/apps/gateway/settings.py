@@ -53,6 +53,9 @@ class ServiceSettings(BaseModel):
     """... and after this long in any case (one shift)."""
     login_failures_per_minute: int = Field(default=10, ge=1)
     """Failed sign-ins for one user or one client address within a minute before 429."""
+    audit_syslog: str | None = Field(default=None, pattern=r"^(udp|tcp)://[^/:]+:\d{1,5}$")
+    """Forward every audit entry as a DICOM audit message in RFC 5424 syslog to this
+    collector (udp://host:514 or tcp://host:601)."""
     tls: bool = False
     """Served over HTTPS (cookies get Secure, responses HSTS)."""
 

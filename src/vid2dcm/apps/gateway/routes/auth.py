@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Cookie, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from vid2dcm.apps.gateway.audit import record
 from vid2dcm.apps.gateway.auth import (
     SESSION_COOKIE,
     check_password,
@@ -68,17 +69,18 @@ def login(body: Login, request: Request, response: Response, store: StoreDep,
     failures, first = store.recent_failures(body.username, client, 60)
     if failures >= settings.login_failures_per_minute:
         wait = max(1, math.ceil(first + 60 - time.time()))
-        store.audit(body.username, "sign-in refused (too many failures)", client=client)
+        record(store, settings.audit_syslog, body.username,
+               "sign-in refused (too many failures)", client=client)
         raise HTTPException(429, f"too many failed sign-ins: try again in {wait} s",
                             headers={"Retry-After": str(wait)})
     who = check_password(store, body.username, body.password)
     if who is None:
         store.login_failed(body.username, client)
-        store.audit(body.username, "sign-in failed", client=client)
+        record(store, settings.audit_syslog, body.username, "sign-in failed", client=client)
         raise HTTPException(401, "wrong name or password")
     response.set_cookie(SESSION_COOKIE, open_session(store, who.name), httponly=True,
                         samesite="strict", secure=settings.tls, path="/")
-    store.audit(who.name, "sign-in", role=who.role, client=client)
+    record(store, settings.audit_syslog, who.name, "sign-in", role=who.role, client=client)
     return Me(name=who.name, role=who.role, scopes=sorted(who.scopes))
 
 
@@ -107,7 +109,7 @@ def new_token(body: TokenOrder, _who: Admin, store: StoreDep, audit: AuditDep) -
                                       body.expires_in_s)
     except UsageError as exc:
         raise HTTPException(422, str(exc)) from exc
-    audit(f"issue token {token_id}")
+    audit("issue token")
     return IssuedToken(id=token_id, token=value)
 
 
@@ -121,5 +123,5 @@ def list_tokens(_who: Admin, store: StoreDep) -> list[TokenInfo]:
 def revoke(token_id: str, _who: Admin, store: StoreDep, audit: AuditDep) -> StatusAnswer:
     if not store.revoke_token(token_id):
         raise HTTPException(404, "no such token")
-    audit(f"revoke token {token_id}")
+    audit("revoke token")
     return StatusAnswer(status="revoked")

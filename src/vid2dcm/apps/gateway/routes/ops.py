@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
+from vid2dcm.apps.gateway.audit import export
 from vid2dcm.apps.gateway.deps import Admin, AuditDep, Caller, Settings, StoreDep
 from vid2dcm.apps.gateway.models import AuditEntry, StatusAnswer
 
@@ -52,6 +53,14 @@ def metrics(who: Caller, store: StoreDep, settings: Settings) -> str:
     lines += [f'vid2dcm_failures{{reason="{kind}"}} {n}'
               for kind, n in sorted(store.failure_kinds().items())]
     return "\n".join(lines) + "\n"
+
+
+@router.get("/audit/export", response_class=Response)
+def audit_export(_who: Admin, store: StoreDep, audit: AuditDep) -> Response:
+    """The audit log as DICOM Audit Messages (PS3.15 A.5), newest first."""
+    body = export(store.audit_log())
+    audit("audit export")
+    return Response(body, media_type="application/xml")
 
 
 @router.get("/audit", response_model=list[AuditEntry])
