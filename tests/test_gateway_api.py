@@ -16,7 +16,7 @@ from gateway_app import PASSWORD, TOKEN, Gateway, in_process_gateway
 from readback import read_back
 from vid2dcm.apps.gateway.auth import SESSION_COOKIE, add_user, disable_user
 from vid2dcm.apps.gateway.settings import ServiceSettings
-from vid2dcm.apps.gateway.store import Store
+from vid2dcm.apps.gateway.store import Store, open_store
 from vid2dcm.core.errors import UsageError
 
 
@@ -153,9 +153,11 @@ def test_identity_is_required_for_a_pacs_and_unknown_patients_are_held(
                          ).status_code == 422
     assert reviewer.post(f"/jobs/{job_id}/assign", json=assignment).status_code == 200
     job = reviewer.get(f"/jobs/{job_id}").json()
-    # assigned, converted again and sent: the PACS here is a closed port, so delivery fails,
-    # and the kind comes from the exception class, not the words of the message
-    assert job["status"] == "failed" and job["failure_kind"] == "delivery", job
+    # assigned, converted again and sent: the PACS here is a closed port, so the job waits
+    # in the outbox for the next try
+    assert job["status"] == "waiting" and job["failure_kind"] is None, job
+    assert job["state_text"].startswith("waiting for PACS (next try at ")
+    assert time.time() < job["next_try"] < time.time() + 31
     assert job["request"]["unidentified"] is False and "metadata" not in job["request"]
     assigned = tmp_path / "assigned.dcm"
     assigned.write_bytes(reviewer.get(f"/jobs/{job_id}/files/0").content)
@@ -191,6 +193,20 @@ def test_an_uploader_sees_only_their_own_jobs(gateway: Gateway) -> None:
     assert all(e["client"] == "testclient" for e in preview)
 
 
+def test_a_pacs_down_past_the_window_fails_the_job_in_plain_words(tmp_path: Path) -> None:
+    with in_process_gateway(tmp_path, delivery_window_s=0) as gateway:
+        nurse = gateway.person("nurse")
+        job_id = nurse.post("/jobs", json={"upload_id": gateway.upload(nurse), "metadata": {
+            "patient_id": "W1", "patient_name": "Win^Dow"}}).json()["id"]
+        job = nurse.get(f"/jobs/{job_id}").json()
+    assert (job["status"], job["failure_kind"]) == ("failed", "delivery"), job
+    assert job["state_text"] == "failed: the PACS did not take it; IT has been told in the " \
+                                "log, an admin can retry"
+    assert job["error"].startswith("not stored in pacs after 1 tries")
+    (delivery,) = job["result"]["deliveries"]
+    assert delivery["destination"] == "pacs" and not delivery["ok"]
+
+
 def test_failure_kind_comes_from_the_exception_class(gateway: Gateway) -> None:
     nurse = gateway.person("nurse")
     upload = nurse.put("/uploads/noise.mp4", content=b"not a video at all " * 100).json()["id"]
@@ -198,6 +214,8 @@ def test_failure_kind_comes_from_the_exception_class(gateway: Gateway) -> None:
         "patient_id": "K1", "patient_name": "Kind^Test"}}).json()["id"]
     job = nurse.get(f"/jobs/{job_id}").json()
     assert (job["status"], job["failure_kind"]) == ("failed", "unreadable input"), job
+    assert job["state_text"].startswith("failed: the file is not a video")
+    assert "/" not in job["state_text"] and "Errno" not in job["state_text"]
     metrics = nurse.get("/metrics").text
     assert 'vid2dcm_failures{reason="unreadable input"} 1' in metrics
     assert "Kind" not in metrics and "K1" not in metrics
@@ -224,9 +242,35 @@ def test_data_folder_and_files_are_private(gateway: Gateway) -> None:
                    data / "outputs" / job_id):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     files = [p for p in data.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".dcm" for p in files) and any(p.name == "clip.mp4" for p in files)
+    assert any(p.suffix == ".dcm" for p in files) and any(p.name == "upload.mp4" for p in files)
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+
+
+def test_no_patient_name_or_id_is_readable_in_any_sqlite_file(gateway: Gateway) -> None:
+    nurse = gateway.person("nurse")
+    upload = nurse.put("/uploads/Zyxwvu_Qwertyname.mp4", content=gateway.clip.read_bytes())
+    job_id = nurse.post("/jobs", json={"upload_id": upload.json()["id"], "metadata": {
+        "patient_id": "PIDSECRET9", "patient_name": "Zyxwvu^Qwertyname",
+        "patient_birth_date": "1950-01-02"}}).json()["id"]
+    assert nurse.get(f"/jobs/{job_id}").json()["request"]["upload_id"] == upload.json()["id"]
+    data = gateway.settings.data_dir
+    stores = [p for p in data.rglob("*") if ".sqlite" in p.name]
+    assert {p.name for p in stores} >= {"jobs.sqlite", "queue.sqlite"}
+    for path in stores:
+        raw = path.read_bytes()
+        for secret in (b"PIDSECRET9", b"Zyxwvu", b"Qwertyname", b"19500102", b"1950-01-02"):
+            assert secret not in raw, (path.name, secret)
+    names = "/".join(str(p.relative_to(data)) for p in data.rglob("*"))
+    assert "Zyxwvu" not in names and "PIDSECRET9" not in names
+    key = gateway.settings.key_file
+    assert key.stat().st_size == 32 and stat.S_IMODE(key.stat().st_mode) == 0o600
+    from vid2dcm.apps.gateway.sealing import Sealer
+
+    with pytest.raises(UsageError, match="wrong key"):
+        Store(gateway.settings.database, Sealer(b"k" * 32)).job(job_id)
+    assert Store(gateway.settings.database).set_status(job_id, "cancelled", ("waiting",)), (
+        "state changes need no key")
 
 
 def test_clean_up_removes_only_uploads_whose_jobs_succeeded(tmp_path: Path) -> None:
@@ -234,8 +278,7 @@ def test_clean_up_removes_only_uploads_whose_jobs_succeeded(tmp_path: Path) -> N
     from vid2dcm.apps.gateway.models import JobRequest, JobResult
 
     settings = ServiceSettings(data_dir=tmp_path / "data")
-    settings.prepare()
-    store = Store(settings.database)
+    store = open_store(settings)
     ids = {}
     for name, status in (("ok", "done"), ("failing", "failed"), ("waiting", "queued"),
                          ("unused", None)):

@@ -32,8 +32,8 @@ def test_every_audited_action_is_exported_and_reaches_rsyslog(tmp_path: Path,
                                                               transport: str) -> None:
     with running_rsyslog(tmp_path / "syslog") as rsyslog:
         port = rsyslog.udp if transport == "udp" else rsyslog.tcp
-        with in_process_gateway(tmp_path,
-                                audit_syslog=f"{transport}://127.0.0.1:{port}") as gateway:
+        with in_process_gateway(tmp_path, audit_syslog=f"{transport}://127.0.0.1:{port}",
+                                delivery_window_s=0) as gateway:
             client = gateway.client
             assert client.post("/auth/login", json={"username": "nurse",
                                                     "password": "wrong"}).status_code == 401

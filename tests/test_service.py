@@ -75,13 +75,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, pacs: Orthanc) -> Iterator
         yield from _gateway(data, port, f"{aet}@127.0.0.1:{wl_port}", destinations)
 
 
-def _gateway(data: Path, port: int, worklist: str, destinations: Path) -> Iterator[Gateway]:
+def _gateway(data: Path, port: int, worklist: str, destinations: Path, extra: str = ""
+             ) -> Iterator[Gateway]:
     (data / "service.toml").write_text(f"""
 [service]
 port = {port}
 quota_bytes = {QUOTA}
 worklist = "{worklist}"
-destinations_file = "{destinations}"
+destinations_file = "{destinations}"{extra}
 default_destinations = ["pacs"]
 tokens = [
   {{ sha256 = "{hash_token(UPLOADER)}", role = "uploader", name = "nurse" }},
@@ -488,11 +489,16 @@ def test_audit_log_records_actions_without_patient_data(gateway: Gateway, tmp_pa
     assert status == 200
     mine = [e for e in log if e["job"] == created["id"] or e["upload"] == upload["id"]]
     assert {"upload", "create job", "view job"} <= {e["action"] for e in mine}
-    assert all(e["role"] == "uploader" and e["client"] == "127.0.0.1" for e in mine)
-    assert all(e["who"] == "nurse" for e in mine)
+    people = [e for e in mine if e["role"] != "system"]
+    assert all(e["role"] == "uploader" and e["client"] == "127.0.0.1" for e in people)
+    assert all(e["who"] == "nurse" for e in people)
+    assert [(e["who"], e["action"], e["study"]) for e in mine if e["role"] == "system"] == [
+        ("worker:pacs", "delivery", study)]
     assert any(e["study"] == study for e in mine)
     assert "Secret" not in json.dumps(log) and "SECRET1" not in json.dumps(log)
     assert "Secret" not in (gateway.data / "gateway.log").read_text(errors="replace")
+    for store in gateway.data.glob("*.sqlite*"):  # jobs, queue and their WAL files
+        assert b"Secret" not in store.read_bytes() and b"SECRET1" not in store.read_bytes()
 
 
 def test_upload_checksums_are_verified(gateway: Gateway, tmp_path: Path) -> None:
@@ -630,3 +636,48 @@ def test_people_sign_in_with_a_password_and_get_a_session_cookie(gateway: Gatewa
                          text=True, timeout=60)
     assert bad.returncode == 2 and "role must be" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_pacs_started_late_the_job_waits_then_is_stored_exactly_once(
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The outbox: with the PACS down the job waits (a nurse sees when the next try is), the
+    worker tries again with backoff, and once the PACS is up the video is stored, once."""
+    data = tmp_path / "gw"
+    data.mkdir()
+    dicom_port = free_port()
+    destinations = tmp_path / "destinations.toml"
+    destinations.write_text(f'[destinations.pacs]\nae_title = "VID2DCMTEST"\n'
+                            f'host = "127.0.0.1"\nport = {dicom_port}\nretries = 1\n')
+    gateways = _gateway(data, free_port(), "NONE@127.0.0.1:1", destinations,
+                        extra="\nretry_first_s = 1\nretry_max_s = 2")
+    gateway = next(gateways)
+    try:
+        clip = synthesize(tmp_path / "late.mp4", ClipSpec(
+            width=64, height=48, options={"preset": "superfast", "profile": "high"}, frames=8))
+        _, upload = gateway.call("PUT", "/uploads/late.mp4", body=clip.read_bytes())
+        _, created = gateway.call("POST", "/jobs", json_body={
+            "upload_id": upload["id"], "metadata": {"patient_id": "LATE1",
+                                                    "patient_name": "Late^Pacs"}})
+        deadline = time.monotonic() + 60
+        while not (job := gateway.call("GET", f"/jobs/{created['id']}")[1])["state_text"
+                                                                           ].startswith(
+                "waiting for PACS (next try at"):
+            assert job["status"] in ("queued", "running", "waiting"), job
+            assert time.monotonic() < deadline, job
+            time.sleep(0.3)
+        time.sleep(3)  # a few more tries fail while the PACS is still down
+        with running_orthanc(tmp_path_factory.mktemp("late-pacs"),
+                             DicomPort=dicom_port) as pacs:
+            job = _wait(gateway, created["id"])
+            assert job["status"] == "done" and job["state_text"] == "stored in PACS", job
+            (delivery,) = job["result"]["deliveries"]
+            found = [f for f in pacs.get_json_post("/tools/lookup", delivery["sop_instance_uid"])
+                     if f["Type"] == "Instance"]
+            assert len(found) == 1
+            time.sleep(3)  # no late duplicate from a retry still in flight
+            assert len(pacs.get("/instances")) == 1
+        _, log = gateway.call("GET", "/audit", token=ADMIN)
+        assert [e["action"] for e in log if e["job"] == created["id"]
+                and e["role"] == "system"] == ["delivery"]
+    finally:
+        gateways.close()

@@ -18,7 +18,7 @@ from vid2dcm.apps.gateway.deps import caller
 from vid2dcm.apps.gateway.queue import JobQueue, make_queue
 from vid2dcm.apps.gateway.routes import auth, jobs, ops, page, uploads, worklist
 from vid2dcm.apps.gateway.settings import ServiceSettings
-from vid2dcm.apps.gateway.store import Store
+from vid2dcm.apps.gateway.store import open_store
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -32,7 +32,7 @@ def create_app(settings: ServiceSettings, queue: JobQueue | None = None) -> Fast
     app = FastAPI(title="vid2dcm gateway", version="0.2", docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.settings = settings
-    app.state.store = Store(settings.database)
+    app.state.store = open_store(settings)
     app.state.queue = queue or make_queue(settings)
 
     @app.exception_handler(RequestValidationError)

@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from vid2dcm.apps.gateway.settings import Role, ServiceSettings, hash_token
-from vid2dcm.apps.gateway.store import Store
+from vid2dcm.apps.gateway.store import Store, open_store
 from vid2dcm.core.errors import UsageError
 
 ROLES: tuple[Role, ...] = ("uploader", "reviewer", "admin")
@@ -57,13 +57,13 @@ def add_user(settings: ServiceSettings, name: str, role: str, password: str) -> 
     if len(password) < 8:
         raise UsageError("the password must have at least 8 characters")
     settings.prepare()
-    Store(settings.database).put_user(name, role, _hasher.hash(password))
+    open_store(settings).put_user(name, role, _hasher.hash(password))
 
 
 def disable_user(settings: ServiceSettings, name: str) -> None:
     """Disable an account and end its sessions at once; what `vid2dcm user disable` calls."""
     settings.prepare()
-    if not Store(settings.database).disable_user(name):
+    if not open_store(settings).disable_user(name):
         raise UsageError(f"no user named {name}")
 
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vid2dcm.apps.gateway.audit import record
@@ -20,7 +21,7 @@ from vid2dcm.apps.gateway.models import (
     JobResult,
 )
 from vid2dcm.apps.gateway.settings import ServiceSettings
-from vid2dcm.apps.gateway.store import Store
+from vid2dcm.apps.gateway.store import Store, open_store
 from vid2dcm.core.errors import (
     DeliveryError,
     InputError,
@@ -54,12 +55,19 @@ def uid_seed(job_id: str, request: JobRequest) -> str:
     return job_id if request.issue == 0 else f"{job_id}.{request.issue}"
 
 
-def execute(settings: ServiceSettings, job_id: str) -> None:
-    """Convert (and deliver, or hold) one job; every outcome is recorded in the store."""
+Later = Callable[[str, float], None]
+"""Ask the queue to try a job's deliveries again in so many seconds."""
+
+
+def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) -> None:
+    """Convert one job, then hold it (no patient yet), finish it (no destination) or put its
+    deliveries in the outbox and try them; every outcome is recorded in the store."""
+    from pydicom import dcmread
+
     from vid2dcm.pipeline import convert
     from vid2dcm.planning.plan import Request
 
-    store = Store(settings.database)
+    store = open_store(settings)
     if not store.claim(job_id):
         return
     job = store.job(job_id)
@@ -75,7 +83,7 @@ def execute(settings: ServiceSettings, job_id: str) -> None:
         metadata = request.metadata.model_copy(update={"uid_seed": uid_seed(job_id, request)})
         if request.accession:
             metadata = from_worklist(settings, request.accession, metadata)
-        result = convert(upload.path, out_dir, metadata=metadata,
+        result = convert(upload.path, out_dir / "video.dcm", metadata=metadata,
                          options=Request(sop=request.sop,  # type: ignore[arg-type]
                                          transcode=request.transcode),  # type: ignore[arg-type]
                          overwrite=True,
@@ -83,25 +91,105 @@ def execute(settings: ServiceSettings, job_id: str) -> None:
         files = tuple(FileResult(name=f.path.name, sop_instance_uid=f.sop_instance_uid,
                                  transfer_syntax_uid=f.transfer_syntax_uid, frames=f.frames,
                                  bytes=f.size_bytes) for f in result.files)
-        held = request.unidentified
-        deliveries = () if held else deliver(settings, request, [f.path for f in result.files])
+        study = str(dcmread(result.files[0].path, stop_before_pixels=True).StudyInstanceUID)
         summary = JobResult(files=files, action=result.plan.action.value,
-                            warnings=tuple(result.warnings), deliveries=deliveries,
+                            warnings=tuple(result.warnings), study_instance_uid=study,
                             worker=f"{socket.gethostname()}:{os.getpid()}")
-        failed = [d for d in deliveries if not d.ok]
-        for name in sorted({d.destination for d in deliveries}):
-            ok = all(d.ok for d in deliveries if d.destination == name)
-            record(store, settings.audit_syslog, f"worker:{name}",
-                   "delivery" if ok else "delivery failed", job=job_id,
-                   study=metadata.study_instance_uid, role="system")
-        if failed:
-            store.finish(job_id, summary, f"delivery failed: {failed[0].message}", "delivery")
-        else:
-            store.finish(job_id, summary, held=held)
     except Vid2DcmError as exc:
         store.finish(job_id, None, str(exc), failure_kind(exc))
+        return
     except Exception as exc:  # a job must end in a state, whatever happened
         store.finish(job_id, None, f"internal error: {type(exc).__name__}", "internal")
+        return
+    destinations = request.destinations or settings.default_destinations
+    if request.unidentified or not destinations:
+        store.finish(job_id, summary, held=request.unidentified)
+        return
+    store.await_delivery(job_id, summary, tuple(destinations))
+    deliver_job(settings, job_id, later)
+
+
+DELIVERY_LEASE_S = 600.0
+"""A worker taking a parcel holds it this long; one that died mid-send frees it after."""
+
+
+def backoff(settings: ServiceSettings, attempts: int) -> float:
+    """Seconds before try number attempts+1: doubling from retry_first_s up to retry_max_s."""
+    return float(min(settings.retry_max_s, settings.retry_first_s * 2 ** (attempts - 1)))
+
+
+def deliver_job(settings: ServiceSettings, job_id: str, later: Later | None = None) -> None:
+    """Try every due parcel of a waiting job once. Sent: recorded. Not sent: tried again
+    after a backoff until the retry window (default 24 h) has passed, then given up with a
+    plain reason. The same files (same UIDs) go every time, so the PACS keeps one copy."""
+    store = open_store(settings)
+    job = store.job(job_id)
+    if job is None or job.status != "waiting" or job.result is None:
+        return
+    files = [settings.outputs / job_id / f.name for f in job.result.files]
+    for parcel in store.parcels(job_id):
+        if parcel.state != "waiting" or not store.take_parcel(job_id, parcel.destination,
+                                                              DELIVERY_LEASE_S):
+            continue
+        receipts, error = send_to(settings, parcel.destination, files)
+        now = time.time()
+        if error is None:
+            store.parcel_tried(job_id, parcel.destination, "sent", receipts, None, now)
+        elif (error == UNKNOWN_DESTINATION
+              or now - parcel.first_try >= settings.delivery_window_s):
+            store.parcel_tried(job_id, parcel.destination, "gave up", receipts, error, now)
+        else:
+            delay = backoff(settings, parcel.attempts + 1)
+            store.parcel_tried(job_id, parcel.destination, "waiting", receipts, error,
+                               now + delay)
+            if later is not None:
+                later(job_id, delay)
+            continue
+        record(store, settings.audit_syslog, f"worker:{parcel.destination}",
+               "delivery" if error is None else "delivery failed", job=job_id,
+               study=job.result.study_instance_uid, role="system")
+    _conclude(store, job_id)
+
+
+def _conclude(store: Store, job_id: str) -> None:
+    job = store.job(job_id)
+    parcels = store.parcels(job_id)
+    if job is None or job.result is None or any(p.state == "waiting" for p in parcels):
+        return
+    deliveries = tuple(r for p in parcels for r in p.receipts) + tuple(
+        DeliveryResult(destination=p.destination, ok=False, message=p.error or "")
+        for p in parcels if p.state == "gave up" and not p.receipts)
+    result = job.result.model_copy(update={"deliveries": deliveries})
+    gave_up = [p for p in parcels if p.state == "gave up"]
+    if gave_up:
+        first = gave_up[0]
+        store.settle(job_id, result, f"not stored in {first.destination} after "
+                                     f"{first.attempts} tries: {first.error}", "delivery")
+    else:
+        store.settle(job_id, result, None, None)
+
+
+UNKNOWN_DESTINATION = "this gateway has no destination of that name"
+
+
+def send_to(settings: ServiceSettings, name: str, files: list[Path]
+            ) -> tuple[tuple[DeliveryResult, ...], str | None]:
+    """One attempt: the receipts, and the first problem (None when every file was stored)."""
+    from vid2dcm.delivery.destinations import load_destinations
+    from vid2dcm.delivery.send import deliver as send
+
+    named = load_destinations(settings.destinations_file) if settings.destinations_file else {}
+    if name not in named:
+        return (), UNKNOWN_DESTINATION
+    try:
+        receipts = send(files, named[name])
+    except Vid2DcmError as exc:
+        return (), str(exc)
+    results = tuple(DeliveryResult(destination=name, ok=r.ok, message=r.message,
+                                   sop_instance_uid=r.sop_instance_uid, committed=r.committed)
+                    for r in receipts)
+    failed = [r for r in results if not r.ok]
+    return results, failed[0].message if failed else None
 
 
 def order_fields(settings: ServiceSettings, accession: str) -> dict[str, object]:
@@ -123,30 +211,6 @@ def from_worklist(settings: ServiceSettings, accession: str, metadata: Metadata)
     return Metadata.model_validate({**typed, **order})
 
 
-def deliver(settings: ServiceSettings, request: JobRequest, files: list[Path]
-            ) -> tuple[DeliveryResult, ...]:
-    names = request.destinations or settings.default_destinations
-    if not names:
-        return ()
-    from vid2dcm.delivery.destinations import load_destinations
-    from vid2dcm.delivery.send import deliver as send
-
-    named = load_destinations(settings.destinations_file) if settings.destinations_file else {}
-    done: list[DeliveryResult] = []
-    for name in names:
-        if name not in named:
-            done.append(DeliveryResult(destination=name, ok=False,
-                                       message="unknown destination"))
-            continue
-        try:
-            receipts = send(files, named[name])
-            done.extend(DeliveryResult(destination=name, ok=r.ok, message=r.message,
-                                       sop_instance_uid=r.sop_instance_uid) for r in receipts)
-        except Vid2DcmError as exc:
-            done.append(DeliveryResult(destination=name, ok=False, message=str(exc)))
-    return tuple(done)
-
-
 UPLOAD_RETENTION_S = 24 * 3600
 TUS_EXPIRY_S = 7 * 24 * 3600
 """Resumable uploads not finished within a week are given up (tus advertises the expiry)."""
@@ -155,7 +219,7 @@ TUS_EXPIRY_S = 7 * 24 * 3600
 def clean_up(settings: ServiceSettings, now: float | None = None) -> list[str]:
     """Delete uploads once every job made from them has succeeded (or they arrived damaged)
     and a day has passed; nothing is removed while a job might still need it. Returns ids."""
-    store = Store(settings.database)
+    store = open_store(settings)
     removed = []
     for upload_id, path in store.removable_uploads((now or time.time()) - UPLOAD_RETENTION_S):
         if path.parent.parent == settings.uploads:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vid2dcm.core.metadata import Metadata
 
-JobState = Literal["queued", "running", "held", "done", "failed", "cancelled"]
+JobState = Literal["queued", "running", "waiting", "held", "done", "failed", "cancelled"]
 FailureKind = Literal["unreadable input", "not storable", "delivery", "output", "request",
                       "internal"]
 """Why a job failed, taken from the exception's class (vid2dcm.core.errors), never from words
@@ -72,6 +72,8 @@ class DeliveryResult(BaseModel):
     ok: bool
     message: str
     sop_instance_uid: str | None = None
+    committed: bool | None = None
+    """Storage Commitment confirmed (archived), when the destination asks for it."""
 
 
 class JobResult(BaseModel):
@@ -83,6 +85,7 @@ class JobResult(BaseModel):
     warnings: tuple[str, ...] = ()
     deliveries: tuple[DeliveryResult, ...] = ()
     worker: str = ""
+    study_instance_uid: str | None = None
 
 
 class JobView(BaseModel):
@@ -102,6 +105,10 @@ class JobView(BaseModel):
     finished: float | None
     attempts: int
     owner: str
+    state_text: str
+    """The state in words a nurse understands, e.g. "waiting for PACS (next try at 14:05)"."""
+    next_try: float | None
+    """When the next delivery try is due (waiting jobs)."""
 
 
 class Created(BaseModel):

@@ -4,14 +4,15 @@ both; nothing is created at import time."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
-from vid2dcm.apps.gateway.jobs import clean_up, execute
+from vid2dcm.apps.gateway.jobs import clean_up, deliver_job, execute
 from vid2dcm.apps.gateway.settings import ServiceSettings
-from vid2dcm.apps.gateway.store import Store
+from vid2dcm.apps.gateway.store import open_store
 
 
 @dataclass(frozen=True)
@@ -40,16 +41,32 @@ def make_queue(settings: ServiceSettings) -> JobQueue:
     else:
         huey = SqliteHuey("vid2dcm", filename=str(settings.data_dir / "queue.sqlite"))
 
+    def later(job_id: str, delay: float) -> None:
+        deliver_task.schedule(args=(job_id,), delay=delay)
+
     @huey.task(name="run_job")  # type: ignore[untyped-decorator]
     def run_job(job_id: str) -> None:
-        execute(settings, job_id)
+        execute(settings, job_id, later)
+
+    @huey.task(name="deliver")  # type: ignore[untyped-decorator]
+    def deliver_task(job_id: str) -> None:
+        deliver_job(settings, job_id, later)
+
+    @huey.periodic_task(crontab(minute="*"))  # type: ignore[untyped-decorator]
+    def sweep_outbox() -> None:
+        """The outbox is the truth: a due parcel whose scheduled try was lost (queue wiped,
+        worker replaced) is tried within a minute."""
+        store = open_store(settings)
+        for job_id in sorted({job for job, _ in store.due_parcels(time.time())}):
+            deliver_task(job_id)
 
     @huey.on_startup()  # type: ignore[untyped-decorator]
     def requeue_interrupted() -> None:
         """A job left 'running' by a worker that died is run again from its input."""
-        for job in Store(settings.database).jobs(limit=1000):
+        for job in open_store(settings).jobs(limit=1000):
             if job.status == "running":
                 run_job(job.id)
+        sweep_outbox()
 
     @huey.periodic_task(crontab(minute="*/15"))  # type: ignore[untyped-decorator]
     def scheduled_cleanup() -> None:

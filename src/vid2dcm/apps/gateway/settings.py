@@ -56,6 +56,14 @@ class ServiceSettings(BaseModel):
     audit_syslog: str | None = Field(default=None, pattern=r"^(udp|tcp)://[^/:]+:\d{1,5}$")
     """Forward every audit entry as a DICOM audit message in RFC 5424 syslog to this
     collector (udp://host:514 or tcp://host:601)."""
+    delivery_window_s: int = Field(default=24 * 3600, ge=0)
+    """How long a PACS may stay unreachable before a job gives up (the outbox retries)."""
+    retry_first_s: float = Field(default=30.0, gt=0)
+    retry_max_s: float = Field(default=900.0, gt=0)
+    """Backoff between delivery tries: doubling from retry_first_s up to retry_max_s."""
+    store_key_file: Path | None = None
+    """AES-GCM key for patient fields in the job store; default data_dir/store.key, made on
+    first start. A key kept elsewhere must exist."""
     tls: bool = False
     """Served over HTTPS (cookies get Secure, responses HSTS)."""
 
@@ -70,6 +78,10 @@ class ServiceSettings(BaseModel):
     @property
     def database(self) -> Path:
         return self.data_dir / "jobs.sqlite"
+
+    @property
+    def key_file(self) -> Path:
+        return self.store_key_file or self.data_dir / "store.key"
 
     def prepare(self) -> None:
         """Create the data folders, readable by the service's own user only (0700), and make

@@ -1,7 +1,9 @@
 """The job store: SQLite in the data folder, so a restarted server or worker loses nothing.
 
 Every SQL statement of the gateway lives in this module (jobs, uploads, audit, accounts,
-sessions, tokens), so moving the store to another database is a change here only."""
+sessions, tokens), so moving the store to another database is a change here only. Patient
+fields (a job's request, an upload's file name) are sealed with AES-GCM (sealing.py): no
+patient name or ID is readable in the SQLite files."""
 
 from __future__ import annotations
 
@@ -15,7 +17,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from vid2dcm.apps.gateway.models import AuditEntry, FailureKind, JobRequest, JobResult, JobState
+from vid2dcm.apps.gateway.models import (
+    AuditEntry,
+    DeliveryResult,
+    FailureKind,
+    JobRequest,
+    JobResult,
+    JobState,
+)
+from vid2dcm.apps.gateway.sealing import Sealer, load_key
+from vid2dcm.apps.gateway.settings import ServiceSettings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
@@ -38,6 +49,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY, sha256 TEXT UNIQUE NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
     scopes TEXT NOT NULL, expires REAL, revoked INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    job TEXT NOT NULL, destination TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL,
+    first_try REAL NOT NULL, next_try REAL NOT NULL, error TEXT, receipts TEXT,
+    PRIMARY KEY (job, destination));
 CREATE TABLE IF NOT EXISTS login_failures (at REAL NOT NULL, user TEXT NOT NULL,
     client TEXT NOT NULL);
 """
@@ -45,7 +60,8 @@ ADDED_COLUMNS = {"uploads": ("owner TEXT NOT NULL DEFAULT ''",),
                  "audit": ("role TEXT NOT NULL DEFAULT ''", "client TEXT NOT NULL DEFAULT ''"),
                  "jobs": ("failure_kind TEXT", "owner TEXT NOT NULL DEFAULT ''")}
 """Columns newer than the first release, added to a data folder made by an older one."""
-STATES: tuple[JobState, ...] = ("queued", "running", "held", "done", "failed", "cancelled")
+STATES: tuple[JobState, ...] = ("queued", "running", "waiting", "held", "done", "failed",
+                                "cancelled")
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,22 @@ class Upload:
 
 
 @dataclass(frozen=True)
+class Parcel:
+    """One job's delivery to one destination, kept until it is stored there or the retry
+    window has passed: the durable outbox."""
+
+    job: str
+    destination: str
+    state: str
+    """waiting, sent or gave up"""
+    attempts: int
+    first_try: float
+    next_try: float
+    error: str | None
+    receipts: tuple[DeliveryResult, ...]
+
+
+@dataclass(frozen=True)
 class User:
     name: str
     role: str
@@ -93,9 +125,19 @@ class TokenRecord:
     revoked: bool
 
 
+def open_store(settings: ServiceSettings) -> Store:
+    """The store of these settings, with its sealing key (made on first start)."""
+    settings.prepare()
+    key = load_key(settings.key_file, create=settings.store_key_file is None)
+    return Store(settings.database, Sealer(key))
+
+
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sealer: Sealer | None = None) -> None:
+        """`sealer` may be left out only by code that never reads or writes patient fields
+        (state changes in tests)."""
         self.path = path
+        self._sealer = sealer
         with self._db() as db:
             db.executescript(SCHEMA)
             for table, columns in ADDED_COLUMNS.items():
@@ -130,14 +172,17 @@ class Store:
         with self._db() as db:
             db.execute("INSERT INTO uploads (id, name, path, size, created, problem, owner) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (upload_id, name, str(path), size, time.time(), problem, owner))
+                       (upload_id, self._sealing().seal(name, upload_id), str(path), size,
+                        time.time(), problem, owner))
         return upload_id
 
     def upload(self, upload_id: str) -> Upload | None:
         with self._db() as db:
             row = db.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
-        return Upload(row["id"], row["name"], Path(row["path"]), row["size"], row["problem"],
-                      row["owner"]) if row else None
+        if row is None:
+            return None
+        return Upload(row["id"], self._sealing().open(row["name"], row["id"]), Path(row["path"]),
+                      row["size"], row["problem"], row["owner"])
 
     def removable_uploads(self, older_than: float) -> list[tuple[str, Path]]:
         """Uploads whose every job has succeeded, or that are broken, and that are old enough;
@@ -167,7 +212,8 @@ class Store:
         with self._db() as db:
             db.execute("INSERT INTO jobs (id, upload_id, status, progress, request, created, "
                        "owner) VALUES (?, ?, 'queued', 0, ?, ?, ?)",
-                       (job_id, request.upload_id, self._seal(request), time.time(), owner))
+                       (job_id, request.upload_id, self._seal(request, job_id), time.time(),
+                        owner))
         return job_id
 
     def job(self, job_id: str) -> Job | None:
@@ -211,6 +257,60 @@ class Store:
                         result.model_dump_json() if result is not None else None, error,
                         kind if error else None, time.time(), job_id))
 
+    def await_delivery(self, job_id: str, result: JobResult, destinations: tuple[str, ...]
+                       ) -> None:
+        """Converted: the job waits for its destinations, each a parcel in the outbox (a
+        re-run keeps parcels already sent: they are not sent twice)."""
+        now = time.time()
+        with self._db() as db:
+            db.execute("UPDATE jobs SET status='waiting', progress=1, result=?, error=NULL, "
+                       "failure_kind=NULL WHERE id=? AND status='running'",
+                       (result.model_dump_json(), job_id))
+            db.execute("DELETE FROM outbox WHERE job=? AND state != 'sent'", (job_id,))
+            db.executemany("INSERT OR IGNORE INTO outbox VALUES (?, ?, 'waiting', 0, ?, ?, "
+                           "NULL, NULL)", [(job_id, d, now, now) for d in destinations])
+
+    def parcels(self, job_id: str) -> list[Parcel]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM outbox WHERE job=? ORDER BY destination",
+                              (job_id,)).fetchall()
+        return [_parcel(r) for r in rows]
+
+    def due_parcels(self, now: float) -> list[tuple[str, str]]:
+        with self._db() as db:
+            rows = db.execute("SELECT o.job, o.destination FROM outbox o JOIN jobs j ON "
+                              "j.id = o.job WHERE j.status='waiting' AND o.state='waiting' "
+                              "AND o.next_try <= ?", (now,)).fetchall()
+        return [(r["job"], r["destination"]) for r in rows]
+
+    def take_parcel(self, job_id: str, destination: str, lease_s: float) -> bool:
+        """Claim a due parcel for one delivery attempt (no other worker takes it for
+        lease_s); False if it is not due, or another worker has it."""
+        now = time.time()
+        with self._db() as db:
+            return db.execute("UPDATE outbox SET next_try=? WHERE job=? AND destination=? AND "
+                              "state='waiting' AND next_try <= ?",
+                              (now + lease_s, job_id, destination, now)).rowcount == 1
+
+    def parcel_tried(self, job_id: str, destination: str, state: str,
+                     receipts: tuple[DeliveryResult, ...], error: str | None,
+                     next_try: float) -> None:
+        with self._db() as db:
+            db.execute("UPDATE outbox SET state=?, attempts=attempts+1, next_try=?, error=?, "
+                       "receipts=? WHERE job=? AND destination=?",
+                       (state, next_try, error,
+                        json.dumps([r.model_dump(mode="json") for r in receipts]), job_id,
+                        destination))
+
+    def settle(self, job_id: str, result: JobResult, error: str | None,
+               kind: FailureKind | None) -> bool:
+        """A waiting job ends: done (every parcel sent) or failed."""
+        with self._db() as db:
+            return db.execute("UPDATE jobs SET status=?, result=?, error=?, failure_kind=?, "
+                              "finished=? WHERE id=? AND status='waiting'",
+                              ("failed" if error else "done", result.model_dump_json(), error,
+                               kind, time.time(), job_id)).rowcount == 1
+
     def set_status(self, job_id: str, status: JobState, allowed_from: tuple[str, ...]) -> bool:
         marks = ",".join("?" * len(allowed_from))
         with self._db() as db:
@@ -225,7 +325,8 @@ class Store:
         with self._db() as db:
             cursor = db.execute("UPDATE jobs SET status='queued', request=?, result=NULL, "
                                 "error=NULL, failure_kind=NULL, progress=0 "
-                                "WHERE id=? AND status='held'", (self._seal(request), job_id))
+                                "WHERE id=? AND status='held'",
+                                (self._seal(request, job_id), job_id))
             return cursor.rowcount == 1
 
     def counts(self) -> dict[str, int]:
@@ -349,18 +450,26 @@ class Store:
 
     # -- rows <-> records ------------------------------------------------------------------
 
-    def _seal(self, request: JobRequest) -> str:
-        return request.model_dump_json(exclude_unset=True)
+    def _sealing(self) -> Sealer:
+        if self._sealer is None:
+            raise RuntimeError("this Store was opened without its key (use open_store)")
+        return self._sealer
 
-    def _open(self, raw: str) -> JobRequest:
-        return JobRequest.model_validate_json(raw)
+    def _seal(self, request: JobRequest, job_id: str) -> str:
+        return self._sealing().seal(request.model_dump_json(exclude_unset=True), job_id)
 
     def _job(self, row: sqlite3.Row) -> Job:
-        return Job(row["id"], row["upload_id"], row["status"], row["progress"],
-                   self._open(row["request"]),
+        request = JobRequest.model_validate_json(self._sealing().open(row["request"], row["id"]))
+        return Job(row["id"], row["upload_id"], row["status"], row["progress"], request,
                    JobResult.model_validate_json(row["result"]) if row["result"] else None,
                    row["error"], row["failure_kind"], row["created"], row["started"],
                    row["finished"], row["attempts"], row["owner"])
+
+
+def _parcel(row: sqlite3.Row) -> Parcel:
+    receipts = [DeliveryResult.model_validate(r) for r in json.loads(row["receipts"] or "[]")]
+    return Parcel(row["job"], row["destination"], row["state"], row["attempts"],
+                  row["first_try"], row["next_try"], row["error"], tuple(receipts))
 
 
 def _token(row: sqlite3.Row) -> TokenRecord:

@@ -4,6 +4,7 @@ assign a patient to a held job, download and preview the output. Every call is a
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -33,7 +34,7 @@ from vid2dcm.apps.gateway.models import (
     StatusAnswer,
 )
 from vid2dcm.apps.gateway.settings import ServiceSettings
-from vid2dcm.apps.gateway.store import Job
+from vid2dcm.apps.gateway.store import Job, Parcel
 from vid2dcm.core.errors import UsageError, Vid2DcmError
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.reading.reader import VideoObject, open_video_object
@@ -54,12 +55,51 @@ class AssignRequest(BaseModel):
     metadata: Metadata = Metadata()
 
 
-def view(job: Job) -> JobView:
+def view(job: Job, parcels: list[Parcel]) -> JobView:
+    waiting = [p.next_try for p in parcels if p.state == "waiting"]
+    next_try = min(waiting) if waiting else None
     return JobView(id=job.id, upload_id=job.upload_id, status=job.status,
                    progress=job.progress, request=PublicRequest.of(job.request),
                    result=job.result, error=job.error, failure_kind=job.failure_kind,
                    created=job.created, started=job.started, finished=job.finished,
-                   attempts=job.attempts, owner=job.owner)
+                   attempts=job.attempts, owner=job.owner,
+                   state_text=state_text(job, parcels, next_try), next_try=next_try)
+
+
+PLAIN_FAILURES = {
+    "unreadable input": "the file is not a video this gateway can read; check it plays, "
+                        "then upload it again",
+    "not storable": "this video cannot be stored as DICOM as it is; ask IT",
+    "delivery": "the PACS did not take it; IT has been told in the log, an admin can retry",
+    "output": "the gateway could not write the result; ask IT",
+    "request": "the request was not valid; check the patient and destination",
+    "internal": "something went wrong in the gateway; ask IT",
+}
+
+
+def state_text(job: Job, parcels: list[Parcel], next_try: float | None) -> str:
+    """What the job card says: words, not codes, never a server path or an errno."""
+    if job.status == "queued":
+        return "queued"
+    if job.status == "running":
+        return "converting"
+    if job.status == "waiting":
+        if next_try is None or not any(p.attempts for p in parcels):
+            return "sending to PACS"
+        at = time.strftime("%H:%M:%S", time.localtime(next_try))
+        return f"waiting for PACS (next try at {at})"
+    if job.status == "held":
+        return "held: converted, waiting for a reviewer to confirm the patient"
+    if job.status == "done":
+        deliveries = job.result.deliveries if job.result else ()
+        if not deliveries:
+            return "converted (no destination)"
+        if all(d.committed for d in deliveries):
+            return "archived in PACS"
+        return "stored in PACS"
+    if job.status == "cancelled":
+        return "cancelled"
+    return f"failed: {PLAIN_FAILURES.get(job.failure_kind or 'internal', 'ask IT')}"
 
 
 @router.post("/jobs", status_code=201, response_model=Created)
@@ -131,21 +171,21 @@ def list_jobs(who: Reader, store: StoreDep, audit: AuditDep) -> list[JobView]:
     """The newest jobs this caller may see (an uploader: their own)."""
     jobs = store.jobs(owner=None if who.sees_all_jobs else who.name)
     audit("list jobs")
-    return [view(job) for job in jobs]
+    return [view(job, store.parcels(job.id)) for job in jobs]
 
 
 @router.get("/jobs/{job_id}", response_model=JobView)
 def get_job(job_id: str, who: Reader, store: StoreDep, audit: AuditDep) -> JobView:
     job = visible_job(store, who, job_id)
     audit("view job", job=job.id)
-    return view(job)
+    return view(job, store.parcels(job.id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=StatusAnswer)
 def cancel(job_id: str, who: Admin, store: StoreDep, audit: AuditDep) -> StatusAnswer:
     job = visible_job(store, who, job_id)
-    if not store.set_status(job.id, "cancelled", ("queued", "held")):
-        raise HTTPException(409, "only a queued or held job can be cancelled")
+    if not store.set_status(job.id, "cancelled", ("queued", "held", "waiting")):
+        raise HTTPException(409, "only a queued, held or waiting job can be cancelled")
     audit("cancel job", job=job.id)
     return StatusAnswer(status="cancelled")
 

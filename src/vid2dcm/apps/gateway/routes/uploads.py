@@ -38,7 +38,7 @@ async def upload(name: str, request: Request, who: Uploader, store: StoreDep,
                                  f"({max(room, 0)} bytes)")
     folder = settings.uploads / uuid.uuid4().hex
     folder.mkdir(mode=0o700)
-    target = folder / name
+    target = folder / ("upload" + stored_suffix(name))  # the name may hold a patient's
     size = 0
     try:
         with target.open("wb") as out:
@@ -96,6 +96,13 @@ def tus_router(settings: ServiceSettings, store: Store) -> APIRouter:
         auth=needs("upload"),  # type: ignore[arg-type]  # any FastAPI dependency will do
         days_to_keep=7, pre_create_dep=pre_create_dep, upload_complete_dep=complete_dep)
     return router
+
+
+def stored_suffix(name: str) -> str:
+    """The file's extension only (a name like doe_jane.mp4 names a patient); kept so tools
+    that look at extensions still see what the file is."""
+    suffix = Path(name).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
 
 
 def checksum_problem(path: Path, expected: str | None) -> str | None:
