@@ -8,11 +8,12 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install-system-deps
+$(STAMP): pyproject.toml scripts/install-system-deps tests/browser/package-lock.json
 	scripts/install-system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	cd tests/browser && npm ci --no-audit --no-fund --silent
 	touch $(STAMP)
 
 ## Convert a synthesised sample (shows the pipeline), then start the gateway on embedded

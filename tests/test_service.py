@@ -296,39 +296,103 @@ def test_staff_page_is_served_and_uses_the_api(gateway: Gateway) -> None:
     assert "http://" not in html and "https://" not in html, "no third-party resources"
 
 
-def test_browser_flow_from_worklist_to_playing_the_result(gateway: Gateway, pacs: Orthanc,
-                                                          tmp_path: Path) -> None:
-    """Headless Debian chromium (loopback only) driven by Playwright: sign in, pick today's
-    worklist entry, drop a clip, see the job reach done, play the stored video; the instance
-    is in the PACS under the order."""
-    from playwright.sync_api import sync_playwright
+AXE = Path(__file__).parent / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+VIEWPORTS = {"tablet": (1024, 768), "phone": (390, 844)}
 
-    clip = synthesize(tmp_path / "bedside.mp4", ClipSpec(
+
+def _artifacts(tmp_path: Path) -> Path:
+    """Screenshots go to $VID2DCM_ARTIFACTS when set (CI keeps them), else the test's tmp."""
+    folder = Path(os.environ.get("VID2DCM_ARTIFACTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.mark.parametrize("device", list(VIEWPORTS))
+def test_browser_flow_from_worklist_to_playing_the_result(gateway: Gateway, pacs: Orthanc,
+                                                          tmp_path: Path, device: str) -> None:
+    """Headless Debian chromium (loopback only) driven by Playwright, as a nurse on a tablet
+    and on a phone: sign in with name and password, pick today's worklist order, see the
+    patient card, confirm, choose a clip, see the job card reach "stored in PACS", play it.
+    axe-core finds no serious or critical accessibility violation on any screen; the page
+    never scrolls sideways at 360 px; the instance is in the PACS under the order."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from vid2dcm.apps.gateway.auth import add_user
+    from vid2dcm.apps.gateway.settings import load_settings
+
+    add_user(load_settings(gateway.data), f"nurse-{device}", "uploader", "ward password 1")
+    shots = _artifacts(tmp_path)
+    clip = synthesize(tmp_path / f"{device}.mp4", ClipSpec(
         options={"preset": "superfast", "profile": "high"}, frames=50))
+    width, height = VIEWPORTS[device]
+    violations: dict[str, list[str]] = {}
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 820, "height": 1180})  # a tablet
+            # bypass_csp only lets the test inject axe-core; the page itself runs under CSP
+            context = browser.new_context(viewport={"width": width, "height": height},
+                                          bypass_csp=True)
+            page = context.new_page()
+
+            def check(screen: str) -> None:
+                page.add_script_tag(path=str(AXE))
+                found = page.evaluate("""async () => (await axe.run(document, {runOnly:
+                    ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}))
+                    .violations.filter(v => ['serious', 'critical'].includes(v.impact))
+                    .map(v => v.id + ': ' + v.nodes.map(n => n.target).join(' '))""")
+                violations[screen] = found
+                page.screenshot(path=str(shots / f"staff-{device}-{screen}.png"),
+                                full_page=True)
+
             page.goto(gateway.url + "/")
-            page.fill("#token", UPLOADER)
-            page.click("#signin-button")
-            page.wait_for_selector("#app:not([hidden])", timeout=15_000)
-            page.wait_for_selector("#order option[value='GWACC1']", state="attached",
-                                   timeout=15_000)
-            page.select_option("#order", "GWACC1")
+            check("sign-in")
+            page.get_by_test_id("login-username").fill(f"nurse-{device}")
+            page.get_by_test_id("login-password").fill("wrong password")
+            page.get_by_test_id("login-submit").click()
+            expect(page.locator("#signin-error")).to_contain_text("wrong name or password")
+            page.get_by_test_id("login-password").fill("ward password 1")
+            page.get_by_test_id("login-submit").click()
+            order = page.locator(".order[data-accession='GWACC1']")
+            order.wait_for(timeout=15_000)
+            expect(order).to_contain_text("Order, Patient")
+            expect(order).to_contain_text("ID ORD1")
+            expect(page.get_by_test_id("confirm-patient")).to_be_disabled()
+            order.click()
+            card = page.get_by_test_id("patient-card")
+            expect(card).to_contain_text("Order, Patient")
+            expect(card).to_contain_text("GWACC1")
+            # typing a patient clears the order: never both
+            page.locator("#typed summary").click()
+            page.locator("#family").fill("Walk")
+            expect(order).to_have_attribute("aria-pressed", "false")
+            expect(page.get_by_test_id("confirm-patient")).to_be_disabled()
+            order.click()
+            expect(page.locator("#family")).to_have_value("")
+            check("patient")
+            page.get_by_test_id("confirm-patient").click()
             page.select_option("#procedure", "endoscopic")
-            page.set_input_files("#files", str(clip))
-            page.wait_for_selector("button[data-preview]", timeout=90_000)
-            page.click("button[data-preview]")
+            page.get_by_test_id("file-input").set_input_files(str(clip))
+            done = page.locator("[data-testid='job-card'][data-state='done']").first
+            done.wait_for(timeout=90_000)
+            expect(done).to_contain_text("stored in PACS")
+            expect(done).to_contain_text("Order, Patient")
+            expect(done).to_contain_text(f"{device}.mp4")
+            done.get_by_role("button", name="Play").click()
             page.wait_for_function(
                 "() => { const v = document.getElementById('preview');"
                 " return v && v.duration > 0 && v.currentTime > 0.2; }", timeout=30_000)
-            page.screenshot(path=str(tmp_path / "gateway.png"), full_page=True)
+            check("job")
+            page.set_viewport_size({"width": 360, "height": 740})
+            overflow = page.evaluate("() => document.documentElement.scrollWidth - "
+                                     "document.documentElement.clientWidth")
+            assert overflow <= 0, f"horizontal scroll of {overflow} px at 360 px"
+            page.locator("#signout").click()
+            expect(page.get_by_test_id("login-username")).to_be_visible()
         finally:
             browser.close()
-    assert (tmp_path / "gateway.png").stat().st_size > 0
-    _, jobs = gateway.call("GET", "/jobs")
-    newest = _wait(gateway, jobs[0]["id"])
+    assert violations == {"sign-in": [], "patient": [], "job": []}, violations
+    _, jobs = gateway.call("GET", "/jobs", token=ADMIN)
+    newest = next(j for j in jobs if j["owner"] == f"nurse-{device}")
     assert newest["status"] == "done"
     (delivery,) = newest["result"]["deliveries"]
     assert delivery["ok"] and delivery["destination"] == "pacs"
