@@ -40,7 +40,8 @@ def test_open_routes_and_security_headers(gateway: Gateway) -> None:
     assert "strict-transport-security" not in page.headers, "HSTS only under TLS"
     for path in ("/jobs", "/metrics", "/worklist", "/openapi.json", "/auth/me"):
         assert client.get(path).status_code == 401, path
-    assert client.get("/docs").status_code == 404, "no CDN-backed docs page"
+    assert client.get("/docs").status_code == 401, "API docs only after sign-in"
+    assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 401
 
 
 def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(gateway: Gateway) -> None:
@@ -54,6 +55,12 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(gateway: Ga
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" not in cookie
     assert client.get("/auth/me").json()["name"] == "nurse"
     assert client.get("/openapi.json").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "http" not in docs.text, "assets served locally"
+    assert "<script>" not in docs.text
+    for asset in ("swagger-ui.css", "swagger-ui-bundle.js"):
+        assert client.get(f"/docs/assets/{asset}").status_code == 200
+    assert client.get("/docs/assets/index.html").status_code == 404
     value = client.cookies[SESSION_COOKIE]
     assert client.post("/auth/logout").status_code == 200
     client.cookies.set(SESSION_COOKIE, value)  # a copied cookie is dead after sign-out

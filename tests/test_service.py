@@ -745,3 +745,36 @@ def test_pacs_started_late_the_job_waits_then_is_stored_exactly_once(
                 and e["role"] == "system"] == ["delivery"]
     finally:
         gateways.close()
+
+
+def test_api_docs_render_offline_behind_sign_in(gateway: Gateway) -> None:
+    """Swagger UI from local assets under the page's Content-Security-Policy (no bypass),
+    after signing in; nothing is fetched from outside loopback."""
+    from playwright.sync_api import sync_playwright
+
+    from vid2dcm.apps.gateway.auth import add_user
+    from vid2dcm.apps.gateway.settings import load_settings
+
+    add_user(load_settings(gateway.data), "docs-reader", "reviewer", "docs password 1")
+    outside: list[str] = []
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("request", lambda r: outside.append(r.url)
+                    if not r.url.startswith(gateway.url) else None)
+            page.goto(gateway.url + "/docs")
+            assert "sign in" in page.content()
+            page.goto(gateway.url + "/")
+            page.get_by_test_id("login-username").fill("docs-reader")
+            page.get_by_test_id("login-password").fill("docs password 1")
+            page.get_by_test_id("login-submit").click()
+            page.locator("#app").wait_for(timeout=15_000)
+            page.goto(gateway.url + "/docs")
+            page.locator(".swagger-ui .info .title").wait_for(timeout=15_000)
+            assert "vid2dcm gateway" in page.locator(".swagger-ui .info .title").inner_text()
+            assert page.locator(".opblock-summary-path", has_text="/jobs/{job_id}/assign"
+                                ).count() == 1
+        finally:
+            browser.close()
+    assert [u for u in outside if not u.startswith(("data:", "blob:"))] == []

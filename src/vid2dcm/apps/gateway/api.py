@@ -8,11 +8,12 @@ machine token; no patient data is logged or echoed."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from vid2dcm.apps.gateway.deps import caller
 from vid2dcm.apps.gateway.queue import JobQueue, make_queue
@@ -24,6 +25,16 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "form-action 'self'; frame-ancestors 'none'")
 """No inline script or style anywhere: the page's code is in /static."""
+
+
+def _swagger_ui() -> Path:
+    """Swagger UI 5 (OpenAPI 3.1, which FastAPI writes) as the swagger-ui-py wheel ships it."""
+    import swagger_ui  # type: ignore[import-untyped]
+
+    return Path(swagger_ui.__file__).parent / "static"
+
+
+SWAGGER_UI = _swagger_ui()
 
 
 def create_app(settings: ServiceSettings, queue: JobQueue | None = None) -> FastAPI:
@@ -66,5 +77,18 @@ def create_app(settings: ServiceSettings, queue: JobQueue | None = None) -> Fast
         """The API description, for signed-in callers only."""
         return JSONResponse(get_openapi(title=app.title, version=app.version,
                                         routes=app.routes))
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(caller)])
+    def docs() -> FileResponse:
+        """Swagger UI from the Python package's own copy (hospitals without internet have no
+        CDN), started by /static/docs.js: no inline script."""
+        return FileResponse(page.WEB / "docs.html", media_type="text/html")
+
+    @app.get("/docs/assets/{name}", include_in_schema=False, dependencies=[Depends(caller)])
+    def docs_asset(name: str) -> FileResponse:
+        kinds = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/javascript"}
+        if name not in kinds:
+            raise HTTPException(404, "no such file")
+        return FileResponse(SWAGGER_UI / name, media_type=kinds[name])
 
     return app
