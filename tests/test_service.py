@@ -421,10 +421,19 @@ def test_gateway_command_starts_on_embedded_defaults(tmp_path: Path) -> None:
         gateway = Gateway(f"http://127.0.0.1:{port}", data)
         assert gateway.call("GET", "/jobs", token=token) == (200, [])
         assert (data / "admin-token.txt").stat().st_mode & 0o077 == 0
+        assert (data / "admin-password.txt").stat().st_mode & 0o077 == 0
+        password = (data / "admin-password.txt").read_text().strip()
+        login = urllib.request.Request(
+            f"http://127.0.0.1:{port}/auth/login", method="POST",
+            data=json.dumps({"username": "admin", "password": password}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(login, timeout=30) as r:
+            assert json.loads(r.read())["role"] == "admin"
     finally:
         stop(proc)
     assert proc.stdout is not None
-    assert f"http://127.0.0.1:{port}/" in proc.stdout.read().decode()
+    printed = proc.stdout.read().decode()
+    assert f"http://127.0.0.1:{port}/" in printed and "sign in on the page as admin" in printed
 
 
 def test_resumable_upload_interrupted_at_half_then_resumed(gateway: Gateway,

@@ -549,28 +549,21 @@ def gateway(
     verbose: Verbose = False,
 ) -> None:
     """Server and worker together on embedded defaults (SQLite queue): what `make run` starts.
-    A first run writes data/service.toml with an admin token kept in data/admin-token.txt."""
-    import secrets
+    A first run writes data/service.toml, an admin token (data/admin-token.txt) and an admin
+    account for the page (data/admin-password.txt)."""
     import subprocess
 
     with _errors(verbose):
-        data.mkdir(parents=True, exist_ok=True)
-        config, token_file = data / "service.toml", data / "admin-token.txt"
-        if not config.exists():
-            from vid2dcm.apps.gateway.settings import hash_token
-
-            value = secrets.token_urlsafe(32)
-            token_file.write_text(value + "\n")
-            token_file.chmod(0o600)
-            config.write_text(f'[service]\ntokens = [{{ sha256 = "{hash_token(value)}", '
-                              'role = "admin", name = "make run" }]\n')
+        from vid2dcm.apps.gateway.bootstrap import embedded_defaults
         from vid2dcm.apps.gateway.settings import load_settings
 
+        shown, password = embedded_defaults(data)
         settings = load_settings(data)
-        shown = token_file.read_text().strip() if token_file.exists() else "(see service.toml)"
         bind_port = port or settings.port
         out.print(f"vid2dcm gateway: http://{settings.host}:{bind_port}/  token: {shown}",
                   markup=False, highlight=False)
+        out.print(f"sign in on the page as admin, password: {password}", markup=False,
+                  highlight=False)
         out.print("Ctrl-C stops it.", markup=False)
         worker_proc = subprocess.Popen([sys.executable, "-m", "vid2dcm", "worker", "--data",
                                         str(data)])
