@@ -38,6 +38,8 @@ def test_open_routes_and_security_headers(gateway: Gateway) -> None:
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "no-referrer"
     assert "strict-transport-security" not in page.headers, "HSTS only under TLS"
+    assert client.get("/auth/config").json() == {"sign_on": False}
+    assert client.get("/auth/oidc/login").status_code == 404, "sign-on not configured"
     for path in ("/jobs", "/metrics", "/worklist", "/openapi.json", "/auth/me"):
         assert client.get(path).status_code == 401, path
     assert client.get("/docs").status_code == 401, "API docs only after sign-in"

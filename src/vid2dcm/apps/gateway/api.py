@@ -29,7 +29,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 def _swagger_ui() -> Path:
     """Swagger UI 5 (OpenAPI 3.1, which FastAPI writes) as the swagger-ui-py wheel ships it."""
-    import swagger_ui  # type: ignore[import-untyped]
+    import swagger_ui
 
     return Path(swagger_ui.__file__).parent / "static"
 

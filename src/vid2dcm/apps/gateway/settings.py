@@ -64,6 +64,16 @@ class ServiceSettings(BaseModel):
     store_key_file: Path | None = None
     """AES-GCM key for patient fields in the job store; default data_dir/store.key, made on
     first start. A key kept elsewhere must exist."""
+    oidc_issuer: str | None = None
+    """Hospital sign-on (OpenID Connect): the provider's issuer URL; unset: local accounts
+    only."""
+    oidc_client_id: str = "vid2dcm"
+    oidc_client_secret: str = ""
+    oidc_redirect_uri: str = ""
+    """This gateway's /auth/oidc/callback as the browser reaches it (registered at the
+    provider)."""
+    oidc_role_claim: str = "vid2dcm_role"
+    """The ID token claim holding uploader, reviewer or admin."""
     tls: bool = False
     """Served over HTTPS (cookies get Secure, responses HSTS)."""
 

@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     job TEXT NOT NULL, destination TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL,
     first_try REAL NOT NULL, next_try REAL NOT NULL, error TEXT, receipts TEXT,
     PRIMARY KEY (job, destination));
+CREATE TABLE IF NOT EXISTS sign_ons (
+    state TEXT PRIMARY KEY, nonce TEXT NOT NULL, verifier TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS login_failures (at REAL NOT NULL, user TEXT NOT NULL,
     client TEXT NOT NULL);
 """
@@ -408,6 +410,21 @@ class Store:
     def end_session(self, digest: str) -> None:
         with self._db() as db:
             db.execute("DELETE FROM sessions WHERE digest=?", (digest,))
+
+    def add_sign_on(self, state: str, nonce: str, verifier: str) -> None:
+        with self._db() as db:
+            db.execute("INSERT INTO sign_ons VALUES (?, ?, ?, ?)",
+                       (state, nonce, verifier, time.time()))
+
+    def take_sign_on(self, state: str, within_s: float) -> tuple[str, str] | None:
+        """(nonce, PKCE verifier) of a pending sign-on, once; None if unknown or too old."""
+        with self._db() as db:
+            row = db.execute("SELECT * FROM sign_ons WHERE state=?", (state,)).fetchone()
+            db.execute("DELETE FROM sign_ons WHERE state=? OR created < ?",
+                       (state, time.time() - within_s))
+        if row is None or row["created"] < time.time() - within_s:
+            return None
+        return str(row["nonce"]), str(row["verifier"])
 
     def login_failed(self, user: str, client: str) -> None:
         with self._db() as db:

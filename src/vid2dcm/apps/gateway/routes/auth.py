@@ -8,8 +8,10 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Cookie, HTTPException, Request, Response
+from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from vid2dcm.apps.gateway import oidc
 from vid2dcm.apps.gateway.audit import record
 from vid2dcm.apps.gateway.auth import (
     SESSION_COOKIE,
@@ -82,6 +84,55 @@ def login(body: Login, request: Request, response: Response, store: StoreDep,
                         samesite="strict", secure=settings.tls, path="/")
     record(store, settings.audit_syslog, who.name, "sign-in", role=who.role, client=client)
     return Me(name=who.name, role=who.role, scopes=sorted(who.scopes))
+
+
+class AuthConfig(BaseModel):
+    sign_on: bool
+    """Hospital sign-on (OpenID Connect) is configured: the page offers its button."""
+
+
+@router.get("/config", response_model=AuthConfig)
+def config(settings: Settings) -> AuthConfig:
+    return AuthConfig(sign_on=bool(settings.oidc_issuer))
+
+
+@router.get("/oidc/login", include_in_schema=False)
+def oidc_login(settings: Settings, store: StoreDep) -> RedirectResponse:
+    """To the hospital's sign-on page (authorization code flow with PKCE)."""
+    if not settings.oidc_issuer:
+        raise HTTPException(404, "hospital sign-on is not configured")
+    try:
+        return RedirectResponse(oidc.start(settings, store), status_code=302)
+    except oidc.SignOnError as exc:
+        return _back_to_page(str(exc))
+
+
+@router.get("/oidc/callback", include_in_schema=False)
+def oidc_callback(request: Request, settings: Settings, store: StoreDep,
+                  state: str = "", code: str = "", error: str = "") -> RedirectResponse:
+    """Back from the provider: check everything, open a session, return to the page."""
+    client = client_address(request)
+    if not settings.oidc_issuer:
+        raise HTTPException(404, "hospital sign-on is not configured")
+    try:
+        if error or not code or not state:
+            raise oidc.SignOnError("the hospital sign-on was cancelled or refused")
+        who = oidc.finish(settings, store, state, code)
+    except oidc.SignOnError as exc:
+        record(store, settings.audit_syslog, "(hospital sign-on)", "sign-in failed",
+               client=client)
+        return _back_to_page(str(exc))
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(SESSION_COOKIE, open_session(store, who.name), httponly=True,
+                        samesite="strict", secure=settings.tls, path="/")
+    record(store, settings.audit_syslog, who.name, "sign-in", role=who.role, client=client)
+    return response
+
+
+def _back_to_page(reason: str) -> RedirectResponse:
+    from urllib.parse import urlencode
+
+    return RedirectResponse("/?" + urlencode({"signon": reason}), status_code=303)
 
 
 @router.post("/logout", response_model=StatusAnswer)

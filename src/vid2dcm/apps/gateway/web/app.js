@@ -356,8 +356,15 @@ document.addEventListener("DOMContentLoaded", async () => {
         .catch((err) => { $("app-error").textContent = err.message; });
     }
   });
-  try {  // already signed in (the cookie survives a reload)
+  const signOn = new URLSearchParams(location.search).get("signon");
+  if (signOn) {
+    $("signin-error").textContent = signOn;
+    history.replaceState(null, "", "/");
+  }
+  api("/auth/config").then((r) => r.json())
+    .then((c) => { $("sign-on").hidden = !c.sign_on; }).catch(() => { /* local only */ });
+  try {  // already signed in (the cookie survives a reload, and hospital sign-on lands here)
     me = await (await api("/auth/me")).json();
     start();
-  } catch (e) { me = null; $("signin-error").textContent = ""; }
+  } catch (e) { me = null; if (!signOn) $("signin-error").textContent = ""; }
 });
