@@ -283,7 +283,7 @@ def test_no_patient_name_or_id_is_readable_in_any_sqlite_file(gateway: Gateway) 
 
 
 def test_clean_up_removes_only_uploads_whose_jobs_succeeded(tmp_path: Path) -> None:
-    from vid2dcm.apps.gateway.jobs import TUS_EXPIRY_S, UPLOAD_RETENTION_S, clean_up
+    from vid2dcm.apps.gateway.jobs import TUS_EXPIRY_S, clean_up
     from vid2dcm.apps.gateway.models import JobRequest, JobResult
 
     settings = ServiceSettings(data_dir=tmp_path / "data")
@@ -306,9 +306,13 @@ def test_clean_up_removes_only_uploads_whose_jobs_succeeded(tmp_path: Path) -> N
     (tus / ("a" * 32)).write_bytes(b"half an upload")
     (tus / ("a" * 32 + ".info")).write_text("{}")
     assert clean_up(settings) == [], "nothing is removed before the retention time"
-    later = time.time() + UPLOAD_RETENTION_S + 1
-    assert clean_up(settings, now=later) == [ids["ok"]]
-    assert clean_up(settings, now=time.time() + TUS_EXPIRY_S + 1) == ["a" * 32]
+    done_id = next(j.id for j in store.jobs() if j.status == "done")
+    (settings.outputs / done_id).mkdir()
+    (settings.outputs / done_id / "video.dcm").write_bytes(b"x")
+    assert clean_up(settings, now=time.time() + settings.upload_retention_s + 1) == [ids["ok"]]
+    assert (settings.outputs / done_id).exists(), "outputs are kept longer than uploads"
+    assert TUS_EXPIRY_S == settings.output_retention_s
+    assert clean_up(settings, now=time.time() + TUS_EXPIRY_S + 1) == [done_id, "a" * 32]
     assert list(tus.iterdir()) == []
     assert not (settings.uploads / "ok").exists()
     assert all((settings.uploads / n / "v.mp4").exists() for n in ("failing", "waiting",

@@ -211,17 +211,23 @@ def from_worklist(settings: ServiceSettings, accession: str, metadata: Metadata)
     return Metadata.model_validate({**typed, **order})
 
 
-UPLOAD_RETENTION_S = 24 * 3600
 TUS_EXPIRY_S = 7 * 24 * 3600
 """Resumable uploads not finished within a week are given up (tus advertises the expiry)."""
 
 
 def clean_up(settings: ServiceSettings, now: float | None = None) -> list[str]:
     """Delete uploads once every job made from them has succeeded (or they arrived damaged)
-    and a day has passed; nothing is removed while a job might still need it. Returns ids."""
+    and upload_retention_s has passed, and the outputs of jobs done output_retention_s ago;
+    nothing is removed while a job might still need it. Returns the ids removed."""
     store = open_store(settings)
     removed = []
-    for upload_id, path in store.removable_uploads((now or time.time()) - UPLOAD_RETENTION_S):
+    now = now or time.time()
+    for job_id in store.finished_jobs(before=now - settings.output_retention_s):
+        folder = settings.outputs / job_id
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            removed.append(job_id)
+    for upload_id, path in store.removable_uploads(now - settings.upload_retention_s):
         if path.parent.parent == settings.uploads:
             shutil.rmtree(path.parent, ignore_errors=True)
         else:
@@ -229,7 +235,7 @@ def clean_up(settings: ServiceSettings, now: float | None = None) -> list[str]:
             path.with_name(path.name + ".info").unlink(missing_ok=True)
         store.forget_upload(upload_id)
         removed.append(upload_id)
-    removed += _expired_partial_uploads(settings, store, (now or time.time()) - TUS_EXPIRY_S)
+    removed += _expired_partial_uploads(settings, store, now - TUS_EXPIRY_S)
     return removed
 
 

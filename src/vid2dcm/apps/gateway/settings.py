@@ -61,6 +61,11 @@ class ServiceSettings(BaseModel):
     retry_first_s: float = Field(default=30.0, gt=0)
     retry_max_s: float = Field(default=900.0, gt=0)
     """Backoff between delivery tries: doubling from retry_first_s up to retry_max_s."""
+    upload_retention_s: int = Field(default=24 * 3600, ge=0)
+    """An upload is deleted this long after every job made from it succeeded."""
+    output_retention_s: int = Field(default=7 * 24 * 3600, ge=0)
+    """The converted files of a job stored in its PACS are deleted this long after (the PACS
+    keeps the record; the gateway is not an archive)."""
     store_key_file: Path | None = None
     """AES-GCM key for patient fields in the job store; default data_dir/store.key, made on
     first start. A key kept elsewhere must exist."""

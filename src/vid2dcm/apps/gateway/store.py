@@ -198,6 +198,13 @@ class Store:
                 "              AND j.status != 'done')))", (older_than,)).fetchall()
         return [(row["id"], Path(row["path"])) for row in rows]
 
+    def finished_jobs(self, before: float) -> list[str]:
+        """Jobs done (stored everywhere) before this time."""
+        with self._db() as db:
+            rows = db.execute("SELECT id FROM jobs WHERE status='done' AND finished < ?",
+                              (before,)).fetchall()
+        return [str(r["id"]) for r in rows]
+
     def forget_upload(self, upload_id: str) -> None:
         with self._db() as db:
             db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))

@@ -229,7 +229,11 @@ def output_file(settings: ServiceSettings, job: Job, index: int) -> Path:
         raise HTTPException(404, "no files for this job")
     if not 0 <= index < len(job.result.files):
         raise HTTPException(404, "no such file")
-    return Path(settings.outputs / job.id / job.result.files[index].name)
+    path = Path(settings.outputs / job.id / job.result.files[index].name)
+    if not path.exists():
+        raise HTTPException(410, "the converted video was removed after the retention time; "
+                                 "the PACS has it")
+    return path
 
 
 @router.get("/jobs/{job_id}/files/{index}")
