@@ -311,7 +311,7 @@ def test_clean_up_removes_only_uploads_whose_jobs_succeeded(tmp_path: Path) -> N
     (settings.outputs / done_id / "video.dcm").write_bytes(b"x")
     assert clean_up(settings, now=time.time() + settings.upload_retention_s + 1) == [ids["ok"]]
     assert (settings.outputs / done_id).exists(), "outputs are kept longer than uploads"
-    assert TUS_EXPIRY_S == settings.output_retention_s
+    assert settings.output_retention_s == TUS_EXPIRY_S
     assert clean_up(settings, now=time.time() + TUS_EXPIRY_S + 1) == [done_id, "a" * 32]
     assert list(tus.iterdir()) == []
     assert not (settings.uploads / "ok").exists()

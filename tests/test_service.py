@@ -787,3 +787,45 @@ def test_api_docs_render_offline_behind_sign_in(gateway: Gateway) -> None:
         finally:
             browser.close()
     assert [u for u in outside if not u.startswith(("data:", "blob:"))] == []
+
+
+def test_a_reviewer_assigns_a_held_video_on_the_page(gateway: Gateway, pacs: Orthanc,
+                                                    tmp_path: Path) -> None:
+    """A nurse's unknown-patient video is held; the reviewer's page shows it with an
+    "Assign patient" button; choosing today's order sends it to the PACS under that order."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from vid2dcm.apps.gateway.auth import add_user
+    from vid2dcm.apps.gateway.settings import load_settings
+
+    clip = synthesize(tmp_path / "unknown.mp4", ClipSpec(
+        width=64, height=48, options={"preset": "superfast", "profile": "high"}, frames=8))
+    _, upload = gateway.call("PUT", "/uploads/unknown.mp4", body=clip.read_bytes())
+    _, created = gateway.call("POST", "/jobs", json_body={"upload_id": upload["id"],
+                                                          "unidentified": True})
+    add_user(load_settings(gateway.data), "reviewer-1", "reviewer", "review password 1")
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.goto(gateway.url + "/")
+            page.get_by_test_id("login-username").fill("reviewer-1")
+            page.get_by_test_id("login-password").fill("review password 1")
+            page.get_by_test_id("login-submit").click()
+            card = page.locator(f"[data-testid='job-card'][data-job='{created['id']}']")
+            expect(card).to_have_attribute("data-state", "held", timeout=60_000)
+            page.locator(".order[data-accession='GWACC1']").wait_for(timeout=15_000)
+            card.get_by_role("button", name="Assign patient").click()
+            page.select_option("#assign-order", "GWACC1")
+            page.get_by_test_id("assign-submit").click()
+            expect(card).to_have_attribute("data-state", "done", timeout=90_000)
+            expect(card).to_contain_text("stored in PACS")
+        finally:
+            browser.close()
+    job = _wait(gateway, created["id"])
+    (delivery,) = job["result"]["deliveries"]
+    instance = next(f["ID"] for f in pacs.get_json_post("/tools/lookup",
+                                                        delivery["sop_instance_uid"])
+                    if f["Type"] == "Instance")
+    tags = pacs.get(f"/instances/{instance}/simplified-tags")
+    assert (tags["PatientID"], tags["AccessionNumber"]) == ("ORD1", "GWACC1")

@@ -299,6 +299,11 @@ function jobCard(job) {
     play.textContent = "Play";
     actions.append(play);
   }
+  if (me && me.role !== "uploader" && job.status === "held") {
+    const assign = document.createElement("button");
+    assign.type = "button"; assign.dataset.assign = job.id; assign.textContent = "Assign patient";
+    actions.append(assign);
+  }
   if (me && me.role === "admin" && job.status === "failed") {
     const retry = document.createElement("button");
     retry.type = "button"; retry.dataset.retry = job.id; retry.textContent = "Try again";
@@ -323,6 +328,32 @@ async function preview(jobId) {
   video.play().catch(() => { /* the user presses play */ });
 }
 
+function openAssign(jobId) {
+  const select = $("assign-order");
+  select.replaceChildren();
+  for (const order of orders) {
+    const option = document.createElement("option");
+    option.value = order.accession_number;
+    option.textContent = `${personName(order.patient_name)} · ID ${order.patient_id} · ` +
+      `accession ${order.accession_number}`;
+    select.append(option);
+  }
+  $("assign-error").textContent = orders.length ? "" : "No worklist order today to assign.";
+  $("assign-submit").disabled = !orders.length;
+  $("assign-dialog").dataset.job = jobId;
+  $("assign-dialog").showModal();
+}
+
+async function assign(event) {
+  event.preventDefault();
+  const dialog = $("assign-dialog");
+  try {
+    await postJson(`/jobs/${dialog.dataset.job}/assign`, {accession: $("assign-order").value});
+    dialog.close();
+    refreshJobs();
+  } catch (e) { $("assign-error").textContent = e.message; }
+}
+
 // ---- wiring ------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", async () => {
@@ -337,6 +368,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   }
   $("unknown").addEventListener("change", typed);
   $("confirm").addEventListener("click", confirmPatient);
+  $("assign-form").addEventListener("submit", assign);
+  $("assign-cancel").addEventListener("click", () => $("assign-dialog").close());
   $("change").addEventListener("click", changePatient);
   $("files").addEventListener("change", (e) => { submit([...e.target.files]); e.target.value = ""; });
   const drop = $("drop");
@@ -351,6 +384,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     if (target.dataset.preview) {
       preview(target.dataset.preview).catch((err) => { $("app-error").textContent = err.message; });
     }
+    if (target.dataset.assign) openAssign(target.dataset.assign);
     if (target.dataset.retry) {
       api(`/jobs/${target.dataset.retry}/retry`, {method: "POST"}).then(refreshJobs)
         .catch((err) => { $("app-error").textContent = err.message; });
