@@ -73,6 +73,14 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(gateway: Ga
     assert PASSWORD not in gateway.settings.database.read_bytes().decode("latin-1")
 
 
+def test_under_tls_cookies_are_secure_and_hsts_is_sent(tmp_path: Path) -> None:
+    with in_process_gateway(tmp_path, tls=True) as gateway:
+        answer = gateway.client.post("/auth/login", json={"username": "nurse",
+                                                          "password": PASSWORD})
+    assert "Secure" in answer.headers["set-cookie"]
+    assert answer.headers["strict-transport-security"].startswith("max-age=")
+
+
 def test_ten_failed_sign_ins_a_minute_are_429_with_retry_after(gateway: Gateway) -> None:
     client = gateway.client
     for _ in range(10):
