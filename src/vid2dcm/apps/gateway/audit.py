@@ -54,6 +54,7 @@ EVENTS: dict[str, AuditEvent] = {
     "delivery failed": AuditEvent(("110104", "DICOM Instances Transferred"), "R",
                                   failure=True),
     "worklist query": AuditEvent(("110112", "Query"), "E"),
+    "export de-identified": AuditEvent(("110106", "Export"), "R"),
     "audit export": AuditEvent(("110101", "Audit Log Used"), "R"),
     "issue token": AuditEvent(("110113", "Security Alert"), "E",
                               ("110137", "User Security Attributes Changed")),
@@ -62,6 +63,11 @@ EVENTS: dict[str, AuditEvent] = {
 }
 OTHER = AuditEvent(("110100", "Application Activity"), "E")
 SOURCE_ROLE = ("110153", "Source Role ID")
+
+
+def event_of(action: str) -> AuditEvent:
+    """The event of an action; "export de-identified (basic)" is an "export de-identified"."""
+    return EVENTS.get(action) or EVENTS.get(action.split(" (")[0], OTHER)
 
 
 def record(store: Store, syslog: str | None, who: str, action: str, *, job: str | None = None,
@@ -85,7 +91,7 @@ def _code(parent: ET.Element, tag: str, code: tuple[str, str]) -> None:
 def audit_message(entry: AuditEntry, source: str) -> ET.Element:
     """One entry as a DICOM Audit Message (PS3.15 A.5.1): Event, the acting user (requestor,
     with their address), the audit source, and the job / upload / study it touched."""
-    event = EVENTS.get(entry.action, OTHER)
+    event = event_of(entry.action)
     message = ET.Element("AuditMessage")
     ident = ET.SubElement(message, "EventIdentification", {
         "EventActionCode": event.action,
@@ -133,7 +139,7 @@ def syslog_message(entry: AuditEntry) -> bytes:
     UTF-8 byte order mark (RFC 5424 6.4)."""
     source = f"vid2dcm@{socket.gethostname()}"
     xml = ET.tostring(audit_message(entry, source), encoding="unicode")
-    event = EVENTS.get(entry.action, OTHER)
+    event = event_of(entry.action)
     pri = 10 * 8 + (4 if event.failure else 5)
     stamp = datetime.fromtimestamp(entry.at, UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")

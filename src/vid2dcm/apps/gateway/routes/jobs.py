@@ -4,6 +4,7 @@ assign a patient to a held job, download and preview the output. Every call is a
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -13,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 
 from vid2dcm.apps.gateway.deps import (
     Admin,
@@ -25,6 +27,7 @@ from vid2dcm.apps.gateway.deps import (
     Uploader,
     visible_job,
 )
+from vid2dcm.apps.gateway.export import export_job
 from vid2dcm.apps.gateway.jobs import order_fields
 from vid2dcm.apps.gateway.models import (
     Created,
@@ -243,6 +246,19 @@ def download(job_id: str, index: int, who: Reader, store: StoreDep, settings: Se
     path = output_file(settings, job, index)
     audit("download", job=job.id)
     return FileResponse(path, media_type="application/dicom", filename=path.name)
+
+
+@router.post("/jobs/{job_id}/export")
+def export(job_id: str, who: Admin, store: StoreDep, settings: Settings, audit: AuditDep,
+           profile: str = "basic") -> FileResponse:
+    """The job's instances de-identified (PS3.15 Annex E, vid2dcm deidentify) as a ZIP of
+    DICOM files and their JSON reports."""
+    job = visible_job(store, who, job_id)
+    archive, folder = export_job(settings, store, job.id, profile)
+    audit(f"export de-identified ({profile})", job=job.id)
+    return FileResponse(archive, media_type="application/zip",
+                        filename=f"deidentified-{job.id}.zip",
+                        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
 
 
 @router.get("/jobs/{job_id}/files/{index}/video")
