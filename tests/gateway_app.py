@@ -4,6 +4,8 @@ the same code a worker runs), four accounts and a tiny clip."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +43,22 @@ class Gateway:
         return str(answer.json()["id"])
 
 
+ACCOUNTS = (("nurse", "uploader"), ("nurse2", "uploader"), ("doc", "reviewer"), ("it", "admin"))
+_TEMPLATE: dict[str, Path] = {}
+
+
+def _accounts_once() -> Path:
+    """A data folder with the four accounts, made once per test session (argon2 hashing is
+    slow on purpose) and copied into each test's folder."""
+    if "data" not in _TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="vid2dcm-accounts-")) / "data"
+        settings = ServiceSettings(data_dir=folder)
+        for name, role in ACCOUNTS:
+            add_user(settings, name, role, PASSWORD)
+        _TEMPLATE["data"] = folder
+    return _TEMPLATE["data"]
+
+
 @contextmanager
 def in_process_gateway(tmp_path: Path, **overrides: object) -> Iterator[Gateway]:
     destinations = tmp_path / "destinations.toml"
@@ -52,9 +70,7 @@ def in_process_gateway(tmp_path: Path, **overrides: object) -> Iterator[Gateway]
                                tokens=(TokenEntry(sha256=hash_token(TOKEN), role="uploader",
                                                   name="recorder"),),
                                **overrides)  # type: ignore[arg-type]
-    for name, role in (("nurse", "uploader"), ("nurse2", "uploader"), ("doc", "reviewer"),
-                       ("it", "admin")):
-        add_user(settings, name, role, PASSWORD)
+    shutil.copytree(_accounts_once(), settings.data_dir)
     queue = make_queue(settings)
     queue.huey.immediate = True
     clip = synthesize(tmp_path / "clip.mp4", ClipSpec(

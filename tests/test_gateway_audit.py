@@ -19,7 +19,7 @@ EXPECTED = {  # action -> (EventID code, EventActionCode)
     "sign-in failed": ("110114", "E"), "sign-in": ("110114", "E"), "sign-out": ("110114", "E"),
     "upload": ("110107", "C"), "upload started (tus)": ("110107", "C"),
     "upload (tus)": ("110107", "C"), "create job": ("110110", "C"),
-    "list jobs": ("110110", "R"), "view job": ("110110", "R"),
+    "view job": ("110110", "R"),
     "assign patient": ("110110", "U"), "cancel job": ("110110", "D"),
     "download": ("110106", "R"), "preview": ("110103", "R"),
     "delivery failed": ("110104", "R"), "issue token": ("110113", "E"),

@@ -43,7 +43,6 @@ EVENTS: dict[str, AuditEvent] = {
     "upload started (tus)": AuditEvent(("110107", "Import"), "C"),
     "upload (tus)": AuditEvent(("110107", "Import"), "C"),
     "create job": AuditEvent(("110110", "Patient Record"), "C"),
-    "list jobs": AuditEvent(("110110", "Patient Record"), "R"),
     "view job": AuditEvent(("110110", "Patient Record"), "R"),
     "assign patient": AuditEvent(("110110", "Patient Record"), "U"),
     "cancel job": AuditEvent(("110110", "Patient Record"), "D"),
