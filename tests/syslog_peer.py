@@ -1,5 +1,6 @@
 """Debian rsyslog as an audit record repository on loopback: UDP and TCP inputs on free
-ports, every message written raw to one file. Started and stopped by PID."""
+ports (or, with `tls`, one RFC 5425 TLS input through rsyslog-gnutls), every message written
+raw to one file. Started and stopped by PID."""
 
 from __future__ import annotations
 
@@ -23,18 +24,29 @@ class Rsyslog:
 
 
 @contextmanager
-def running_rsyslog(folder: Path) -> Iterator[Rsyslog]:
+def running_rsyslog(folder: Path, tls: tuple[Path, Path, Path] | None = None
+                    ) -> Iterator[Rsyslog]:
+    """tls: (CA certificate, server certificate, server key)."""
     work = folder / "work"
     work.mkdir(parents=True)
     udp, tcp = free_port(), free_port()
     log = folder / "audit.log"
     config = folder / "rsyslog.conf"
-    config.write_text(f"""
+    inputs = f"""
 global(workDirectory="{work}")
 module(load="imudp")
 module(load="imtcp")
 input(type="imudp" address="127.0.0.1" port="{udp}")
-input(type="imtcp" address="127.0.0.1" port="{tcp}")
+input(type="imtcp" address="127.0.0.1" port="{tcp}")"""
+    if tls:
+        inputs = f"""
+global(workDirectory="{work}" DefaultNetstreamDriver="gtls"
+       DefaultNetstreamDriverCAFile="{tls[0]}" DefaultNetstreamDriverCertFile="{tls[1]}"
+       DefaultNetstreamDriverKeyFile="{tls[2]}")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1"
+       StreamDriver.AuthMode="anon")
+input(type="imtcp" address="127.0.0.1" port="{tcp}")"""
+    config.write_text(inputs + f"""
 template(name="raw" type="string"
          string="%syslogfacility-text% %syslogseverity-text% %app-name% %msgid% %msg%\\n")
 action(type="omfile" file="{log}" template="raw")

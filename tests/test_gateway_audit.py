@@ -11,6 +11,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from gateway_app import in_process_gateway
+from pki import make_ca, make_leaf
 from syslog_peer import running_rsyslog
 
 pytestmark = pytest.mark.integration
@@ -27,13 +28,20 @@ EXPECTED = {  # action -> (EventID code, EventActionCode)
 }
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
 def test_every_audited_action_is_exported_and_reaches_rsyslog(tmp_path: Path,
                                                               transport: str) -> None:
-    with running_rsyslog(tmp_path / "syslog") as rsyslog:
+    tls = ca = None
+    if transport == "tls":  # RFC 5425: the collector's certificate is checked
+        pki = tmp_path / "pki"
+        pki.mkdir()
+        ca_key, ca = make_ca(pki, "audit-ca")
+        key, cert = make_leaf(pki, "collector", ca_key, ca)
+        tls = (ca, cert, key)
+    with running_rsyslog(tmp_path / "syslog", tls) as rsyslog:
         port = rsyslog.udp if transport == "udp" else rsyslog.tcp
         with in_process_gateway(tmp_path, audit_syslog=f"{transport}://127.0.0.1:{port}",
-                                delivery_window_s=0) as gateway:
+                                audit_syslog_ca=ca, delivery_window_s=0) as gateway:
             client = gateway.client
             assert client.post("/auth/login", json={"username": "nurse",
                                                     "password": "wrong"}).status_code == 401
@@ -116,3 +124,23 @@ def test_every_audited_action_is_exported_and_reaches_rsyslog(tmp_path: Path,
 
 
 EXPECTED_CODE = {action: codes[0] for action, codes in EXPECTED.items()}
+
+
+def test_a_tls_collector_with_an_unknown_certificate_is_refused(tmp_path: Path) -> None:
+    import ssl
+
+    from vid2dcm.apps.gateway.audit import send_syslog
+
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca_key, ca = make_ca(pki, "audit-ca")
+    key, cert = make_leaf(pki, "collector", ca_key, ca)
+    _, stranger = make_ca(pki, "another-ca")
+    with running_rsyslog(tmp_path / "syslog", (ca, cert, key)) as rsyslog:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            send_syslog(f"tls://127.0.0.1:{rsyslog.tcp}", b"<85>1 - - - - - - x", stranger)
+        send_syslog(f"tls://127.0.0.1:{rsyslog.tcp}", b"<85>1 - - vid2dcm - TEST - ok", ca)
+        deadline = time.monotonic() + 10
+        while not rsyslog.lines() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert rsyslog.lines() == ["authpriv notice vid2dcm TEST ok"]

@@ -12,13 +12,16 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 from xml.etree import ElementTree as ET
 
 from vid2dcm.apps.gateway.models import AuditEntry
+from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import Store
 
 
@@ -69,17 +72,17 @@ def event_of(action: str) -> AuditEvent:
     return EVENTS.get(action) or EVENTS.get(action.split(" (")[0], OTHER)
 
 
-def record(store: Store, syslog: str | None, who: str, action: str, *, job: str | None = None,
-           upload: str | None = None, study: str | None = None, role: str = "",
-           client: str = "") -> None:
-    """Store the entry; forward it to `syslog` (udp://host:port or tcp://host:port) if set.
-    A collector that is down never blocks or fails the action: the store keeps the entry."""
+def record(store: Store, settings: ServiceSettings, who: str, action: str, *,
+           job: str | None = None, upload: str | None = None, study: str | None = None,
+           role: str = "", client: str = "") -> None:
+    """Store the entry; forward it to settings.audit_syslog if set. A collector that is down
+    never blocks or fails the action: the store keeps the entry."""
     store.audit(who, action, job=job, upload=upload, study=study, role=role, client=client)
-    if syslog:
+    if settings.audit_syslog:
         entry = AuditEntry(at=time.time(), who=who, role=role, client=client, action=action,
                            job=job, upload=upload, study=study)
         with contextlib.suppress(OSError):
-            send_syslog(syslog, syslog_message(entry))
+            send_syslog(settings.audit_syslog, syslog_message(entry), settings.audit_syslog_ca)
 
 
 def _code(parent: ET.Element, tag: str, code: tuple[str, str]) -> None:
@@ -147,17 +150,26 @@ def syslog_message(entry: AuditEntry) -> bytes:
     return header.encode("ascii", "replace") + b"\xef\xbb\xbf" + xml.encode("utf-8")
 
 
-def send_syslog(target: str, message: bytes, timeout: float = 2.0) -> None:
+def send_syslog(target: str, message: bytes, ca: Path | None = None,
+                timeout: float = 2.0) -> None:
+    """One message: a UDP datagram (RFC 5426), or octet-counted on TCP (RFC 6587) or TLS
+    (RFC 5425, the collector's certificate verified against `ca` or the system's CAs)."""
     scheme, _, address = target.partition("://")
     host, _, port = address.rpartition(":")
+    framed = str(len(message)).encode() + b" " + message
     if scheme == "udp":
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.sendto(message, (host, int(port)))
     elif scheme == "tcp":
         with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-            sock.sendall(str(len(message)).encode() + b" " + message)
+            sock.sendall(framed)
+    elif scheme == "tls":
+        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as sock:
+            sock.sendall(framed)
     else:
-        raise OSError(f"unsupported syslog transport {scheme!r} (udp:// or tcp://)")
+        raise OSError(f"unsupported syslog transport {scheme!r} (udp://, tcp:// or tls://)")
 
 
 def _pid() -> str:

@@ -88,13 +88,13 @@ class Audit:
     """The audit trail, already knowing who is acting and from where."""
 
     store: Store
-    syslog: str | None
+    settings: ServiceSettings
     who: Principal
     client: str
 
     def __call__(self, action: str, job: str | None = None, upload: str | None = None,
                  study: str | None = None) -> None:
-        record(self.store, self.syslog, self.who.name, action, job=job, upload=upload,
+        record(self.store, self.settings, self.who.name, action, job=job, upload=upload,
                study=study, role=self.who.role, client=self.client)
 
 
@@ -103,7 +103,7 @@ def client_address(request: Request) -> str:
 
 
 def audit_for(store: StoreDep, settings: Settings, who: Caller, request: Request) -> Audit:
-    return Audit(store, settings.audit_syslog, who, client_address(request))
+    return Audit(store, settings, who, client_address(request))
 
 
 AuditDep = Annotated[Audit, Depends(audit_for)]

@@ -145,7 +145,7 @@ def deliver_job(settings: ServiceSettings, job_id: str, later: Later | None = No
             if later is not None:
                 later(job_id, delay)
             continue
-        record(store, settings.audit_syslog, f"worker:{parcel.destination}",
+        record(store, settings, f"worker:{parcel.destination}",
                "delivery" if error is None else "delivery failed", job=job_id,
                study=job.result.study_instance_uid, role="system")
     _conclude(store, job_id)

@@ -53,9 +53,13 @@ class ServiceSettings(BaseModel):
     """... and after this long in any case (one shift)."""
     login_failures_per_minute: int = Field(default=10, ge=1)
     """Failed sign-ins for one user or one client address within a minute before 429."""
-    audit_syslog: str | None = Field(default=None, pattern=r"^(udp|tcp)://[^/:]+:\d{1,5}$")
+    audit_syslog: str | None = Field(default=None,
+                                     pattern=r"^(udp|tcp|tls)://[^/:]+:\d{1,5}$")
     """Forward every audit entry as a DICOM audit message in RFC 5424 syslog to this
-    collector (udp://host:514 or tcp://host:601)."""
+    collector: udp://host:514, tcp://host:601 or tls://host:6514 (RFC 5425)."""
+    audit_syslog_ca: Path | None = None
+    """CA certificate(s) that sign the tls:// collector's certificate (default: the
+    system's)."""
     delivery_window_s: int = Field(default=24 * 3600, ge=0)
     """How long a PACS may stay unreachable before a job gives up (the outbox retries)."""
     retry_first_s: float = Field(default=30.0, gt=0)

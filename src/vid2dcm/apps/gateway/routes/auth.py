@@ -71,18 +71,18 @@ def login(body: Login, request: Request, response: Response, store: StoreDep,
     failures, first = store.recent_failures(body.username, client, 60)
     if failures >= settings.login_failures_per_minute:
         wait = max(1, math.ceil(first + 60 - time.time()))
-        record(store, settings.audit_syslog, body.username,
+        record(store, settings, body.username,
                "sign-in refused (too many failures)", client=client)
         raise HTTPException(429, f"too many failed sign-ins: try again in {wait} s",
                             headers={"Retry-After": str(wait)})
     who = check_password(store, body.username, body.password)
     if who is None:
         store.login_failed(body.username, client)
-        record(store, settings.audit_syslog, body.username, "sign-in failed", client=client)
+        record(store, settings, body.username, "sign-in failed", client=client)
         raise HTTPException(401, "wrong name or password")
     response.set_cookie(SESSION_COOKIE, open_session(store, who.name), httponly=True,
                         samesite="strict", secure=settings.tls, path="/")
-    record(store, settings.audit_syslog, who.name, "sign-in", role=who.role, client=client)
+    record(store, settings, who.name, "sign-in", role=who.role, client=client)
     return Me(name=who.name, role=who.role, scopes=sorted(who.scopes))
 
 
@@ -119,13 +119,13 @@ def oidc_callback(request: Request, settings: Settings, store: StoreDep,
             raise oidc.SignOnError("the hospital sign-on was cancelled or refused")
         who = oidc.finish(settings, store, state, code)
     except oidc.SignOnError as exc:
-        record(store, settings.audit_syslog, "(hospital sign-on)", "sign-in failed",
+        record(store, settings, "(hospital sign-on)", "sign-in failed",
                client=client)
         return _back_to_page(str(exc))
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(SESSION_COOKIE, open_session(store, who.name), httponly=True,
                         samesite="strict", secure=settings.tls, path="/")
-    record(store, settings.audit_syslog, who.name, "sign-in", role=who.role, client=client)
+    record(store, settings, who.name, "sign-in", role=who.role, client=client)
     return response
 
 
