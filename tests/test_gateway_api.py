@@ -224,6 +224,20 @@ def test_a_pacs_down_past_the_window_fails_the_job_in_plain_words(tmp_path: Path
     assert delivery["destination"] == "pacs" and not delivery["ok"]
 
 
+def test_an_uploader_also_sees_their_wards_jobs(gateway: Gateway) -> None:
+    for name in ("endo1", "endo2"):
+        add_user(gateway.settings, name, "uploader", PASSWORD, ward="endoscopy")
+    first, second, elsewhere = (gateway.person(n) for n in ("endo1", "endo2", "nurse"))
+    job_id = first.post("/jobs", json={"upload_id": gateway.upload(first),
+                                       "unidentified": True}).json()["id"]
+    assert second.get(f"/jobs/{job_id}").status_code == 200
+    assert [j["id"] for j in second.get("/jobs").json()] == [job_id]
+    assert elsewhere.get(f"/jobs/{job_id}").status_code == 404
+    assert elsewhere.get("/jobs").json() == []
+    with pytest.raises(UsageError):
+        add_user(gateway.settings, "x1", "uploader", PASSWORD, ward="no spaces")
+
+
 def test_failure_kind_comes_from_the_exception_class(gateway: Gateway) -> None:
     nurse = gateway.person("nurse")
     upload = nurse.put("/uploads/noise.mp4", content=b"not a video at all " * 100).json()["id"]

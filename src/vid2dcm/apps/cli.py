@@ -601,6 +601,7 @@ def user_add(
     name: str,
     data: DataDir,
     role: Annotated[str, typer.Option(help="uploader, reviewer or admin")] = "uploader",
+    ward: Annotated[str, typer.Option(help="An uploader also sees this ward's jobs.")] = "",
     password_stdin: Annotated[bool, typer.Option("--password-stdin",
                                                  help="Read the password from stdin.")] = False,
 ) -> None:
@@ -611,7 +612,7 @@ def user_add(
 
         password = (sys.stdin.readline().rstrip("\n") if password_stdin
                     else typer.prompt("Password", hide_input=True, confirmation_prompt=True))
-        add_user(load_settings(data), name, role, password)
+        add_user(load_settings(data), name, role, password, ward)
         out.print(f"user {name} ({role}) saved", markup=False)
 
 

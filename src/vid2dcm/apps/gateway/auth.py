@@ -40,13 +40,19 @@ class Principal:
     role: str
     scopes: frozenset[str]
     via: Literal["session", "token"]
+    ward: str = ""
+    """An uploader also sees the jobs made on their ward (empty: only their own)."""
 
     @property
     def sees_all_jobs(self) -> bool:
         return self.role in ("reviewer", "admin")
 
+    def sees(self, owner: str, ward: str) -> bool:
+        return self.sees_all_jobs or owner == self.name or bool(self.ward and ward == self.ward)
 
-def add_user(settings: ServiceSettings, name: str, role: str, password: str) -> None:
+
+def add_user(settings: ServiceSettings, name: str, role: str, password: str,
+             ward: str = "") -> None:
     """Create (or reset) a local account; what `vid2dcm user add` calls."""
     import re
 
@@ -56,8 +62,9 @@ def add_user(settings: ServiceSettings, name: str, role: str, password: str) -> 
         raise UsageError(f"role must be one of {', '.join(ROLES)}")
     if len(password) < 8:
         raise UsageError("the password must have at least 8 characters")
-    settings.prepare()
-    open_store(settings).put_user(name, role, _hasher.hash(password))
+    if ward and not re.match(USER_NAME, ward):
+        raise UsageError("ward: letters, digits and . _ @ - only (at most 64)")
+    open_store(settings).put_user(name, role, _hasher.hash(password), ward)
 
 
 def disable_user(settings: ServiceSettings, name: str) -> None:
@@ -80,7 +87,7 @@ def check_password(store: Store, name: str, password: str) -> Principal | None:
         return None
     if user.disabled:
         return None
-    return Principal(user.name, user.role, ROLE_SCOPES[user.role], "session")
+    return Principal(user.name, user.role, ROLE_SCOPES[user.role], "session", user.ward)
 
 
 def open_session(store: Store, user: str) -> str:
@@ -99,7 +106,7 @@ def session_principal(store: Store, settings: ServiceSettings, cookie: str
     user = store.user(name)
     if user is None or user.disabled:
         return None
-    return Principal(user.name, user.role, ROLE_SCOPES[user.role], "session")
+    return Principal(user.name, user.role, ROLE_SCOPES[user.role], "session", user.ward)
 
 
 def token_principal(store: Store, settings: ServiceSettings, token: str) -> Principal | None:

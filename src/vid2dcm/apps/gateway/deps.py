@@ -117,6 +117,6 @@ def visible_job(store: Store, who: Principal, job_id: str) -> Job:
     if not re.fullmatch(r"[0-9a-f]{32}", job_id):
         raise HTTPException(400, "malformed job id")
     job = store.job(job_id)
-    if job is None or not (who.sees_all_jobs or job.owner == who.name):
+    if job is None or not who.sees(job.owner, job.ward):
         raise HTTPException(404, "no such job")
     return job

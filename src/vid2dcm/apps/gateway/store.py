@@ -39,10 +39,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, upload_id TEXT NOT NULL, status TEXT NOT NULL, progress REAL NOT NULL,
     request TEXT NOT NULL, result TEXT, error TEXT, created REAL NOT NULL, started REAL,
     finished REAL, attempts INTEGER NOT NULL DEFAULT 0, failure_kind TEXT,
-    owner TEXT NOT NULL DEFAULT '');
+    owner TEXT NOT NULL DEFAULT '', ward TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+    disabled INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, ward TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS sessions (
     digest TEXT PRIMARY KEY, user TEXT NOT NULL, created REAL NOT NULL, seen REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -60,7 +60,9 @@ CREATE TABLE IF NOT EXISTS login_failures (at REAL NOT NULL, user TEXT NOT NULL,
 """
 ADDED_COLUMNS = {"uploads": ("owner TEXT NOT NULL DEFAULT ''",),
                  "audit": ("role TEXT NOT NULL DEFAULT ''", "client TEXT NOT NULL DEFAULT ''"),
-                 "jobs": ("failure_kind TEXT", "owner TEXT NOT NULL DEFAULT ''")}
+                 "jobs": ("failure_kind TEXT", "owner TEXT NOT NULL DEFAULT ''",
+                          "ward TEXT NOT NULL DEFAULT ''"),
+                 "users": ("ward TEXT NOT NULL DEFAULT ''",)}
 """Columns newer than the first release, added to a data folder made by an older one."""
 STATES: tuple[JobState, ...] = ("queued", "running", "waiting", "held", "done", "failed",
                                 "cancelled")
@@ -81,6 +83,7 @@ class Job:
     finished: float | None
     attempts: int
     owner: str
+    ward: str
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class User:
     role: str
     password_hash: str
     disabled: bool
+    ward: str
 
 
 @dataclass(frozen=True)
@@ -216,13 +220,13 @@ class Store:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def add_job(self, request: JobRequest, owner: str = "") -> str:
+    def add_job(self, request: JobRequest, owner: str = "", ward: str = "") -> str:
         job_id = uuid.uuid4().hex
         with self._db() as db:
             db.execute("INSERT INTO jobs (id, upload_id, status, progress, request, created, "
-                       "owner) VALUES (?, ?, 'queued', 0, ?, ?, ?)",
+                       "owner, ward) VALUES (?, ?, 'queued', 0, ?, ?, ?, ?)",
                        (job_id, request.upload_id, self._seal(request, job_id), time.time(),
-                        owner))
+                        owner, ward))
         return job_id
 
     def job(self, job_id: str) -> Job | None:
@@ -230,15 +234,17 @@ class Store:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._job(row) if row else None
 
-    def jobs(self, limit: int = 100, owner: str | None = None) -> list[Job]:
-        """The newest jobs; only those `owner` created when given."""
+    def jobs(self, limit: int = 100, owner: str | None = None, ward: str = "") -> list[Job]:
+        """The newest jobs; when `owner` is given, only those they created or (with a ward)
+        that were created on their ward."""
         with self._db() as db:
             if owner is None:
                 rows = db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?",
                                   (limit,)).fetchall()
             else:
-                rows = db.execute("SELECT * FROM jobs WHERE owner = ? ORDER BY created DESC "
-                                  "LIMIT ?", (owner, limit)).fetchall()
+                rows = db.execute("SELECT * FROM jobs WHERE owner = ? OR (? != '' AND ward = ?)"
+                                  " ORDER BY created DESC LIMIT ?",
+                                  (owner, ward, ward, limit)).fetchall()
         return [self._job(r) for r in rows]
 
     def claim(self, job_id: str) -> bool:
@@ -376,18 +382,18 @@ class Store:
 
     # -- people and machines ---------------------------------------------------------------
 
-    def put_user(self, name: str, role: str, password_hash: str) -> None:
+    def put_user(self, name: str, role: str, password_hash: str, ward: str = "") -> None:
         with self._db() as db:
-            db.execute("INSERT INTO users (name, role, password_hash, disabled, created) "
-                       "VALUES (?, ?, ?, 0, ?) ON CONFLICT(name) DO UPDATE SET role=excluded.role,"
-                       " password_hash=excluded.password_hash, disabled=0",
-                       (name, role, password_hash, time.time()))
+            db.execute("INSERT INTO users (name, role, password_hash, disabled, created, ward) "
+                       "VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                       "role=excluded.role, password_hash=excluded.password_hash, disabled=0, "
+                       "ward=excluded.ward", (name, role, password_hash, time.time(), ward))
 
     def user(self, name: str) -> User | None:
         with self._db() as db:
             row = db.execute("SELECT * FROM users WHERE name = ?", (name,)).fetchone()
         return User(row["name"], row["role"], row["password_hash"],
-                    bool(row["disabled"])) if row else None
+                    bool(row["disabled"]), row["ward"]) if row else None
 
     def disable_user(self, name: str) -> bool:
         with self._db() as db:
@@ -487,7 +493,7 @@ class Store:
         return Job(row["id"], row["upload_id"], row["status"], row["progress"], request,
                    JobResult.model_validate_json(row["result"]) if row["result"] else None,
                    row["error"], row["failure_kind"], row["created"], row["started"],
-                   row["finished"], row["attempts"], row["owner"])
+                   row["finished"], row["attempts"], row["owner"], row["ward"])
 
 
 def _parcel(row: sqlite3.Row) -> Parcel:

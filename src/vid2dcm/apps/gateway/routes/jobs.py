@@ -111,13 +111,13 @@ def create_job(request: JobRequest, who: Uploader, store: StoreDep, settings: Se
     if request.issue:
         raise HTTPException(400, "issue: set by the gateway, not by a client")
     upload = store.upload(request.upload_id)
-    if upload is None or not (who.sees_all_jobs or upload.owner == who.name):
+    if upload is None or not who.sees(upload.owner, ""):
         raise HTTPException(404, "no such upload")
     if upload.problem:
         raise HTTPException(409, f"the upload cannot be used: {upload.problem}")
     check_identity(settings, request.accession, request.metadata, request.unidentified,
                    bool(request.destinations or settings.default_destinations))
-    job_id = store.add_job(request, owner=who.name)
+    job_id = store.add_job(request, owner=who.name, ward=who.ward)
     audit("create job", job=job_id, upload=request.upload_id,
           study=request.metadata.study_instance_uid)
     queue.enqueue(job_id)
@@ -173,7 +173,7 @@ def _same(typed: object, ordered: object) -> bool:
 def list_jobs(who: Reader, store: StoreDep) -> list[JobView]:
     """The newest jobs this caller may see (an uploader: their own). Not audited: a job view
     carries no patient data, and the page polls this every few seconds."""
-    jobs = store.jobs(owner=None if who.sees_all_jobs else who.name)
+    jobs = store.jobs(owner=None if who.sees_all_jobs else who.name, ward=who.ward)
     return [view(job, store.parcels(job.id)) for job in jobs]
 
 
