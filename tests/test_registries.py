@@ -81,3 +81,18 @@ def test_every_field_survives_write_and_read_back(tmp_path: Path) -> None:
     for m in METADATA_ATTRIBUTES:
         assert read.get(m.field) == getattr(FULL, m.field), m.field
     assert metadata_from(ds) == FULL
+
+
+def test_an_order_without_a_step_id_writes_no_empty_type_1c(tmp_path: Path) -> None:
+    """HL7 orders often carry a requested procedure but no scheduled step: the Request
+    Attributes item must then leave Scheduled Procedure Step ID out (dciodvfy: 1C empty)."""
+    clip = synthesize(tmp_path / "c.mp4", ClipSpec(frames=5, width=64, height=48,
+                                                   rate=Fraction(25)))
+    for fields in ({"requested_procedure_id": "RP9"}, {"scheduled_procedure_step_id": "S9"}):
+        out = tmp_path / f"{next(iter(fields))}.dcm"
+        convert(clip, out, metadata=Metadata(patient_id="P", patient_name="A^B", **fields),
+                options=Request())
+        read_back(out, tmp_path)
+        item = dcmread(out, stop_before_pixels=True).RequestAttributesSequence[0]
+        assert set(fields) == {m.field for m in METADATA_ATTRIBUTES
+                               if m.keyword in item and m.place.value == "request"}
