@@ -62,7 +62,7 @@ FULL = Metadata(
     series_instance_uid="1.2.3.4.5", series_number=7, series_description="Scope",
     anatomic_region=CodedConcept(value="71854001", scheme="SCT", meaning="Colon"),
     image_laterality="U", manufacturer="Acme", manufacturer_model_name="Scope 9",
-    institution_name="General", operators_name="Nurse^A",
+    institution_name="General", station_name="OR3-SCOPE", operators_name="Nurse^A",
     acquisition_datetime=datetime(2026, 1, 2, 10, 11, 12, 500000), burned_in_annotation="NO",
     requested_procedure_id="RP1", requested_procedure_description="Colonoscopy RP",
     scheduled_procedure_step_id="SPS1", scheduled_procedure_step_description="Step",

@@ -265,7 +265,7 @@ def _request_attributes(m: Metadata) -> Dataset | None:
 
 def _general_equipment(ds: Dataset, m: Metadata) -> None:
     _put(ds, m, "manufacturer", type2=True)
-    _put(ds, m, "manufacturer_model_name", "institution_name")
+    _put(ds, m, "manufacturer_model_name", "institution_name", "station_name")
 
 
 def _general_acquisition(ds: Dataset, acquired_at: datetime | None) -> None:
