@@ -76,7 +76,7 @@ fi
 mkdir -p "$DATA"
 if [ -n "$USER_NAME" ]; then
   chown "$USER_NAME:$USER_NAME" "$DATA"
-  chmod 0750 "$DATA"
+  chmod 0700 "$DATA"   # what the gateway itself sets: the service user only
 fi
 
 # Shipped with the install: the first-run script, units and monitoring files, for reference.

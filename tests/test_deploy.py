@@ -197,8 +197,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         stop(proc)  # type: ignore[arg-type]
 
 
-def _get(gw: Gateway, path: str, token: str | None = None) -> tuple[int, str]:
+def _get(gw: Gateway, path: str, token: str | None = None, body: object = None
+         ) -> tuple[int, str]:
+    """GET (or POST of a JSON body) on the gateway: (status, text)."""
     request = urllib.request.Request(gw.url + path)
+    if body is not None:
+        request = urllib.request.Request(gw.url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -214,13 +219,20 @@ def test_first_run_settings_work_with_the_gateway(gateway: Gateway) -> None:
     assert [t.role for t in settings.tokens] == ["admin"]
     assert settings.tokens[0].sha256 == hashlib.sha256(gateway.token.encode()).hexdigest()
     assert gateway.token not in (gateway.data / "service.toml").read_text()
-    assert (gateway.data / "admin-token.txt").stat().st_mode & 0o077 == 0
+    for private in ("admin-token.txt", "admin-password.txt", "service.toml"):
+        assert (gateway.data / private).stat().st_mode & 0o077 == 0, private
     assert settings.default_destinations == ("demo-pacs",)
     assert settings.destinations_file is not None
     dest = parse_destination("demo-pacs", settings.destinations_file)
     assert (dest.host, dest.port) == ("orthanc", 4242)
     assert _get(gateway, "/metrics")[0] == 401
     assert _get(gateway, "/metrics", gateway.token)[0] == 200
+    # The staff page account first-run made signs in with its password, and only with it.
+    password = (gateway.data / "admin-password.txt").read_text().strip()
+    assert len(password) >= 16
+    status, text = _get(gateway, "/auth/login", body={"username": "admin", "password": password})
+    assert status == 200 and json.loads(text)["role"] == "admin", text
+    assert _get(gateway, "/auth/login", body={"username": "admin", "password": "x"})[0] == 401
     # A second start leaves the settings (and so the token) alone.
     before = (gateway.data / "service.toml").read_bytes()
     again = _run([str(DEPLOY / "first-run.sh"), str(gateway.data)],
@@ -244,6 +256,13 @@ def test_rules_and_dashboard_use_metrics_the_gateway_exports(gateway: Gateway) -
     unknown = used - exported - EXTERNAL_METRICS - set(NOT_EXPORTED_YET)
     assert not unknown, f"rules/dashboard use metrics /metrics does not export: {unknown}"
     assert set(NOT_EXPORTED_YET) <= used
+    # Every job state the rules and dashboard name is one the gateway reports.
+    states = set(re.findall(r'vid2dcm_jobs\{state="([a-z]+)"\}', text))
+    named = set()
+    for expr in [*_alert_exprs().values(), *_dashboard_exprs()]:
+        for match in re.findall(r'state=~?"([a-z|]+)"', expr):
+            named |= set(match.split("|"))
+    assert named and named <= states, named - states
     # Say so in the docs for as long as a metric is missing.
     doc = (ROOT / "docs" / "deployment.md").read_text()
     for name in set(NOT_EXPORTED_YET) - exported:
