@@ -1,0 +1,379 @@
+"""Long-running commands: serve, worker, gateway (both at once), watch, and token.
+
+Everything a service needs is checked before it says it is up: the data folder (default below,
+printed at start) must be writable, its service.toml valid, its job store readable by this
+version, and the port free. Each failure is one line: exit 2 for a bad settings file, exit 7
+when the service cannot start."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sqlite3
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from vid2dcm.apps.cli.codes import Reported
+from vid2dcm.apps.cli.options import (
+    Config,
+    Quiet,
+    Sop,
+    Verbose,
+    build_metadata,
+    config_file,
+    destination,
+)
+from vid2dcm.apps.cli.output import err, line, note
+from vid2dcm.core.errors import ServiceError, UsageError
+from vid2dcm.core.iods import SopChoice
+
+if TYPE_CHECKING:
+    from vid2dcm.apps.gateway.settings import ServiceSettings
+
+DATA_ENV = "VID2DCM_DATA"
+
+
+def default_data_dir() -> Path:
+    """$VID2DCM_DATA, else the per-user data folder: $XDG_DATA_HOME/vid2dcm, by default
+    ~/.local/share/vid2dcm. serve, worker and gateway agree on it, so the two halves of a
+    gateway started without --data find each other."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "vid2dcm"
+
+
+DataDir = Annotated[Path | None, typer.Option(
+    "--data", metavar="FOLDER",
+    help="Gateway data folder (uploads, outputs, jobs; its service.toml holds the settings). "
+         "Default: $VID2DCM_DATA, else ~/.local/share/vid2dcm.")]
+Port = Annotated[int | None, typer.Option(min=1, max=65535,
+                                          help="HTTP port (default: service.toml, else 8080).")]
+
+
+# --- checks before a service starts -------------------------------------------------------------
+
+def prepare_data(data: Path | None) -> Path:
+    """The data folder, created if missing and proven writable (exit 7 otherwise)."""
+    folder = (data or default_data_dir()).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".vid2dcm-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ServiceError(f"data folder {folder} is not writable ({reason}): fix its "
+                           "permissions or pass --data FOLDER") from exc
+    return folder
+
+
+def settings_for(folder: Path) -> ServiceSettings:
+    """service.toml read now: a typo is one line naming the key (exit 2), never a traceback."""
+    from vid2dcm.apps.gateway.settings import ServiceSettings, load_settings
+
+    config = folder / "service.toml"
+    try:
+        return load_settings(folder)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            import difflib
+
+            close = difflib.get_close_matches(str(first["loc"][-1]),
+                                              ServiceSettings.model_fields, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UsageError(f"{config}: [service] {where}: unknown key{hint}") from exc
+        value = first.get("input")
+        shown = f" (got {value!r})" if isinstance(value, str | int | float) and \
+            "sha256" not in where else ""
+        raise UsageError(f"{config}: [service] {where}: {first['msg']}{shown}") from exc
+    except TypeError as exc:  # [service] is not a table
+        raise UsageError(f"{config}: [service] must be a table of settings") from exc
+
+
+def check_store(settings: ServiceSettings) -> None:
+    """The job store must be one this version can use: a damaged file or one made by an
+    earlier version (a table without a column this version needs) is refused with the fix,
+    instead of failing on the first request."""
+    path = settings.database
+    if not path.exists():
+        return
+    try:
+        from vid2dcm.apps.gateway import store as store_module
+
+        store_module.Store(path)
+        schema = getattr(store_module, "SCHEMA", "")
+        wanted = sqlite3.connect(":memory:")
+        wanted.executescript(schema)
+        have = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            for (table,) in wanted.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+                need = {r[1] for r in wanted.execute(f"PRAGMA table_info({table})")}
+                got = {r[1] for r in have.execute(f"PRAGMA table_info({table})")}
+                lacking = sorted(need - got)
+                if got and lacking:
+                    raise ServiceError(
+                        f"data folder {settings.data_dir}: {path.name} was made by another "
+                        f"vid2dcm version (table {table} lacks {', '.join(lacking)}): move "
+                        f"{path.name} aside to start afresh (its job list is forgotten), or "
+                        "see docs/troubleshooting.md")
+        finally:
+            have.close()
+            wanted.close()
+    except sqlite3.DatabaseError as exc:
+        raise ServiceError(f"data folder {settings.data_dir}: {path.name} cannot be read "
+                           f"({exc}): move it aside to start afresh, or see "
+                           "docs/troubleshooting.md") from exc
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, made here so that 'port in use' is found before anything is
+    printed or started, and handed to uvicorn (no window for another program to take it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            other = free_port(host if family == socket.AF_INET else "127.0.0.1")
+            raise ServiceError(f"port {port} on {host} is in use (another gateway or "
+                               f"program): pass --port {other}, or make run PORT={other}"
+                               ) from exc
+        raise ServiceError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose "
+                           "another --port (above 1023 without privileges) or host") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run_server(settings: ServiceSettings, sock: socket.socket,
+                ssl_certfile: Path | None, ssl_keyfile: Path | None) -> None:
+    import uvicorn
+
+    from vid2dcm.apps.gateway.api import create_app
+
+    try:
+        app = create_app(settings)
+    except sqlite3.DatabaseError as exc:
+        raise ServiceError(f"data folder {settings.data_dir}: job store cannot be used "
+                           f"({exc}): see docs/troubleshooting.md") from exc
+    config = uvicorn.Config(app, log_level="warning", access_log=False,
+                            ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                            ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _announce(folder: Path) -> None:
+    note(f"data folder {folder} (settings: {folder / 'service.toml'})")
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+def serve(
+    data: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Port = None,
+    ssl_certfile: Annotated[Path | None, typer.Option(metavar="FILE",
+                                                      help="Serve HTTPS with this cert.")
+                            ] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(metavar="FILE",
+                                                     help="Private key for --ssl-certfile.")
+                           ] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Run the gateway's REST API (jobs run in `vid2dcm worker`)."""
+    for option, path in (("--ssl-certfile", ssl_certfile), ("--ssl-keyfile", ssl_keyfile)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{option}: {path} does not exist, e.g. {option} /etc/vid2dcm/"
+                             f"{'cert.pem' if 'cert' in option else 'key.pem'}")
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise UsageError("--ssl-certfile and --ssl-keyfile go together: pass both or neither")
+    folder = prepare_data(data)
+    settings = settings_for(folder)
+    check_store(settings)
+    os.environ[DATA_ENV] = str(folder)
+    bind_host, bind_port = host or settings.host, port or settings.port
+    sock = bind(bind_host, bind_port)
+    _announce(folder)
+    scheme = "https" if ssl_certfile else "http"
+    note(f"serving on {scheme}://{bind_host}:{bind_port}/")
+    _run_server(settings, sock, ssl_certfile, ssl_keyfile)
+
+
+def worker(
+    data: DataDir = None,
+    workers: Annotated[int, typer.Option(min=1, help="Jobs run at the same time.")] = 1,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Run conversion jobs from the queue (SQLite in the data folder, or VID2DCM_QUEUE_URL)."""
+    folder = prepare_data(data)
+    settings = settings_for(folder)
+    check_store(settings)
+    os.environ[DATA_ENV] = str(folder)
+    _announce(folder)
+    from huey.consumer import Consumer
+
+    from vid2dcm.apps.gateway import jobs
+
+    assert jobs.huey is not None
+    Consumer(jobs.huey, workers=workers, worker_type="process").run()
+
+
+SERVICE_TEMPLATE = """\
+# vid2dcm gateway settings (docs/cli.md). Add tokens with:  vid2dcm token --name WHO >> {path}
+[service]
+
+[[service.tokens]]
+sha256 = "{digest}"
+role = "admin"
+name = "make run"
+"""
+
+
+def gateway(
+    data: DataDir = None,
+    port: Port = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Server and worker together on embedded defaults (SQLite queue): what `make run` starts.
+    A first run writes DATA/service.toml with an admin token kept in DATA/admin-token.txt.
+    Without --port, a taken port is replaced by a free one (said on stderr)."""
+    import secrets
+    import subprocess
+
+    folder = prepare_data(data)
+    config, token_file = folder / "service.toml", folder / "admin-token.txt"
+    if not config.exists():
+        from vid2dcm.apps.gateway.settings import hash_token
+
+        value = secrets.token_urlsafe(32)
+        token_file.write_text(value + "\n")
+        token_file.chmod(0o600)
+        config.write_text(SERVICE_TEMPLATE.format(path=config, digest=hash_token(value)))
+    settings = settings_for(folder)
+    check_store(settings)
+    wanted = port or settings.port
+    try:
+        sock = bind(settings.host, wanted)
+    except ServiceError:
+        if port is not None:
+            raise
+        sock = bind(settings.host, 0)
+        note(f"port {wanted} is in use; using {sock.getsockname()[1]} instead "
+             "(choose one with --port, or make run PORT=...)")
+    bound = int(sock.getsockname()[1])
+    shown = token_file.read_text().strip() if token_file.exists() else "(see service.toml)"
+    _announce(folder)
+    line(f"vid2dcm gateway: http://{settings.host}:{bound}/  token: {shown}")
+    line("Ctrl-C stops it.")
+    sys.stdout.flush()
+    env = {**os.environ, DATA_ENV: str(folder)}
+    os.environ[DATA_ENV] = str(folder)
+    worker_proc = subprocess.Popen([sys.executable, "-m", "vid2dcm", "worker", "--data",
+                                    str(folder), *(["--quiet"] if quiet else [])], env=env)
+    try:
+        _run_server(settings, sock, None, None)
+    finally:
+        worker_proc.terminate()
+        worker_proc.wait(timeout=30)
+
+
+class Role(StrEnum):
+    UPLOADER = "uploader"
+    ADMIN = "admin"
+
+
+def token(
+    role: Annotated[Role, typer.Option(help="uploader (upload, see own jobs) or admin.")
+                    ] = Role.UPLOADER,
+    name: Annotated[str, typer.Option(help="Who the token is for (shown in the audit log).")
+                    ] = "",
+) -> None:
+    """Make a new API token. The token itself goes to stderr, once; stdout is exactly the TOML
+    to add to service.toml (only its SHA-256 is kept), so this works:
+    vid2dcm token --name alice >> DATA/service.toml"""
+    import json
+    import secrets
+
+    from vid2dcm.apps.gateway.settings import hash_token
+
+    if any(ord(c) < 32 for c in name):
+        raise UsageError(f"--name: {name!r} holds control characters, e.g. --name alice")
+    value = secrets.token_urlsafe(32)
+    err.print(f"vid2dcm: new {role.value} token{f' for {name}' if name else ''} "
+              "(shown only now; service.toml keeps its SHA-256):", markup=False,
+              highlight=False)
+    err.print(value, markup=False, highlight=False)
+    line("")
+    line("[[service.tokens]]")
+    line(f'sha256 = "{hash_token(value)}"')
+    line(f'role = "{role.value}"')
+    line(f"name = {json.dumps(name)}")
+
+
+def watch(
+    folder: Annotated[Path, typer.Argument(metavar="FOLDER",
+                                           help="Folder recorders drop videos into.")],
+    to: Annotated[list[str] | None, typer.Option(
+        "--to", metavar="DEST",
+        help="Deliver each result: AE@HOST:PORT, STOW URL or configured name.")] = None,
+    sop: Sop = SopChoice.PHOTOGRAPHIC,
+    metadata: Annotated[Path | None, typer.Option(metavar="FILE",
+                                                  help="JSON file of patient/study fields.")
+                        ] = None,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between looks.")] = 2.0,
+    settle: Annotated[float, typer.Option(
+        min=0, help="Seconds a file must stay unchanged before it is taken.")] = 5.0,
+    once: Annotated[bool, typer.Option(
+        "--once", help="Handle what is there, then stop (exit code of the first failure).")
+    ] = False,
+    config: Config = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Convert (and deliver) every file dropped into FOLDER once it stops growing; inputs move
+    to done/ or failed/ (with a .reason.txt)."""
+    from vid2dcm.apps.watch import WatchEvent
+    from vid2dcm.apps.watch import watch as watch_loop
+    from vid2dcm.planning.plan import Request
+
+    if not folder.is_dir():
+        raise UsageError(f"FOLDER: {folder} is not a folder, e.g. vid2dcm watch /srv/drop")
+    config_file(config)
+    dests = [destination("--to", t, config) for t in to or []]
+    meta = build_metadata(metadata)
+    failures: list[WatchEvent] = []
+
+    def report(event: Any) -> None:
+        if event.ok:
+            line(f"{event.source.name}: done ({event.message})")
+        else:
+            failures.append(event)
+            err.print(f"{event.source.name}: FAILED ({event.message})", markup=False,
+                      highlight=False, soft_wrap=True)
+
+    watch_loop(folder, meta, Request(sop=sop), dests, interval, once, settle, report)
+    if failures:
+        first = failures[0]
+        raise Reported(f"{len(failures)} of the files failed (first: {first.source.name}); "
+                       f"the reasons are beside them in {first.source.parent}",
+                       first.exit_code or 1)
