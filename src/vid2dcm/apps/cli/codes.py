@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import click
+import typer
 
 from vid2dcm.core.errors import (
     DeliveryError,
@@ -48,7 +48,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
              "bad option or value, bad metadata file, settings file (service.toml) or "
              "destinations file",
              "the message names the option or key, the bad value and a good example; "
-             "`vid2dcm COMMAND --help` lists the options", (UsageError, click.UsageError)),
+             "`vid2dcm COMMAND --help` lists the options", (UsageError, typer.TyperException)),
     ExitCode(3, "input",
              "input unreadable or unsupported: missing, empty, not a video, truncated, audio "
              "only, an image, nothing decodable, not a DICOM video file",
@@ -73,7 +73,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
              "choose another --port (make run PORT=8081), fix the folder's permissions or "
              "pass another --data", (ServiceError,)),
     ExitCode(130, "interrupted", "interrupted (Ctrl-C)", "run it again",
-             (KeyboardInterrupt, click.exceptions.Abort)),
+             (KeyboardInterrupt, typer.Abort)),
 )
 
 INTERNAL = EXIT_CODES[1]

@@ -12,7 +12,6 @@ import traceback
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import click
 import typer
 
 from vid2dcm.apps.cli import convert, deliver, doctor, inspect, service
@@ -52,9 +51,9 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_mar
 def report_failure(exc: BaseException, *, as_json: bool, verbose: bool) -> int:
     """One line on stderr (and an error object on stdout under --json); the exit code."""
     row = exit_code_for(exc)
-    if isinstance(exc, click.ClickException):
+    if isinstance(exc, typer.TyperException):
         message = exc.format_message()
-    elif isinstance(exc, KeyboardInterrupt | click.exceptions.Abort):
+    elif isinstance(exc, KeyboardInterrupt | typer.Abort):
         message = "interrupted"
     elif isinstance(exc, OSError):
         message = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
@@ -62,10 +61,10 @@ def report_failure(exc: BaseException, *, as_json: bool, verbose: bool) -> int:
         message = f"internal error: {type(exc).__name__}: {exc}"
     else:
         message = str(exc)
-    code = getattr(exc, "exit_code", None) if isinstance(exc, click.ClickException) else None
+    code = getattr(exc, "exit_code", None) if isinstance(exc, typer.TyperException) else None
     code = code if isinstance(code, int) else row.code
     message = " ".join(message.split())  # one line, whatever the exception held
-    if verbose and not isinstance(exc, click.ClickException):
+    if verbose and not isinstance(exc, typer.TyperException):
         traceback.print_exception(exc)
     if as_json and not isinstance(exc, Reported):
         emit(ErrorReport(error=ErrorDetail(code=code, kind=row.kind, message=message)))
@@ -84,7 +83,7 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         UI.verbose = bool(kwargs.get("verbose", False))
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, click.exceptions.Exit):
+        except typer.Exit:
             raise
         except (Exception, KeyboardInterrupt) as exc:
             raise typer.Exit(report_failure(exc, as_json=UI.json, verbose=UI.verbose)) from exc
@@ -116,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         code = app(args=args, standalone_mode=False, prog_name="vid2dcm")
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except (click.ClickException, click.exceptions.Abort, KeyboardInterrupt) as exc:
+    except (typer.TyperException, typer.Abort, KeyboardInterrupt) as exc:
         return report_failure(exc, as_json="--json" in args, verbose=False)
     return code if isinstance(code, int) else 0
 
