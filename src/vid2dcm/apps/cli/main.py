@@ -52,7 +52,7 @@ def report_failure(exc: BaseException, *, as_json: bool, verbose: bool) -> int:
     """One line on stderr (and an error object on stdout under --json); the exit code."""
     row = exit_code_for(exc)
     if isinstance(exc, typer.TyperException):
-        message = exc.format_message()
+        message = exc.format_message().replace("Value error, ", "")
     elif isinstance(exc, KeyboardInterrupt | typer.Abort):
         message = "interrupted"
     elif isinstance(exc, OSError):

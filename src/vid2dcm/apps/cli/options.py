@@ -120,9 +120,47 @@ def destination(option: str, text: str, config: Path | None,
 
 
 def config_file(config: Path | None) -> None:
-    """Read --config now (a typo in it is a usage error before any work)."""
+    """Read --config now (a typo in it is a usage error before any work), naming the table
+    and key at fault."""
     if config is not None:
-        load_destinations(config)
+        try:
+            load_destinations(config)
+        except UsageError as exc:
+            raise UsageError(f"--config: {_which_key(config) or exc}") from exc
+
+
+def _which_key(config: Path) -> str | None:
+    """The first bad key of a destinations file, with a close match for a typo."""
+    import difflib
+    import tomllib
+
+    try:
+        tables = tomllib.loads(config.read_text(encoding="utf-8")).get("destinations", {})
+    except (OSError, ValueError):
+        return None
+    if not isinstance(tables, dict):
+        return None
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            return f"config file {config}: [destinations.{name}] must be a table of settings"
+        try:
+            Destination.model_validate({"name": name, **table})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            if first["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(str(first["loc"][-1]),
+                                                  Destination.model_fields, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                return f"config file {config}: [destinations.{name}] {key}: unknown key{hint}"
+            value = first.get("input")
+            secret = any(w in key for w in ("password", "token"))
+            got = f" (got {value!r})" if isinstance(value, str | int | float) and \
+                not secret else ""
+            where = f" {key}:" if key else ":"
+            message = str(first["msg"]).removeprefix("Value error, ")
+            return f"config file {config}: [destinations.{name}]{where} {message}{got}"
+    return None
 
 
 def box(text: str | None, option: str = "--max-size") -> tuple[int, int] | None:
@@ -130,7 +168,8 @@ def box(text: str | None, option: str = "--max-size") -> tuple[int, int] | None:
         return None
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.isdigit() and int(p) >= 16 for p in parts):
-        raise UsageError(f"{option} must look like 1920x1080, not {text!r}")
+        raise UsageError(f"{option}: {text!r} is not WIDTHxHEIGHT (each at least 16), "
+                         "e.g. 1920x1080")
     return int(parts[0]), int(parts[1])
 
 

@@ -59,9 +59,13 @@ Port = Annotated[int | None, typer.Option(min=1, max=65535,
 
 # --- checks before a service starts -------------------------------------------------------------
 
+def data_folder(data: Path | None) -> Path:
+    return (data or default_data_dir()).expanduser()
+
+
 def prepare_data(data: Path | None) -> Path:
     """The data folder, created if missing and proven writable (exit 7 otherwise)."""
-    folder = (data or default_data_dir()).expanduser()
+    folder = data_folder(data)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".vid2dcm-write-test-{os.getpid()}"
@@ -109,11 +113,10 @@ def check_store(settings: ServiceSettings) -> None:
     try:
         from vid2dcm.apps.gateway import store as store_module
 
-        store_module.Store(path)
         schema = getattr(store_module, "SCHEMA", "")
         wanted = sqlite3.connect(":memory:")
         wanted.executescript(schema)
-        have = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        have = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
         try:
             for (table,) in wanted.execute("SELECT name FROM sqlite_master WHERE type='table'"):
                 need = {r[1] for r in wanted.execute(f"PRAGMA table_info({table})")}
@@ -205,12 +208,17 @@ def serve(
                              f"{'cert.pem' if 'cert' in option else 'key.pem'}")
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise UsageError("--ssl-certfile and --ssl-keyfile go together: pass both or neither")
-    folder = prepare_data(data)
+    folder = data_folder(data)
     settings = settings_for(folder)
     check_store(settings)
-    os.environ[DATA_ENV] = str(folder)
     bind_host, bind_port = host or settings.host, port or settings.port
     sock = bind(bind_host, bind_port)
+    try:
+        prepare_data(folder)
+    except ServiceError:
+        sock.close()
+        raise
+    os.environ[DATA_ENV] = str(folder)
     _announce(folder)
     scheme = "https" if ssl_certfile else "http"
     note(f"serving on {scheme}://{bind_host}:{bind_port}/")
@@ -224,9 +232,10 @@ def worker(
     verbose: Verbose = False,
 ) -> None:
     """Run conversion jobs from the queue (SQLite in the data folder, or VID2DCM_QUEUE_URL)."""
-    folder = prepare_data(data)
+    folder = data_folder(data)
     settings = settings_for(folder)
     check_store(settings)
+    prepare_data(folder)
     os.environ[DATA_ENV] = str(folder)
     _announce(folder)
     from huey.consumer import Consumer
@@ -260,36 +269,44 @@ def gateway(
     import secrets
     import subprocess
 
-    folder = prepare_data(data)
+    folder = data_folder(data)
     config, token_file = folder / "service.toml", folder / "admin-token.txt"
-    if not config.exists():
+    settings = settings_for(folder) if config.exists() else None
+    if settings is not None:
+        check_store(settings)
+    host = settings.host if settings else "127.0.0.1"
+    wanted = port or (settings.port if settings else 8080)
+    try:
+        sock = bind(host, wanted)
+    except ServiceError:
+        if port is not None:
+            raise
+        sock = bind(host, 0)
+        note(f"port {wanted} is in use; using {sock.getsockname()[1]} instead "
+             "(choose one with --port, or make run PORT=...)")
+    try:
+        prepare_data(folder)
+    except ServiceError:
+        sock.close()
+        raise
+    if settings is None:
         from vid2dcm.apps.gateway.settings import hash_token
 
         value = secrets.token_urlsafe(32)
         token_file.write_text(value + "\n")
         token_file.chmod(0o600)
         config.write_text(SERVICE_TEMPLATE.format(path=config, digest=hash_token(value)))
-    settings = settings_for(folder)
-    check_store(settings)
-    wanted = port or settings.port
-    try:
-        sock = bind(settings.host, wanted)
-    except ServiceError:
-        if port is not None:
-            raise
-        sock = bind(settings.host, 0)
-        note(f"port {wanted} is in use; using {sock.getsockname()[1]} instead "
-             "(choose one with --port, or make run PORT=...)")
+        settings = settings_for(folder)
     bound = int(sock.getsockname()[1])
     shown = token_file.read_text().strip() if token_file.exists() else "(see service.toml)"
     _announce(folder)
-    line(f"vid2dcm gateway: http://{settings.host}:{bound}/  token: {shown}")
+    line(f"vid2dcm gateway: http://{host}:{bound}/  token: {shown}")
     line("Ctrl-C stops it.")
     sys.stdout.flush()
     env = {**os.environ, DATA_ENV: str(folder)}
     os.environ[DATA_ENV] = str(folder)
     worker_proc = subprocess.Popen([sys.executable, "-m", "vid2dcm", "worker", "--data",
-                                    str(folder), *(["--quiet"] if quiet else [])], env=env)
+                                    str(folder), "--quiet"], env=env)
     try:
         _run_server(settings, sock, None, None)
     finally:
