@@ -44,7 +44,7 @@ def to_plain(value: Any) -> Any:
 
 
 class _Shape(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 # --- errors -------------------------------------------------------------------------------------

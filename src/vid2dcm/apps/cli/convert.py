@@ -60,7 +60,8 @@ def convert(
         help="OUT.dcm, or a folder for one .dcm per instance (default: beside the input).")
     ] = None,
     jobs: Annotated[int | None, typer.Option(
-        min=1, help="Parallel conversions for a folder (default: one per CPU).")] = None,
+        min=1, metavar="N", help="Parallel conversions for a folder (default: one per CPU).")
+    ] = None,
     sop: Sop = SopChoice.PHOTOGRAPHIC,
     metadata: Annotated[Path | None, typer.Option(
         metavar="FILE", help="JSON file of patient/study fields (docs/cli.md).")] = None,
@@ -200,7 +201,8 @@ def _convert_folder(folder: Path, out_dir: Path, meta: Metadata, request: Reques
 def sample(
     output: Annotated[Path, typer.Argument(
         metavar="OUTPUT", help="Where to write the clip (.mp4, .ts, .mkv...).")],
-    seconds: Annotated[float, typer.Option(min=0.1, max=600)] = 4.0,
+    seconds: Annotated[float, typer.Option(min=0.1, max=600, metavar="SECONDS",
+                                                 help="Length of the clip.")] = 4.0,
     verbose: Verbose = False,
 ) -> None:
     """Synthesise a short H.264 High + AAC clip, e.g. to try a PACS."""

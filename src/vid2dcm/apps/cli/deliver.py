@@ -79,7 +79,8 @@ def send(
     calling_aet: CallingAet = None,
     no_lossy_fallback: Annotated[bool, typer.Option(
         "--no-lossy-fallback", help="Never send a refused video frame by frame.")] = False,
-    retries: Annotated[int | None, typer.Option(min=0, max=20)] = None,
+    retries: Annotated[int | None, typer.Option(
+        min=0, max=20, metavar="N", help="Association retries (default 3).")] = None,
     as_json: Json = False,
     config: Config = None,
     quiet: Quiet = False,
@@ -114,7 +115,7 @@ def worklist(
                                         help="Worklist SCP: AE@HOST:PORT or name.")],
     on: Annotated[str | None, typer.Option("--date", metavar="DAY",
                                            help="today or YYYYMMDD.")] = None,
-    modality: Annotated[str | None, typer.Option(help="e.g. ES, XC, GM.")] = None,
+    modality: Annotated[str | None, typer.Option(metavar="CODE", help="e.g. ES, XC, GM.")] = None,
     accession: Annotated[str | None, typer.Option(metavar="NUMBER")] = None,
     as_json: Json = False,
     config: Config = None,

@@ -148,7 +148,7 @@ def doctor(
     data: Annotated[Path | None, typer.Option(
         "--data", metavar="FOLDER", help="Gateway data folder to check (default as serve).")
     ] = None,
-    port: Annotated[int | None, typer.Option(min=1, max=65535,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, metavar="PORT",
                                              help="Gateway port to check (default 8080).")
                     ] = None,
     config: Config = None,

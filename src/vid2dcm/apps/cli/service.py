@@ -53,7 +53,7 @@ DataDir = Annotated[Path | None, typer.Option(
     "--data", metavar="FOLDER",
     help="Gateway data folder (uploads, outputs, jobs; its service.toml holds the settings). "
          "Default: $VID2DCM_DATA, else ~/.local/share/vid2dcm.")]
-Port = Annotated[int | None, typer.Option(min=1, max=65535,
+Port = Annotated[int | None, typer.Option(min=1, max=65535, metavar="PORT",
                                           help="HTTP port (default: service.toml, else 8080).")]
 
 
@@ -190,7 +190,8 @@ def _announce(folder: Path) -> None:
 
 def serve(
     data: DataDir = None,
-    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    host: Annotated[str | None, typer.Option(
+        metavar="ADDRESS", help="Bind address (default 127.0.0.1).")] = None,
     port: Port = None,
     ssl_certfile: Annotated[Path | None, typer.Option(metavar="FILE",
                                                       help="Serve HTTPS with this cert.")
@@ -227,7 +228,8 @@ def serve(
 
 def worker(
     data: DataDir = None,
-    workers: Annotated[int, typer.Option(min=1, help="Jobs run at the same time.")] = 1,
+    workers: Annotated[int, typer.Option(
+        min=1, metavar="N", help="Jobs run at the same time.")] = 1,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -322,8 +324,8 @@ class Role(StrEnum):
 def token(
     role: Annotated[Role, typer.Option(help="uploader (upload, see own jobs) or admin.")
                     ] = Role.UPLOADER,
-    name: Annotated[str, typer.Option(help="Who the token is for (shown in the audit log).")
-                    ] = "",
+    name: Annotated[str, typer.Option(
+        metavar="WHO", help="Who the token is for (shown in the audit log).")] = "",
 ) -> None:
     """Make a new API token. The token itself goes to stderr, once; stdout is exactly the TOML
     to add to service.toml (only its SHA-256 is kept), so this works:
@@ -357,9 +359,11 @@ def watch(
     metadata: Annotated[Path | None, typer.Option(metavar="FILE",
                                                   help="JSON file of patient/study fields.")
                         ] = None,
-    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between looks.")] = 2.0,
+    interval: Annotated[float, typer.Option(
+        min=0.1, metavar="SECONDS", help="Seconds between looks.")] = 2.0,
     settle: Annotated[float, typer.Option(
-        min=0, help="Seconds a file must stay unchanged before it is taken.")] = 5.0,
+        min=0, metavar="SECONDS", help="Seconds a file must stay unchanged before it is taken.")
+    ] = 5.0,
     once: Annotated[bool, typer.Option(
         "--once", help="Handle what is there, then stop (exit code of the first failure).")
     ] = False,
