@@ -91,6 +91,8 @@ class DeliveryReport(_Shape):
     destination: str
     ok: bool
     receipts: list[ReceiptReport]
+    error: str | None = None
+    """Why nothing was delivered (peer unreachable, TLS, HTTP auth), when no receipt came."""
 
 
 def receipt_report(receipt: Receipt) -> ReceiptReport:

@@ -137,7 +137,8 @@ def convert(
     for w in result.warnings:
         warn(w)
     _print_result(result)
-    delivered = [deliver_to(dest, [f.path for f in result.files]) for dest in dests]
+    delivered = [deliver_to(dest, [f.path for f in result.files], keep_going=True)
+                 for dest in dests]
     if as_json:
         emit(conversion_report(result, delivered))
     _raise_if_undelivered(delivered)
@@ -159,10 +160,12 @@ def _print_result(result: ConversionResult) -> None:
 
 
 def _raise_if_undelivered(delivered: list[DeliveryReport]) -> None:
-    failed = [d.destination for d in delivered if not d.ok]
+    failed = [d for d in delivered if not d.ok]
     if failed:
-        raise Reported(f"delivery to {', '.join(failed)} failed (see the lines above)",
-                       DeliveryError.exit_code)
+        why = f": {failed[0].error}" if failed[0].error else " (see the lines above)"
+        raise Reported(f"delivery to {failed[0].destination} failed{why}"
+                       + (f"; {len(failed) - 1} more destination(s) failed too"
+                          if len(failed) > 1 else ""), DeliveryError.exit_code)
 
 
 def _convert_folder(folder: Path, out_dir: Path, meta: Metadata, request: Request,
@@ -189,7 +192,8 @@ def _convert_folder(folder: Path, out_dir: Path, meta: Metadata, request: Reques
         for f in item.result.files:
             line(f"{f.path}  {uid_name(f.transfer_syntax_uid)}  {f.frames} frames  "
                  f"{f.size_bytes} bytes  {f.action.value}")
-        delivered = [deliver_to(d, [f.path for f in item.result.files]) for d in dests]
+        delivered = [deliver_to(d, [f.path for f in item.result.files], keep_going=True)
+                     for d in dests]
         delivered_all += delivered
         if UI.json:
             emit(conversion_report(item.result, delivered))

@@ -26,11 +26,20 @@ from vid2dcm.core.syntaxes import uid_name
 from vid2dcm.delivery.destinations import Destination
 
 
-def deliver_to(dest: Destination, files: list[Path]) -> DeliveryReport:
-    """Send files to one destination; a line per receipt (failures on stderr)."""
+def deliver_to(dest: Destination, files: list[Path], *, keep_going: bool = False
+               ) -> DeliveryReport:
+    """Send files to one destination; a line per receipt (failures on stderr). keep_going:
+    a destination that cannot be reached at all becomes a failed report (convert still
+    reports what it wrote) instead of ending the command."""
     from vid2dcm.delivery.send import deliver
 
-    receipts = deliver(files, dest)
+    try:
+        receipts = deliver(files, dest)
+    except DeliveryError as exc:
+        if not keep_going:
+            raise
+        return DeliveryReport(destination=dest.describe(), ok=False, receipts=[],
+                              error=str(exc))
     for r in receipts:
         verdict = "stored" if r.ok else "FAILED"
         if r.ok and r.committed is not None:
