@@ -32,9 +32,11 @@ bench: setup
 	scripts/install-system-deps --bench
 	$(BIN)/python benchmarks/run.py
 
+## ruff, mypy --strict, and the import contract (layers point down, no cycles: pyproject.toml).
 lint: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
+	PYTHONPATH=src $(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) sample .pytest_cache .mypy_cache .ruff_cache

@@ -5,7 +5,6 @@ receives is read back (pydicom, dcmdump, dciodvfy, decode == Number of Frames)."
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -132,6 +131,7 @@ def test_folder_json_is_one_object_per_input(clip: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.integration
+@pytest.mark.needs_dcmtk
 def test_convert_json_send_includes_the_receipts(clip: Path, tmp_path: Path) -> None:
     with running_storescp(tmp_path / "pacs") as peer:
         proc = cli("convert", clip, "-o", tmp_path / "s.dcm", "--json", "--send",
@@ -164,6 +164,7 @@ def test_convert_json_send_to_nobody_reports_the_failure(clip: Path, tmp_path: P
 
 
 @pytest.mark.integration
+@pytest.mark.needs_dcmtk
 def test_send_and_echo_json(dicom: Path, tmp_path: Path) -> None:
     with running_storescp(tmp_path / "pacs") as peer:
         dest = f"{peer.aet}@127.0.0.1:{peer.port}"
@@ -181,6 +182,7 @@ def test_send_and_echo_json(dicom: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.needs_dcmtk
 def test_doctor_json_checks_tools_folder_port_and_destinations(tmp_path: Path) -> None:
     config = tmp_path / "d.toml"
     nobody = free_port()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from vid2dcm.core import syntaxes as ts
+from vid2dcm.core.conformance import choose_transfer_syntax
 from vid2dcm.core.iods import SopChoice
 from vid2dcm.core.media_info import (
     AudioStreamInfo,
@@ -32,7 +33,6 @@ from vid2dcm.planning.plan import (
     choose_audio,
     choose_container,
     choose_layout,
-    choose_transfer_syntax,
     estimated_container_bytes,
     plan_conversion,
     split_at_keyframes,

@@ -14,6 +14,7 @@ from typing import BinaryIO
 from vid2dcm.core.errors import NotStorableError, OutputError, UsageError
 from vid2dcm.core.media_info import MediaInfo
 from vid2dcm.core.metadata import Metadata
+from vid2dcm.core.syntaxes import lossy_method_for
 from vid2dcm.core.uids import UidSource
 from vid2dcm.core.version import __version__
 from vid2dcm.planning.plan import (
@@ -227,7 +228,7 @@ def _frames(info: MediaInfo, plan: Plan, options: Request, metadata: Metadata, b
     pixels = PixelDescription(
         rows=encoded.height, columns=encoded.width, photometric=syntax.photometric,
         timing=encoded.timing, stored_bytes=encoded.size_bytes,
-        lossy_method=syntax.lossy_method or SOURCE_LOSSY_METHODS.get(info.video.codec))
+        lossy_method=syntax.lossy_method or source_lossy_method(info.video.codec))
     recorded_at = metadata.acquisition_datetime or info.creation_time
     ds = build_dataset(VideoInstance(
         iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid, pixels=pixels,
@@ -257,9 +258,9 @@ def _frames(info: MediaInfo, plan: Plan, options: Request, metadata: Metadata, b
                               series_uid)
 
 
-SOURCE_LOSSY_METHODS = {"h264": "ISO_14496_10", "hevc": "ISO_23008_2",
-                        "mpeg2video": "ISO_13818_2", "mjpeg": "ISO_10918_1"}
-"""Lossless frame encodings still hold pictures once compressed lossily by the camera."""
+def source_lossy_method(codec: str) -> str | None:
+    """Lossless frame encodings still hold pictures once compressed lossily by the camera."""
+    return lossy_method_for(codec) or ("ISO_10918_1" if codec == "mjpeg" else None)
 
 
 def _timing_survives_remux(info: MediaInfo) -> bool:

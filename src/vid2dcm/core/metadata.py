@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import difflib
 import json
+from dataclasses import dataclass
 from datetime import date, datetime, time
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from vid2dcm.core.dates import read_date, read_datetime, read_time
+from vid2dcm.core.dates import parse_da, parse_dt, read_date, read_datetime, read_time
 from vid2dcm.core.errors import UsageError
 from vid2dcm.core.uids import is_valid_uid
 
@@ -162,3 +164,144 @@ def load_metadata(path: Path | None, base: dict[str, object] | None = None,
         where, reason = describe_error(exc)
         source = f"metadata file {path}" if path is not None else "metadata"
         raise MetadataError(f"{source}: {where}: {reason}", where, reason) from exc
+
+
+# --- the one map between Metadata fields and DICOM attributes -------------------------------
+
+class Place(StrEnum):
+    """Where an attribute sits in an instance (PS3.3 C.7.3.1: the order is an item of the
+    Request Attributes Sequence) and in a Modality Worklist answer (PS3.4 K.6.1.2: the step is
+    an item of the Scheduled Procedure Step Sequence)."""
+
+    TOP = "top"
+    REQUEST = "request"
+
+
+@dataclass(frozen=True)
+class AttributeMap:
+    field: str
+    keyword: str
+    vr: str
+    place: Place = Place.TOP
+    module: str = ""
+    """The module (PS3.3) that writes it; documentation and the conformance statement."""
+
+
+METADATA_ATTRIBUTES: tuple[AttributeMap, ...] = (
+    AttributeMap("patient_name", "PatientName", "PN", module="Patient"),
+    AttributeMap("patient_id", "PatientID", "LO", module="Patient"),
+    AttributeMap("patient_birth_date", "PatientBirthDate", "DA", module="Patient"),
+    AttributeMap("patient_sex", "PatientSex", "CS", module="Patient"),
+    AttributeMap("accession_number", "AccessionNumber", "SH", module="General Study"),
+    AttributeMap("study_instance_uid", "StudyInstanceUID", "UI", module="General Study"),
+    AttributeMap("study_id", "StudyID", "SH", module="General Study"),
+    AttributeMap("study_description", "StudyDescription", "LO", module="General Study"),
+    AttributeMap("study_date", "StudyDate", "DA", module="General Study"),
+    AttributeMap("study_time", "StudyTime", "TM", module="General Study"),
+    AttributeMap("referring_physician_name", "ReferringPhysicianName", "PN",
+                 module="General Study"),
+    AttributeMap("series_instance_uid", "SeriesInstanceUID", "UI", module="General Series"),
+    AttributeMap("series_number", "SeriesNumber", "IS", module="General Series"),
+    AttributeMap("series_description", "SeriesDescription", "LO", module="General Series"),
+    AttributeMap("operators_name", "OperatorsName", "PN", module="General Series"),
+    AttributeMap("manufacturer", "Manufacturer", "LO", module="General Equipment"),
+    AttributeMap("manufacturer_model_name", "ManufacturerModelName", "LO",
+                 module="General Equipment"),
+    AttributeMap("institution_name", "InstitutionName", "LO", module="General Equipment"),
+    AttributeMap("acquisition_datetime", "AcquisitionDateTime", "DT", module="General Image"),
+    AttributeMap("burned_in_annotation", "BurnedInAnnotation", "CS", module="General Image"),
+    AttributeMap("anatomic_region", "AnatomicRegionSequence", "SQ", module="VL Image"),
+    AttributeMap("image_laterality", "ImageLaterality", "CS", module="VL Image"),
+    AttributeMap("requested_procedure_id", "RequestedProcedureID", "SH", Place.REQUEST,
+                 "General Series (Request Attributes)"),
+    AttributeMap("requested_procedure_description", "RequestedProcedureDescription", "LO",
+                 Place.REQUEST, "General Series (Request Attributes)"),
+    AttributeMap("scheduled_procedure_step_id", "ScheduledProcedureStepID", "SH", Place.REQUEST,
+                 "General Series (Request Attributes)"),
+    AttributeMap("scheduled_procedure_step_description", "ScheduledProcedureStepDescription",
+                 "LO", Place.REQUEST, "General Series (Request Attributes)"),
+)
+"""Every Metadata field that reaches the header, once. Writer, delivery fallback (reading an
+instance back), worklist and gateway all go through this table, and a test checks that every
+Metadata field is either here or in NOT_IN_HEADER, so a new field cannot be silently lost."""
+
+NOT_IN_HEADER = frozenset({"uid_root", "uid_seed"})
+"""Fields that steer UID generation and are not attributes themselves."""
+
+ATTRIBUTE = {m.field: m for m in METADATA_ATTRIBUTES}
+
+
+def to_dicom(vr: str, value: object) -> object:
+    """A Metadata value as the DICOM value of its VR (PS3.5 6.2); None/empty -> ""."""
+    if value is None or value == "":
+        return ""
+    if vr == "DA" and isinstance(value, date):
+        return value.strftime("%Y%m%d")
+    if vr == "TM" and isinstance(value, time):
+        return value.strftime("%H%M%S")
+    if vr == "DT" and isinstance(value, datetime):
+        return value.strftime("%Y%m%d%H%M%S.%f")
+    return value
+
+
+def from_dicom(vr: str, value: object) -> object:
+    """A DICOM value as the Metadata value of its field; None when empty or malformed."""
+    if value is None or value == "":
+        return None
+    if vr == "DA":
+        return parse_da(value)
+    if vr == "DT":
+        return parse_dt(value)
+    if vr == "TM":
+        text = str(value).split(".")[0]
+        try:
+            return datetime.strptime(text.ljust(6, "0")[:6], "%H%M%S").time()
+        except ValueError:
+            return None
+    if vr == "IS":
+        return int(str(value))
+    return str(value)
+
+
+def metadata_fields_from(ds: Any, request: Any = None, *,
+                         fields: frozenset[str] | None = None) -> dict[str, object]:
+    """Metadata fields read from a dataset (an instance, or a worklist answer with its step as
+    `request`); empty and unreadable values are left out. A coded concept is read from its
+    first item."""
+    if request is None:
+        items = ds.get("RequestAttributesSequence") or [None]
+        request = items[0]
+    found: dict[str, object] = {}
+    for m in METADATA_ATTRIBUTES:
+        if fields is not None and m.field not in fields:
+            continue
+        source = ds if m.place is Place.TOP else request
+        if source is None or m.keyword not in source:
+            continue
+        raw = source.get(m.keyword)
+        if m.vr == "SQ":
+            if raw:
+                item = raw[0]
+                found[m.field] = CodedConcept(value=item.CodeValue,
+                                              scheme=item.CodingSchemeDesignator,
+                                              meaning=item.CodeMeaning)
+            continue
+        value = from_dicom(m.vr, raw)
+        if value is not None and value != "":
+            found[m.field] = value
+    return found
+
+
+def tolerant_metadata(fields: dict[str, object]) -> Metadata:
+    """A Metadata record from values read off a foreign dataset, leaving out each value the
+    record refuses rather than failing the whole record."""
+    fields = {k: v for k, v in fields.items() if k in Metadata.model_fields}
+    for _ in range(len(fields) + 1):
+        try:
+            return Metadata.model_validate(fields)
+        except ValidationError as exc:
+            bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+            if not bad & fields.keys():
+                raise
+            fields = {k: v for k, v in fields.items() if k not in bad}
+    return Metadata()

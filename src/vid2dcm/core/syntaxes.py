@@ -1,4 +1,12 @@
-"""The DICOM video transfer syntaxes and what each one promises (PS3.5 8.2.5-8.2.11)."""
+"""The DICOM video transfer syntaxes: one registry entry per syntax (PS3.5 8.2.5-8.2.11, 10.20).
+
+Every fact the code needs about a video syntax lives in its entry: the codec it carries, the
+profiles and level it allows, the containers a bitstream may use inside Pixel Data, its
+Fragmentable twin, its lossy method, whether dicom3tools knows it, and whether the transcode
+path can produce it. Adding a syntax means adding an entry here (and, for a new codec family,
+its qualification rule in core/conformance.py); planner, writer, validator, negotiation and
+delivery fallback all read these entries.
+"""
 
 from __future__ import annotations
 
@@ -14,51 +22,78 @@ class VideoTransferSyntax:
     name: str
     codec: str
     """FFmpeg codec name of the bitstream this syntax carries."""
+    profiles: frozenset[str]
+    """FFmpeg profile names the syntax allows."""
+    max_level: int
+    """Highest level the stream may signal (H.264 level_idc, HEVC general_level_idc, or the
+    MPEG-2 level code 8 = Main, 4 = High; for MPEG-2 the exact level required)."""
     lossy_method: str
-    """Lossy Image Compression Method (0028,2114) for this codec."""
+    """Lossy Image Compression Method (0028,2114) for this codec (PS3.3 C.7.6.1.1.5.1)."""
+    containers: frozenset[str]
+    """FFmpeg demuxer names a bitstream of this syntax may use inside Pixel Data (PS3.5 8.2)."""
     multi_fragment: bool
     """Whether the bitstream may span several Pixel Data items."""
     fragmentable_uid: str | None
-    """The twin that allows several fragments, for streams over 2^32-2 bytes."""
+    """The twin that allows several fragments, for streams over 2^32-2 bytes (PS3.5 8.2.x.1)."""
+    fragmentable_name: str | None
     known_to_dciodvfy: bool
     """dicom3tools (Debian 12) validates only MPEG-2 and H.264 syntaxes."""
+    bit_depth: int = 8
+    non_square_pixels: bool = False
+    """MPEG-2 MP@ML keeps 4:3/16:9 sample aspect ratios (Pixel Aspect Ratio is then written)."""
+    encoder: str | None = None
+    """FFmpeg encoder the transcode path uses to produce this syntax (None: never produced)."""
+    encoder_level: str | None = None
+    transcode_box: tuple[int, int] | None = None
+    """Largest picture a transcode to this syntax keeps (delivery re-encodes for a peer)."""
 
+
+H264_HIGH = frozenset({"High", "Progressive High", "Constrained High"})
+ISO_MPEG2, ISO_H264, ISO_HEVC = "ISO_13818_2", "ISO_14496_10", "ISO_23008_2"
+MP4_OR_TS = frozenset({"mp4", "mpegts"})
+MPEG2_SYSTEMS = frozenset({"mpeg", "mpegts", "mpegvideo", "mp4"})
 
 MPEG2_MPML = VideoTransferSyntax(
-    pu.MPEG2MPML, "MPEG2 Main Profile / Main Level", "mpeg2video", "ISO_13818_2", False,
-    pu.MPEG2MPMLF, True,
+    pu.MPEG2MPML, "MPEG2 Main Profile / Main Level", "mpeg2video", frozenset({"Main"}), 8,
+    ISO_MPEG2, MPEG2_SYSTEMS, False, pu.MPEG2MPMLF,
+    "Fragmentable MPEG2 Main Profile / Main Level", True, non_square_pixels=True,
 )
 MPEG2_MPHL = VideoTransferSyntax(
-    pu.MPEG2MPHL, "MPEG2 Main Profile / High Level", "mpeg2video", "ISO_13818_2", False,
-    pu.MPEG2MPHLF, True,
+    pu.MPEG2MPHL, "MPEG2 Main Profile / High Level", "mpeg2video", frozenset({"Main"}), 4,
+    ISO_MPEG2, MPEG2_SYSTEMS, False, pu.MPEG2MPHLF,
+    "Fragmentable MPEG2 Main Profile / High Level", True,
 )
 H264_HP41 = VideoTransferSyntax(
-    pu.MPEG4HP41, "MPEG-4 AVC/H.264 High Profile / Level 4.1", "h264", "ISO_14496_10", False,
-    pu.MPEG4HP41F, True,
+    pu.MPEG4HP41, "MPEG-4 AVC/H.264 High Profile / Level 4.1", "h264", H264_HIGH, 41,
+    ISO_H264, MP4_OR_TS, False, pu.MPEG4HP41F,
+    "Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.1", True,
+    encoder="libx264", encoder_level="4.1", transcode_box=(1920, 1080),
 )
 H264_HP41_BD = VideoTransferSyntax(
     pu.MPEG4HP41BD, "MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1", "h264",
-    "ISO_14496_10", False, pu.MPEG4HP41BDF, True,
+    H264_HIGH, 41, ISO_H264, MP4_OR_TS, False, pu.MPEG4HP41BDF,
+    "Fragmentable MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1", True,
 )
 H264_HP42_2D = VideoTransferSyntax(
     pu.MPEG4HP422D, "MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video", "h264",
-    "ISO_14496_10", False, pu.MPEG4HP422DF, True,
+    H264_HIGH, 42, ISO_H264, MP4_OR_TS, False, pu.MPEG4HP422DF,
+    "Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video", True,
+    encoder="libx264", encoder_level="4.2", transcode_box=(1920, 1080),
 )
 HEVC_MP51 = VideoTransferSyntax(
-    pu.HEVCMP51, "HEVC/H.265 Main Profile / Level 5.1", "hevc", "ISO_23008_2", True, None, False,
+    pu.HEVCMP51, "HEVC/H.265 Main Profile / Level 5.1", "hevc", frozenset({"Main"}), 153,
+    ISO_HEVC, MP4_OR_TS, True, None, None, False,
+    encoder="libx265", encoder_level="5.1",
 )
 
 VIDEO_TRANSFER_SYNTAXES: tuple[VideoTransferSyntax, ...] = (
     MPEG2_MPML, MPEG2_MPHL, H264_HP41, H264_HP41_BD, H264_HP42_2D, HEVC_MP51,
 )
+"""The registry; core/conformance.py decides which entry a stream qualifies for."""
 
-FRAGMENTABLE_NAMES = {
-    str(pu.MPEG2MPMLF): "Fragmentable MPEG2 Main Profile / Main Level",
-    str(pu.MPEG2MPHLF): "Fragmentable MPEG2 Main Profile / High Level",
-    str(pu.MPEG4HP41F): "Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.1",
-    str(pu.MPEG4HP41BDF): "Fragmentable MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1",
-    str(pu.MPEG4HP422DF): "Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video",
-}
+ENCODER_TARGETS: tuple[VideoTransferSyntax, ...] = tuple(
+    s for s in VIDEO_TRANSFER_SYNTAXES if s.encoder is not None)
+"""Syntaxes the transcode path can produce, in order of preference."""
 
 MAX_ITEM_BYTES = 2**32 - 2
 """One encapsulated item holds at most this many bytes (32-bit even length, not 0xFFFFFFFF)."""
@@ -72,13 +107,22 @@ def by_uid(uid: str) -> VideoTransferSyntax | None:
     return None
 
 
+def for_codec(codec: str) -> tuple[VideoTransferSyntax, ...]:
+    return tuple(s for s in VIDEO_TRANSFER_SYNTAXES if s.codec == codec)
+
+
+def lossy_method_for(codec: str) -> str | None:
+    """Lossy Image Compression Method of a video codec DICOM names, else None."""
+    return next((s.lossy_method for s in VIDEO_TRANSFER_SYNTAXES if s.codec == codec), None)
+
+
 def allows_multiple_fragments(uid: str) -> bool:
     ts = by_uid(uid)
     return ts is not None and (ts.multi_fragment or uid == ts.fragmentable_uid)
 
 
 def uid_name(uid: str) -> str:
-    if uid in FRAGMENTABLE_NAMES:
-        return FRAGMENTABLE_NAMES[uid]
     ts = by_uid(uid)
-    return ts.name if ts else UID(uid).name
+    if ts is None:
+        return UID(uid).name
+    return ts.fragmentable_name if uid == ts.fragmentable_uid and ts.fragmentable_name else ts.name

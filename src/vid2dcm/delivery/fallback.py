@@ -14,15 +14,13 @@ from pydicom import Dataset, dcmread
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID
 
-from vid2dcm.core.dates import parse_da, parse_dt
 from vid2dcm.core.iods import iod_for_sop_class
-from vid2dcm.core.metadata import CodedConcept, Metadata
+from vid2dcm.core.metadata import Metadata, metadata_fields_from, tolerant_metadata
+from vid2dcm.core.syntaxes import by_uid
 from vid2dcm.pipeline import convert
 from vid2dcm.planning.plan import Request, TranscodePolicy
 from vid2dcm.reading.reader import extract_bitstream, open_video_object
 from vid2dcm.writing.encapsulation import CHUNK
-
-MAX_SIZE_FOR = {"1.2.840.10008.1.2.4.102": (1920, 1080), "1.2.840.10008.1.2.4.104": (1920, 1080)}
 
 
 @dataclass(frozen=True)
@@ -66,43 +64,13 @@ def reconvert(source: Path, work: Path, request: Request) -> Alternative:
 
 
 def transcode_request(target_syntax: str) -> Request:
-    return Request(transcode=TranscodePolicy.ALWAYS, max_size=MAX_SIZE_FOR.get(target_syntax))
+    syntax = by_uid(target_syntax)
+    return Request(transcode=TranscodePolicy.ALWAYS,
+                   max_size=syntax.transcode_box if syntax else None)
 
 
 def metadata_from(ds: Dataset) -> Metadata:
-    """Patient, study and series facts of an existing instance, so a re-encoded copy files
-    under the same patient, study and series."""
-    region = ds.get("AnatomicRegionSequence")
-    fields: dict[str, object] = {
-        "patient_name": str(ds.get("PatientName", "")),
-        "patient_id": str(ds.get("PatientID", "")),
-        "patient_birth_date": parse_da(ds.get("PatientBirthDate")),
-        "patient_sex": ds.get("PatientSex") or None,
-        "accession_number": str(ds.get("AccessionNumber", "")),
-        "study_instance_uid": str(ds.StudyInstanceUID),
-        "study_id": str(ds.get("StudyID", "")),
-        "study_description": str(ds.get("StudyDescription", "")),
-        "referring_physician_name": str(ds.get("ReferringPhysicianName", "")),
-        "series_instance_uid": str(ds.SeriesInstanceUID),
-        "series_number": int(ds.get("SeriesNumber") or 1),
-        "series_description": str(ds.get("SeriesDescription", "")),
-        "manufacturer": str(ds.get("Manufacturer", "")),
-        "acquisition_datetime": parse_dt(ds.get("AcquisitionDateTime")),
-    }
-    if region:
-        item = region[0]
-        fields["anatomic_region"] = CodedConcept(value=item.CodeValue,
-                                                 scheme=item.CodingSchemeDesignator,
-                                                 meaning=item.CodeMeaning)
-    if ds.get("ImageLaterality") in ("R", "L", "U", "B"):
-        fields["image_laterality"] = ds.ImageLaterality
-    for request in ds.get("RequestAttributesSequence", [])[:1]:
-        for keyword, field in (("RequestedProcedureID", "requested_procedure_id"),
-                               ("RequestedProcedureDescription",
-                                "requested_procedure_description"),
-                               ("ScheduledProcedureStepID", "scheduled_procedure_step_id"),
-                               ("ScheduledProcedureStepDescription",
-                                "scheduled_procedure_step_description")):
-            if request.get(keyword):
-                fields[field] = str(request.get(keyword))
-    return Metadata.model_validate({k: v for k, v in fields.items() if v is not None})
+    """Patient, study and series facts of an existing instance (through core.metadata's one
+    table), so a re-encoded copy files under the same patient, study and series. A value the
+    record refuses (a foreign file's odd Patient Sex, say) is left out, never guessed."""
+    return tolerant_metadata(metadata_fields_from(ds))

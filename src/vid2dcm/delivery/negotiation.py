@@ -14,9 +14,9 @@ from enum import StrEnum
 from pydicom import uid as pu
 
 from vid2dcm.core.frame_syntaxes import FrameEncoding, frame_syntax_by_uid
-from vid2dcm.core.syntaxes import by_uid
+from vid2dcm.core.syntaxes import ENCODER_TARGETS, by_uid
 
-VIDEO_TARGETS = (str(pu.MPEG4HP41), str(pu.MPEG4HP422D), str(pu.HEVCMP51))
+VIDEO_TARGETS = tuple(str(s.uid) for s in ENCODER_TARGETS)
 """Video syntaxes the transcode path can produce, in order of preference."""
 
 FRAME_FALLBACKS: tuple[tuple[str, FrameEncoding], ...] = (

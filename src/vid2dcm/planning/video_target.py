@@ -188,8 +188,13 @@ def _box_factor(width: int, height: int, box: tuple[int, int]) -> float:
 
 
 def _codec_for(width: int, height: int, rate: float) -> tuple[str, VideoTransferSyntax, str]:
-    if levels.h264_fits(levels.h264_level(41), width, height, rate) is None:
-        return "libx264", ts.H264_HP41, "4.1"
-    if levels.h264_fits(levels.h264_level(42), width, height, rate) is None:
-        return "libx264", ts.H264_HP42_2D, "4.2"
-    return "libx265", ts.HEVC_MP51, "5.1"
+    """The first encoder target of the registry whose level limits the picture fits."""
+    for syntax in ts.ENCODER_TARGETS:
+        assert syntax.encoder is not None and syntax.encoder_level is not None
+        if syntax.codec == "h264":
+            fits = levels.h264_fits(levels.h264_level(syntax.max_level), width, height, rate)
+        else:
+            fits = levels.hevc_fits_51(width, height, rate)
+        if fits is None or syntax is ts.ENCODER_TARGETS[-1]:
+            return syntax.encoder, syntax, syntax.encoder_level
+    raise AssertionError("the registry has no encoder target")

@@ -20,21 +20,16 @@ from pydicom.filewriter import dcmwrite
 from pydicom.multival import MultiValue
 from pydicom.uid import MPEG4HP41
 
+from vid2dcm.core.conformance import choose_transfer_syntax
 from vid2dcm.core.errors import InputError
 from vid2dcm.core.frame_syntaxes import FrameSyntax, frame_syntax_by_uid
 from vid2dcm.core.iods import iod_for_sop_class
 from vid2dcm.core.media_info import MediaInfo
 from vid2dcm.core.syntaxes import VideoTransferSyntax, allows_multiple_fragments, by_uid
-from vid2dcm.planning.plan import choose_transfer_syntax
 from vid2dcm.probing.probe import probe_opened
 from vid2dcm.reading.reader import VideoObject, iter_frames, open_video_object
 from vid2dcm.writing.encapsulation import write_pixel_data
 
-CONTAINERS = {
-    "h264": {"mp4", "mpegts"},
-    "hevc": {"mp4", "mpegts"},
-    "mpeg2video": {"mpeg", "mpegts", "mpegvideo", "mp4"},
-}
 PIXEL_ATTRIBUTES = {
     "SamplesPerPixel": 3,
     "PhotometricInterpretation": "YBR_PARTIAL_420",
@@ -215,9 +210,9 @@ def _check_bitstream(video: VideoObject, syntax: VideoTransferSyntax
     if v.codec != syntax.codec:
         found.append(_own(Severity.ERROR, f"the bitstream is {v.codec}, the transfer syntax "
                           f"says {syntax.codec}"))
-    elif container not in CONTAINERS[v.codec]:
+    elif container not in syntax.containers:
         found.append(_own(Severity.ERROR, f"{v.codec} in a {container} container; allowed: "
-                          f"{', '.join(sorted(CONTAINERS[v.codec]))}"))
+                          f"{', '.join(sorted(syntax.containers))}"))
     facts = {
         "NumberOfFrames": (int(ds.get("NumberOfFrames", 0)), v.timing.frame_count),
         "Rows": (ds.get("Rows"), v.height),

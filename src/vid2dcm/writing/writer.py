@@ -26,7 +26,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 from vid2dcm.core.iods import SopChoice, VideoIOD
 from vid2dcm.core.media_info import AudioStreamInfo, FrameTiming, MediaInfo
-from vid2dcm.core.metadata import CodedConcept, Metadata
+from vid2dcm.core.metadata import ATTRIBUTE, CodedConcept, Metadata, to_dicom
 from vid2dcm.core.syntaxes import VideoTransferSyntax
 from vid2dcm.core.version import __version__
 from vid2dcm.writing.encapsulation import write_streamed_item
@@ -87,7 +87,7 @@ def describe_bitstream(bitstream: MediaInfo, syntax: VideoTransferSyntax,
     v = bitstream.video
     sar = v.sample_aspect_ratio
     aspect = (sar.denominator, sar.numerator) if (
-        syntax.uid.endswith(".100") and sar and sar != 1) else None
+        syntax.non_square_pixels and sar and sar != 1) else None
     return PixelDescription(
         rows=v.height, columns=v.width, photometric="YBR_PARTIAL_420", timing=v.timing,
         stored_bytes=v.packet_bytes, lossy_method=syntax.lossy_method,
@@ -188,11 +188,17 @@ def write_instance_streamed(path: Path, ds: Dataset,
     return path.stat().st_size, length
 
 
+def _put(ds: Dataset, m: Metadata, *fields: str, type2: bool = False) -> None:
+    """Metadata fields into ds under the keywords of core.metadata's one table; Type 2
+    attributes (PS3.5 7.4) are written empty when unknown, Type 3 ones left out."""
+    for name in fields:
+        value = to_dicom(ATTRIBUTE[name].vr, getattr(m, name))
+        if type2 or value != "":
+            setattr(ds, ATTRIBUTE[name].keyword, value)
+
+
 def _patient(ds: Dataset, m: Metadata) -> None:
-    ds.PatientName = m.patient_name
-    ds.PatientID = m.patient_id
-    ds.PatientBirthDate = m.patient_birth_date.strftime("%Y%m%d") if m.patient_birth_date else ""
-    ds.PatientSex = m.patient_sex or ""
+    _put(ds, m, "patient_name", "patient_id", "patient_birth_date", "patient_sex", type2=True)
 
 
 def _general_study(ds: Dataset, v: VideoInstance) -> None:
@@ -200,21 +206,15 @@ def _general_study(ds: Dataset, v: VideoInstance) -> None:
     ds.StudyInstanceUID = v.identity.study_instance_uid
     ds.StudyDate = (m.study_date or v.content_datetime.date()).strftime("%Y%m%d")
     ds.StudyTime = (m.study_time or v.content_datetime.time()).strftime("%H%M%S")
-    ds.ReferringPhysicianName = m.referring_physician_name
-    ds.StudyID = m.study_id
-    ds.AccessionNumber = m.accession_number
-    if m.study_description:
-        ds.StudyDescription = m.study_description
+    _put(ds, m, "referring_physician_name", "study_id", "accession_number", type2=True)
+    _put(ds, m, "study_description")
 
 
 def _general_series(ds: Dataset, v: VideoInstance) -> None:
     ds.Modality = v.iod.modality
     ds.SeriesInstanceUID = v.identity.series_instance_uid
-    ds.SeriesNumber = v.metadata.series_number
-    if v.metadata.series_description:
-        ds.SeriesDescription = v.metadata.series_description
-    if v.metadata.operators_name:
-        ds.OperatorsName = v.metadata.operators_name
+    _put(ds, v.metadata, "series_number", type2=True)
+    _put(ds, v.metadata, "series_description", "operators_name")
     request = _request_attributes(v.metadata)
     if request is not None:
         ds.RequestAttributesSequence = DicomSequence([request])
@@ -225,25 +225,17 @@ def _request_attributes(m: Metadata) -> Dataset | None:
     if not (m.requested_procedure_id or m.scheduled_procedure_step_id):
         return None
     item = Dataset()
-    if m.accession_number:
-        item.AccessionNumber = m.accession_number
-    if m.study_instance_uid:
-        item.StudyInstanceUID = m.study_instance_uid
-    item.RequestedProcedureID = m.requested_procedure_id
-    if m.requested_procedure_description:
-        item.RequestedProcedureDescription = m.requested_procedure_description
-    item.ScheduledProcedureStepID = m.scheduled_procedure_step_id
-    if m.scheduled_procedure_step_description:
-        item.ScheduledProcedureStepDescription = m.scheduled_procedure_step_description
+    _put(item, m, "accession_number", "study_instance_uid")
+    _put(item, m, "requested_procedure_id", type2=True)
+    _put(item, m, "requested_procedure_description")
+    _put(item, m, "scheduled_procedure_step_id", type2=True)
+    _put(item, m, "scheduled_procedure_step_description")
     return item
 
 
 def _general_equipment(ds: Dataset, m: Metadata) -> None:
-    ds.Manufacturer = m.manufacturer
-    if m.manufacturer_model_name:
-        ds.ManufacturerModelName = m.manufacturer_model_name
-    if m.institution_name:
-        ds.InstitutionName = m.institution_name
+    _put(ds, m, "manufacturer", type2=True)
+    _put(ds, m, "manufacturer_model_name", "institution_name")
 
 
 def _general_acquisition(ds: Dataset, acquired_at: datetime | None) -> None:
@@ -263,8 +255,7 @@ def _general_image(ds: Dataset, v: VideoInstance) -> None:
     ds.LossyImageCompressionRatio = format_ds(compression_ratio(v.pixels))
     if v.pixels.lossy_method:
         ds.LossyImageCompressionMethod = v.pixels.lossy_method
-    if v.metadata.burned_in_annotation:
-        ds.BurnedInAnnotation = v.metadata.burned_in_annotation
+    _put(ds, v.metadata, "burned_in_annotation")
     if v.identity.predecessor_sop_instance_uid:
         ref = Dataset()
         ref.ReferencedSOPClassUID = v.iod.sop_class_uid
@@ -368,7 +359,7 @@ def _secondary_capture(ds: Dataset, m: Metadata) -> None:
 
 def _vl_image(ds: Dataset, v: VideoInstance) -> None:
     ds.AnatomicRegionSequence = DicomSequence([code_item(v.metadata.anatomic_region)])
-    ds.ImageLaterality = v.metadata.image_laterality
+    _put(ds, v.metadata, "image_laterality", type2=True)
 
 
 def _sop_common(ds: Dataset, v: VideoInstance) -> None:

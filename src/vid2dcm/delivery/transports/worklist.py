@@ -7,8 +7,8 @@ from datetime import date
 
 from pydicom import Dataset
 
-from vid2dcm.core.dates import parse_da
 from vid2dcm.core.errors import UsageError
+from vid2dcm.core.metadata import METADATA_ATTRIBUTES, from_dicom
 from vid2dcm.delivery.destinations import Destination
 from vid2dcm.delivery.transports.dimse import find_worklist
 
@@ -38,22 +38,20 @@ class WorklistEntry:
     scheduled_procedure_step_description: str
 
     def metadata_fields(self) -> dict[str, object]:
-        """Metadata fields for an instance acquired for this order (empty values left out)."""
-        fields: dict[str, object] = {
-            "patient_name": self.patient_name,
-            "patient_id": self.patient_id,
-            "patient_birth_date": parse_da(self.patient_birth_date),
-            "patient_sex": self.patient_sex if self.patient_sex in ("M", "F", "O") else None,
-            "accession_number": self.accession_number,
-            "study_instance_uid": self.study_instance_uid or None,
-            "referring_physician_name": self.referring_physician_name,
-            "study_description": self.requested_procedure_description,
-            "requested_procedure_id": self.requested_procedure_id,
-            "requested_procedure_description": self.requested_procedure_description,
-            "scheduled_procedure_step_id": self.scheduled_procedure_step_id,
-            "scheduled_procedure_step_description": self.scheduled_procedure_step_description,
-        }
-        return {k: v for k, v in fields.items() if v not in (None, "")}
+        """Metadata fields for an instance acquired for this order (empty values left out),
+        converted by the VRs of core.metadata's one table; the requested procedure also
+        describes the study."""
+        fields: dict[str, object] = {}
+        for m in METADATA_ATTRIBUTES:
+            if m.field in ORDER_FIELDS:
+                value = from_dicom(m.vr, getattr(self, m.field))
+                if value is not None:
+                    fields[m.field] = value
+        if "requested_procedure_description" in fields:
+            fields.setdefault("study_description", fields["requested_procedure_description"])
+        if fields.get("patient_sex") not in ("M", "F", "O"):
+            fields.pop("patient_sex", None)
+        return fields
 
 
 def query(dest: Destination, on: date | None = None, modality: str | None = None,
@@ -101,3 +99,12 @@ def _entry(ds: Dataset) -> WorklistEntry:
         scheduled_procedure_step_description=str(
             step.get("ScheduledProcedureStepDescription", "")),
     )
+
+
+ORDER_FIELDS = frozenset({
+    "patient_name", "patient_id", "patient_birth_date", "patient_sex", "accession_number",
+    "study_instance_uid", "referring_physician_name", "requested_procedure_id",
+    "requested_procedure_description", "scheduled_procedure_step_id",
+    "scheduled_procedure_step_description"})
+"""What a worklist answer decides about an acquisition (PS3.4 K.6.1.2; IHE RAD-5)."""
+
