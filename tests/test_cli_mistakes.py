@@ -95,8 +95,8 @@ MISTAKES: list[Mistake] = [
     M("worklist-no-accession", "convert clip.mp4 --worklist WL@127.0.0.1:104", 2,
       ("--worklist", "--accession"), "--worklist needs --accession"),
     M("study-uid", "convert clip.mp4 --study-uid 1.2.abc", 2,
-      ("--study-uid", "study_instance_uid", "'1.2.abc'"), "is not a valid DICOM UID"),
-    M("uid-root", "convert clip.mp4 --uid-root abc", 2, ("--uid-root", "'abc'"),
+      ("--study-uid", "study_instance_uid", "digits and dots"), "is not a valid DICOM UID"),
+    M("uid-root", "convert clip.mp4 --uid-root abc", 2, ("--uid-root", "digits and dots"),
       "is not a valid UID root"),
     M("patient-id-backslash", ("convert", "clip.mp4", "--patient-id", SECRET + "\\2"), 2,
       ("--patient-id", "backslash"), "must not contain a backslash", never=(SECRET,)),
@@ -152,22 +152,22 @@ MISTAKES: list[Mistake] = [
       files={"m.json": json.dumps({"patient_birth_date": "31/01/1970"})},
       never=("31/01/1970",)),
     M("metadata-study-date", "convert clip.mp4 --metadata m.json", 2,
-      ("study_date", "'2024-13-01'"), "is not a date",
-      files={"m.json": json.dumps({"study_date": "2024-13-01"})}),
+      ("study_date", "19700131", "1970-01-31"), "is not a date",
+      files={"m.json": json.dumps({"study_date": "2024-13-01"})}, never=("2024-13-01",)),
     M("metadata-study-time", "convert clip.mp4 --metadata m.json", 2,
-      ("study_time", "'25:00'", "143000"), "is not a time",
-      files={"m.json": json.dumps({"study_time": "25:00"})}),
+      ("study_time", "143000", "14:30:00"), "is not a time",
+      files={"m.json": json.dumps({"study_time": "25:00"})}, never=("25:00",)),
     M("metadata-datetime", "convert clip.mp4 --metadata m.json", 2,
-      ("acquisition_datetime", "'yesterday'", "20240131143000"), "is not a date and time",
+      ("acquisition_datetime", "20240131143000"), "is not a date and time",
       files={"m.json": json.dumps({"acquisition_datetime": "yesterday"})}),
     M("metadata-sex", "convert clip.mp4 --metadata m.json", 2,
       ("patient_sex", "'M', 'F' or 'O'"), "Input should be",
       files={"m.json": json.dumps({"patient_sex": "X"})}),
     M("metadata-series-number", "convert clip.mp4 --metadata m.json", 2,
-      ("series_number", "'abc'"), "Input should be",
+      ("series_number", "valid integer"), "Input should be",
       files={"m.json": json.dumps({"series_number": "abc"})}),
     M("metadata-laterality", "convert clip.mp4 --metadata m.json", 2,
-      ("image_laterality", "'Left'"), "Input should be",
+      ("image_laterality", "'R', 'L', 'U' or 'B'"), "Input should be",
       files={"m.json": json.dumps({"image_laterality": "Left"})}),
     M("metadata-region", "convert clip.mp4 --metadata m.json", 2,
       ("anatomic_region.meaning",), "Field required",
@@ -330,6 +330,29 @@ def test_troubleshooting_has_every_exit_code_with_a_remedy() -> None:
 def test_troubleshooting_documents_the_message(mistake: Mistake) -> None:
     section = _documented_sections()[mistake.code]
     assert mistake.documented in section, (mistake.code, mistake.documented)
+
+
+@pytest.mark.parametrize(("birth", "day", "hour", "moment"), [
+    ("19700131", "20240215", "1430", "20240215143000"),
+    ("1970-01-31", "2024-02-15", "14:30:00", "2024-02-15T14:30:00"),
+])
+def test_dicom_and_iso_dates_are_accepted(birth: str, day: str, hour: str, moment: str,
+                                          clip: Path, tmp_path: Path) -> None:
+    """The DICOM forms (DA, TM, DT) and the ISO forms give the same header."""
+    from readback import read_back
+
+    meta = tmp_path / "m.json"
+    meta.write_text(json.dumps({"patient_birth_date": birth, "study_date": day,
+                                "study_time": hour, "acquisition_datetime": moment}))
+    out = tmp_path / "d.dcm"
+    proc = subprocess.run([sys.executable, "-m", "vid2dcm", "convert", str(clip), "-o",
+                           str(out), "--metadata", str(meta)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    ds = read_back(out, tmp_path).dataset
+    assert (ds.PatientBirthDate, ds.StudyDate, ds.StudyTime) == ("19700131", "20240215",
+                                                                 "143000")
+    assert ds.AcquisitionDateTime.startswith("20240215143000")
 
 
 SUBPROCESS_SAMPLE = ["send-long-ae", "metadata-birth-date", "settings-typo", "config-typo",

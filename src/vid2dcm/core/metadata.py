@@ -126,20 +126,15 @@ class MetadataError(UsageError):
 
 
 def describe_error(exc: ValidationError) -> tuple[str, str]:
-    """(field, reason) of the first problem, in words that name a good value; patient values
-    are never repeated (they would end up in logs)."""
+    """(field, reason) of the first problem, in words that name a good value. The value itself
+    is never repeated: metadata is patient data, and messages end up in logs."""
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "metadata"
     if first["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(first["loc"][-1]), Metadata.model_fields, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         return where, f"unknown key{hint}"
-    reason = str(first["msg"]).removeprefix("Value error, ")
-    value = first.get("input")
-    if isinstance(value, str | int | float) and not where.startswith("patient"):
-        reason = f"{value!r} {reason}" if first["type"] == "value_error" else \
-            f"{reason} (got {value!r})"
-    return where, reason
+    return where, str(first["msg"]).removeprefix("Value error, ")
 
 
 def load_metadata(path: Path | None, base: dict[str, object] | None = None,
