@@ -101,3 +101,19 @@ def test_shell_completion_is_offered_and_documented() -> None:
                           text=True, check=False)
     assert "--install-completion" in proc.stdout
     assert "vid2dcm --install-completion" in CLI_DOC.read_text()
+
+
+def test_completion_completes_commands_and_choices() -> None:
+    env = {**__import__("os").environ, "_VID2DCM_COMPLETE": "complete_bash",
+           "COMP_WORDS": "vid2dcm convert --sop ", "COMP_CWORD": "3"}
+    proc = subprocess.run([sys.executable, "-m", "vid2dcm"], env=env, capture_output=True,
+                          text=True, check=False)
+    assert proc.stdout.split() == ["photographic", "endoscopic", "microscopic", "ultrasound",
+                                   "sc"]
+
+
+def test_no_arguments_print_the_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "vid2dcm"], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith("Usage: vid2dcm")

@@ -133,7 +133,8 @@ def validate(
     verdict = "valid" if report.ok else f"INVALID ({len(report.errors)} errors)"
     line(f"{file}: {verdict}; dciodvfy {report.dciodvfy}")
     if not report.ok:
-        raise Reported(f"{file}: {len(report.errors)} errors")
+        count = len(report.errors)
+        raise Reported(f"{file}: {count} error{'' if count == 1 else 's'} (listed above)")
 
 
 def _escape(text: str) -> str:

@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code)
     except (typer.TyperException, typer.Abort, KeyboardInterrupt) as exc:
+        context = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:
+            sys.stdout.write(context.get_help() + "\n")  # `vid2dcm` alone: the help
+            return 0
         return report_failure(exc, as_json="--json" in args, verbose=False)
     return code if isinstance(code, int) else 0
 
