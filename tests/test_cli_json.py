@@ -213,3 +213,24 @@ def test_doctor_names_an_unwritable_data_folder(tmp_path: Path) -> None:
     proc = cli("doctor", "--data", blocker / "gw", env=env)
     assert proc.returncode == 1
     assert "failed  data folder" in proc.stdout and "fix:" in proc.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.needs_dcmtk
+def test_folder_convert_delivers_every_result(clip: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(clip, folder / name)
+    out = tmp_path / "out"
+    out.mkdir()
+    with running_storescp(tmp_path / "pacs") as peer:
+        proc = cli("convert", folder, "-o", out, "--json", "--jobs", "1", "--send",
+                   f"{peer.aet}@127.0.0.1:{peer.port}")
+        received = peer.received()
+    assert proc.returncode == 0, proc.stderr
+    reports = [ConvertReport.model_validate_json(line) for line in proc.stdout.splitlines()]
+    assert [Path(r.source).name for r in reports] == ["a.mp4", "b.mp4"]
+    assert all(r.delivery[0].ok for r in reports)
+    sent = {r.files[0].sop_instance_uid for r in reports}
+    assert {read_back(p, tmp_path).dataset.SOPInstanceUID for p in received} == sent

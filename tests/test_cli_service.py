@@ -230,3 +230,30 @@ def test_convert_prints_progress_into_a_log(tmp_path: Path) -> None:
                             "--speed", "slow", "--quiet"], capture_output=True, text=True,
                            timeout=300, check=False, env=env)
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+@pytest.mark.integration
+def test_serve_https_on_its_own_socket(tmp_path: Path) -> None:
+    """serve binds the port itself (so 'in use' is found first) and hands the socket to
+    uvicorn; HTTPS must still work on it."""
+    import ssl
+
+    from pki import make_ca, make_leaf
+
+    ca_key, ca_cert = make_ca(tmp_path, "ca")
+    key, cert = make_leaf(tmp_path, "127.0.0.1", ca_key, ca_cert)
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "serve", "--data", str(tmp_path / "gw"), "--port", str(port),
+                             "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)],
+                            env=_env(tmp_path), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_listening(port, proc, seconds=30)
+        context = ssl.create_default_context(cafile=str(ca_cert))
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", context=context,
+                                    timeout=10) as response:
+            assert response.status == 200
+    finally:
+        stop(proc)
+    assert proc.stderr is not None
+    assert f"serving on https://127.0.0.1:{port}/" in proc.stderr.read().decode()
