@@ -234,3 +234,22 @@ def test_folder_convert_delivers_every_result(clip: Path, tmp_path: Path) -> Non
     assert all(r.delivery[0].ok for r in reports)
     sent = {r.files[0].sop_instance_uid for r in reports}
     assert {read_back(p, tmp_path).dataset.SOPInstanceUID for p in received} == sent
+
+
+@pytest.mark.integration
+@pytest.mark.needs_dcmtk
+def test_worklist_json_is_an_array_of_entries(tmp_path: Path) -> None:
+    from pydantic import TypeAdapter
+
+    from dcmtk_peers import running_worklist
+    from vid2dcm.apps.report import WorklistEntryReport
+
+    entry = {"accession": "ACC7", "patient_name": "Roe^Rita", "patient_id": "PID7",
+             "study_uid": "1.2.826.0.1.3680043.10.999.7", "procedure": "Gastroscopy",
+             "modality": "ES", "day": "20240215"}
+    with running_worklist(tmp_path / "wl", [entry]) as (aet, port):
+        proc = cli("worklist", "--from", f"{aet}@127.0.0.1:{port}", "--json")
+    assert proc.returncode == 0, proc.stderr
+    entries = TypeAdapter(list[WorklistEntryReport]).validate_json(one_object(proc))
+    assert [(e.accession_number, e.patient_id, e.modality) for e in entries] == [
+        ("ACC7", "PID7", "ES")]
