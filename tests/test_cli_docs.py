@@ -117,3 +117,19 @@ def test_no_arguments_print_the_help() -> None:
                           check=False)
     assert proc.returncode == 0 and proc.stderr == ""
     assert proc.stdout.startswith("Usage: vid2dcm")
+
+
+@pytest.mark.parametrize("module", ["vid2dcm", "vid2dcm.apps.cli"])
+def test_both_module_entry_points_run(module: str) -> None:
+    from vid2dcm import __version__
+
+    proc = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True,
+                          text=True, check=False)
+    assert (proc.returncode, proc.stdout.strip()) == (0, f"vid2dcm {__version__}")
+
+
+def test_console_script_points_at_main() -> None:
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["vid2dcm"] == "vid2dcm.apps.cli:main"

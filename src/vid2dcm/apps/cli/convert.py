@@ -175,12 +175,14 @@ def _convert_folder(folder: Path, out_dir: Path, meta: Metadata, request: Reques
     from vid2dcm.apps.batch import convert_folder
     from vid2dcm.apps.cli.codes import BY_CODE
 
-    first_failure = 0
+    first_failure, failures, total = 0, 0, 0
     delivered_all: list[DeliveryReport] = []
     for item in convert_folder(folder, out_dir, meta, request, overwrite, jobs):
+        total += 1
         if item.result is None:
             problem(f"{item.source.name}: {item.error}")
             first_failure = first_failure or item.exit_code
+            failures += 1
             if UI.json:
                 kind = BY_CODE.get(item.exit_code, BY_CODE[1]).kind
                 emit(ErrorReport(source=str(item.source), error=ErrorDetail(
@@ -198,7 +200,8 @@ def _convert_folder(folder: Path, out_dir: Path, meta: Metadata, request: Reques
         if UI.json:
             emit(conversion_report(item.result, delivered))
     if first_failure:
-        raise Reported("some inputs failed (see the lines above)", first_failure)
+        raise Reported(f"{failures} of {total} inputs failed (see the lines above); the "
+                       "first failure's exit code follows", first_failure)
     _raise_if_undelivered(delivered_all)
 
 
