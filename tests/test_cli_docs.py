@@ -83,7 +83,8 @@ def test_cli_doc_lists_every_json_field(name: str) -> None:
     assert _documented_fields(name) == list(JSON_SHAPES[name].model_fields)
 
 
-@pytest.mark.parametrize("name", [name for name, _ in COMMANDS])
+@pytest.mark.parametrize("name", [name for name, f in COMMANDS
+                                  if f.__module__.startswith("vid2dcm.apps.cli.")])
 def test_help_has_no_swallowed_text_or_type_labels(name: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "vid2dcm", name, "--help"],
                           capture_output=True, text=True, check=False)
@@ -94,6 +95,13 @@ def test_help_has_no_swallowed_text_or_type_labels(name: str) -> None:
         assert not re.search(r"<(str|int|float|list|path)", line), line
     if "--config" in proc.stdout:
         assert "[destinations.NAME]" in proc.stdout
+
+
+def test_every_command_is_registered_and_has_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "vid2dcm", "--help"], capture_output=True,
+                          text=True, check=False)
+    listed = re.findall(r"^  (\w+)\s", proc.stdout.split("Commands:")[1], flags=re.M)
+    assert listed[:len(COMMANDS)] == [name for name, _ in COMMANDS]
 
 
 def test_shell_completion_is_offered_and_documented() -> None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vid2dcm.apps import deidentify_command
 from vid2dcm.apps.cli import convert, deliver, doctor, inspect, service
 from vid2dcm.apps.cli.codes import Reported, exit_code_for, exit_code_table
 from vid2dcm.apps.cli.output import UI, emit, err, out
@@ -36,6 +37,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("worker", service.worker),
     ("gateway", service.gateway),
     ("token", service.token),
+    ("deidentify", deidentify_command.deidentify),
     ("doctor", doctor.doctor),
 )
 """(name, function) in the order --help lists them. Register a command with one line here."""
