@@ -257,3 +257,23 @@ def test_serve_https_on_its_own_socket(tmp_path: Path) -> None:
         stop(proc)
     assert proc.stderr is not None
     assert f"serving on https://127.0.0.1:{port}/" in proc.stderr.read().decode()
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")
+def test_convert_shows_a_bar_with_percent_and_time_left_on_a_terminal(tmp_path: Path) -> None:
+    source = synthesize(tmp_path / "t.mp4", ClipSpec(width=320, height=240, frames=150,
+                                                     noise=True,
+                                                     options={"preset": "superfast",
+                                                              "profile": "baseline"}))
+    command = (f"{sys.executable} -m vid2dcm convert {source} -o {tmp_path / 't.dcm'} "
+               "--speed slow")
+    started = time.monotonic()
+    proc = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout
+    if time.monotonic() - started < 3:
+        pytest.skip("the transcode finished too fast to show a bar on this machine")
+    screen = re.sub(rb"\x1b\[[0-9;]*[A-Za-z]", b"", proc.stdout).decode(errors="replace")
+    assert re.search(r"transcoding .*\d+%", screen), screen
+    assert re.search(r"\d+ s left", screen), screen
+    assert int(read_back(tmp_path / "t.dcm", tmp_path).dataset.NumberOfFrames) == 150
