@@ -74,16 +74,25 @@ class ReceiptReport(_Shape):
     """What happened to one file at one destination."""
 
     source: str
+    """The file given to send (or written by convert)."""
     sent: str | None
+    """What went on the wire when it was not the file itself (twin, re-encode, frames)."""
     sop_instance_uid: str | None
+    """SOP Instance UID the peer stored."""
     transfer_syntax_uid: str | None
+    """Transfer syntax it was stored with."""
     transfer_syntax: str | None
+    """Its name."""
     kind: str
     """How it went: as-is, twin, transcoded, frames, ... (the fallback step taken)."""
     ok: bool
+    """Stored."""
     committed: bool | None
+    """Storage Commitment answer (None: not asked or no answer)."""
     message: str
+    """The peer's status or the reason for a failure."""
     attempts: int
+    """Associations tried (retries included)."""
 
 
 class DeliveryReport(_Shape):
@@ -91,8 +100,11 @@ class DeliveryReport(_Shape):
     where the destination asks for Storage Commitment)."""
 
     destination: str
+    """AE@HOST:PORT or the STOW-RS URL."""
     ok: bool
+    """Every file stored (and committed where asked)."""
     receipts: list[ReceiptReport]
+    """One per file."""
     error: str | None = None
     """Why nothing was delivered (peer unreachable, TLS, HTTP auth), when no receipt came."""
 
@@ -114,6 +126,7 @@ def delivery_report(destination: str, receipts: list[Receipt]) -> DeliveryReport
 
 class EchoReport(_Shape):
     destination: str
+    """AE@HOST:PORT."""
     status: int
     """C-ECHO response status (0 = success)."""
     milliseconds: float
@@ -123,15 +136,20 @@ class EchoReport(_Shape):
 
 class WrittenFileReport(_Shape):
     path: str
+    """The .dcm written."""
     sop_class_uid: str
     sop_instance_uid: str
     transfer_syntax_uid: str
     frames: int
+    """Number of Frames."""
     rows: int
     columns: int
     size_bytes: int
+    """File size."""
     bitstream_bytes: int
+    """Length of the embedded video stream (or frame data)."""
     action: Literal["copy", "transcode", "frames"]
+    """copy: bitstream copied bit for bit; transcode: re-encoded; frames: frame by frame."""
     study_instance_uid: str
     series_instance_uid: str
 
@@ -140,16 +158,21 @@ class ConvertReport(_Shape):
     """One converted input (convert --json; a folder prints one line per input)."""
 
     source: str
+    """The input video."""
     files: list[WrittenFileReport]
+    """One per instance (several when a long stream was split)."""
     study_instance_uid: str
     series_instance_uid: str
     action: str
+    """copy, transcode or frames."""
     transfer_syntax: str
+    """Name of the transfer syntax written."""
     transcode: dict[str, Any] | None
     """Encoder statistics (frames in/out, lost_frames, frames_per_second...) when re-encoded."""
     quality: dict[str, Any] | None
     """PSNR/SSIM against the source, with --measure-quality."""
     warnings: list[str]
+    """Also printed on stderr (unless --quiet)."""
     delivery: list[DeliveryReport] = []
     """One entry per --send/--stow destination; empty when nothing was sent."""
 
@@ -180,14 +203,19 @@ class PlanReport(_Shape):
     action: str
     """copy, transcode or frames."""
     iod: str
+    """The IOD name, e.g. Video Endoscopic Image."""
     sop_class_uid: str
     transfer_syntax_uid: str | None
     transfer_syntax: str | None
     container: str | None
+    """mp4 or ts inside Pixel Data (video syntaxes)."""
     layout: str
+    """single, split or fragmentable."""
     instances: int
+    """How many instances will be written."""
     audio: list[dict[str, Any]]
     video_target: dict[str, Any] | None
+    """Encoder, profile, level and size when transcoding."""
     broken_rules: list[str]
     """Why the bitstream cannot be copied (empty when it can)."""
     decisions: list[dict[str, Any]]
@@ -229,6 +257,7 @@ class InfoReport(_Shape):
     """Technical facts of a DICOM video file; no patient attributes."""
 
     path: str
+    """The file described."""
     sop_class: str
     sop_class_uid: str
     transfer_syntax: str
@@ -237,12 +266,15 @@ class InfoReport(_Shape):
     columns: int | None
     rows: int | None
     number_of_frames: int | None
+    """Number of Frames (0028,0008)."""
     frame_time_ms: float | None
     cine_rate: int | None
     effective_duration_s: float | None
     audio_channels: int
     fragments: int
+    """Pixel Data fragments."""
     bitstream_bytes: int | None
+    """Length of the embedded stream (pad byte excluded)."""
     instance_number: int | None
     series_instance_uid: str | None
     sop_instance_uid: str | None
@@ -283,6 +315,7 @@ def _text(value: Any) -> str | None:
 
 class FindingReport(_Shape):
     severity: Literal["error", "warning", "note"]
+    """error fails the file; warning and note do not."""
     source: str
     """own (vid2dcm's header-vs-bitstream checks) or dciodvfy."""
     message: str
@@ -291,6 +324,7 @@ class FindingReport(_Shape):
 class ValidateReport(_Shape):
     path: str
     ok: bool
+    """No finding of severity error."""
     dciodvfy: str
     """passed, failed, passed on twin, not installed or not run."""
     findings: list[FindingReport]
@@ -330,8 +364,11 @@ def worklist_report(entry: WorklistEntry) -> WorklistEntryReport:
 
 class CheckReport(_Shape):
     name: str
+    """What was checked, e.g. encoder libx264, data folder, destination pacs."""
     status: Literal["ok", "warning", "failed"]
+    """warning: an optional part is missing; failed: something needed does not work."""
     detail: str
+    """What was found."""
     fix: str
     """What to do about it (empty when status is ok)."""
 
