@@ -146,6 +146,20 @@ def test_gateway_falls_back_to_a_free_port_and_a_pasted_token_works(tmp_path: Pa
     assert f"port {taken} is in use; using {port} instead" in said
 
 
+@pytest.mark.parametrize("command", ["worker", "serve", "gateway"])
+def test_an_unreachable_shared_queue_stops_the_service_at_once(command: str,
+                                                               tmp_path: Path) -> None:
+    env = {**_env(tmp_path), "VID2DCM_QUEUE_URL": f"redis://127.0.0.1:{free_port()}"}
+    proc = subprocess.run([*CLI, command, "--data", str(tmp_path / "gw"), "--port",
+                           str(free_port())] if command != "worker" else
+                          [*CLI, command, "--data", str(tmp_path / "gw")],
+                          capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert proc.returncode == 7, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "VID2DCM_QUEUE_URL=redis://" in proc.stderr
+    assert not (tmp_path / "gw").exists()
+
+
 # --- watch --once ---------------------------------------------------------------------------
 
 def test_watch_once_exits_with_the_first_failure(tmp_path: Path) -> None:

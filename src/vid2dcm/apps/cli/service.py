@@ -137,6 +137,23 @@ def check_store(settings: ServiceSettings) -> None:
                            "docs/troubleshooting.md") from exc
 
 
+def check_queue() -> None:
+    """A shared queue named by VID2DCM_QUEUE_URL must answer now, not on the first job."""
+    from vid2dcm.apps.gateway.settings import QUEUE_ENV
+
+    url = os.environ.get(QUEUE_ENV, "")
+    if not url.startswith("redis://"):
+        return
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        raise ServiceError(f"queue {QUEUE_ENV}={url} does not answer ({exc}): start Redis, "
+                           f"or unset {QUEUE_ENV} to use the SQLite queue in the data folder"
+                           ) from exc
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -212,6 +229,7 @@ def serve(
     folder = data_folder(data)
     settings = settings_for(folder)
     check_store(settings)
+    check_queue()
     bind_host, bind_port = host or settings.host, port or settings.port
     sock = bind(bind_host, bind_port)
     try:
@@ -237,6 +255,7 @@ def worker(
     folder = data_folder(data)
     settings = settings_for(folder)
     check_store(settings)
+    check_queue()
     prepare_data(folder)
     os.environ[DATA_ENV] = str(folder)
     _announce(folder)
@@ -276,6 +295,7 @@ def gateway(
     settings = settings_for(folder) if config.exists() else None
     if settings is not None:
         check_store(settings)
+    check_queue()
     host = settings.host if settings else "127.0.0.1"
     wanted = port or (settings.port if settings else 8080)
     try:
