@@ -16,7 +16,12 @@ from vid2dcm.core.errors import UsageError
 from vid2dcm.core.frame_syntaxes import FrameEncoding
 from vid2dcm.core.iods import SopChoice
 from vid2dcm.core.metadata import Metadata, MetadataError, load_metadata
-from vid2dcm.delivery.destinations import Destination, load_destinations, parse_destination
+from vid2dcm.delivery.destinations import (
+    AE_PATTERN,
+    Destination,
+    load_destinations,
+    parse_destination,
+)
 from vid2dcm.planning.plan import ContainerChoice, Request, TranscodePolicy
 from vid2dcm.planning.video_target import Quality, Speed
 
@@ -99,17 +104,18 @@ def destination(option: str, text: str, config: Path | None,
     if text.startswith(("http://", "https://")) and "://" in text and not text.split(
             "://", 1)[1].strip("/"):
         raise UsageError(f"{option}: {text!r} has no host, e.g. https://pacs/dicom-web")
+    inline = AE_PATTERN.match(text) or text.startswith(("http://", "https://"))
+    if not inline:
+        known = sorted(load_destinations(config)) if config else []
+        if text not in known:
+            names = f" (names in {config}: {', '.join(known) or 'none'})" if config else \
+                " (names need --config FILE)"
+            raise UsageError(f"{option}: {text!r} is neither AE@HOST:PORT, an http(s) URL nor "
+                             f"a configured name{names}, {AE_EXAMPLE}")
     try:
         found = parse_destination(text, config)
     except UsageError as exc:
-        message = str(exc)
-        if "neither" in message:
-            known = sorted(load_destinations(config)) if config else []
-            names = f" (names in {config}: {', '.join(known) or 'none'})" if config else \
-                " (names need --config FILE)"
-            message = (f"{text!r} is neither AE@HOST:PORT, an http(s) URL nor a configured "
-                       f"name{names}, {AE_EXAMPLE}")
-        raise UsageError(f"{option}: {message}") from exc
+        raise UsageError(f"{option}: {exc}") from exc
     if not overrides:
         return found
     try:
