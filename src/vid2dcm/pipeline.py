@@ -198,7 +198,8 @@ def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, target
                                     number, previous)
         instance = VideoInstance(
             iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid,
-            pixels=describe_bitstream(bitstream, plan.transfer_syntax), identity=identity,
+            pixels=describe_bitstream(bitstream, plan.transfer_syntax,
+                                      max_item=options.max_item_bytes), identity=identity,
             acquired_at=_part_start(recorded_at, info, piece.segment) if recorded_at else None,
             converted_at=datetime.now(), metadata=metadata, provenance=provenance,
         )
