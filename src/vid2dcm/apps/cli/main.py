@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vid2dcm.apps import deidentify_command
+from vid2dcm.apps import deidentify_command, media_command, orders_command
 from vid2dcm.apps.cli import convert, deliver, doctor, inspect, service
 from vid2dcm.apps.cli.codes import Reported, exit_code_for, exit_code_table
 from vid2dcm.apps.cli.output import UI, emit, err, out
@@ -38,6 +38,13 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("gateway", service.gateway),
     ("token", service.token),
     ("deidentify", deidentify_command.deidentify),
+    ("media", media_command.media),
+    ("orders", orders_command.orders),
+    ("hl7-listen", orders_command.hl7_listen),
+    ("fhir-poll", orders_command.fhir_poll),
+    ("oru", orders_command.oru),
+    ("route", orders_command.route_command),
+    ("kos", orders_command.kos),
     ("doctor", doctor.doctor),
 )
 """(name, function) in the order --help lists them. Register a command with one line here."""
