@@ -249,21 +249,23 @@ def _general_series(ds: Dataset, v: VideoInstance) -> None:
 
 
 def _request_attributes(m: Metadata) -> Dataset | None:
-    """The order this acquisition fulfils (General Series, Request Attributes Sequence)."""
+    """The order this acquisition fulfils (General Series, Request Attributes Sequence).
+
+    Requested Procedure ID and Scheduled Procedure Step ID are Type 1C (PS3.3 Table 10-9):
+    present with a value when the order has one, absent otherwise, never empty (an HL7 order
+    often carries no step ID)."""
     if not (m.requested_procedure_id or m.scheduled_procedure_step_id):
         return None
     item = Dataset()
-    _put(item, m, "accession_number", "study_instance_uid")
-    _put(item, m, "requested_procedure_id", type2=True)
-    _put(item, m, "requested_procedure_description")
-    _put(item, m, "scheduled_procedure_step_id", type2=True)
-    _put(item, m, "scheduled_procedure_step_description")
+    _put(item, m, "accession_number", "study_instance_uid", "requested_procedure_id",
+         "requested_procedure_description", "scheduled_procedure_step_id",
+         "scheduled_procedure_step_description")
     return item
 
 
 def _general_equipment(ds: Dataset, m: Metadata) -> None:
     _put(ds, m, "manufacturer", type2=True)
-    _put(ds, m, "manufacturer_model_name", "institution_name")
+    _put(ds, m, "manufacturer_model_name", "institution_name", "station_name")
 
 
 def _general_acquisition(ds: Dataset, acquired_at: datetime | None) -> None:
