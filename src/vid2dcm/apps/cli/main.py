@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vid2dcm.apps import deidentify_command, media_command, orders_command
+from vid2dcm.apps import deidentify_command, media_command, orders_command, record_command
 from vid2dcm.apps.cli import convert, deliver, doctor, inspect, service
 from vid2dcm.apps.cli.codes import Reported, exit_code_for, exit_code_table
 from vid2dcm.apps.cli.output import UI, emit, err, out
@@ -33,6 +33,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("send", deliver.send),
     ("worklist", deliver.worklist),
     ("watch", service.watch),
+    ("record", record_command.record),
     ("serve", service.serve),
     ("worker", service.worker),
     ("gateway", service.gateway),
