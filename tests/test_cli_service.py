@@ -61,6 +61,22 @@ def test_token_output_appends_to_service_toml_as_it_is(tmp_path: Path) -> None:
             (hash_token(admin), "admin", 'IT "desk"'), (hash_token(uploader), "uploader", "nurse")]
 
 
+def test_a_first_start_writes_tokens_that_token_output_appends_to(tmp_path: Path) -> None:
+    """The settings a first `gateway` start writes (bootstrap: an inline token list) are
+    rewritten as [[service.tokens]] tables, so `vid2dcm token >> service.toml` stays valid."""
+    from vid2dcm.apps.cli.service import tokens_as_tables
+    from vid2dcm.apps.gateway.bootstrap import embedded_defaults
+
+    data = tmp_path / "gw"
+    first, _password = embedded_defaults(data)
+    tokens_as_tables(data / "service.toml")
+    value, toml = _token("--role", "reviewer", "--name", "desk")
+    (data / "service.toml").write_text((data / "service.toml").read_text() + toml)
+    tokens = load_settings(data).tokens
+    assert [(t.sha256, t.role) for t in tokens] == [(hash_token(first), "admin"),
+                                                   (hash_token(value), "reviewer")]
+
+
 # --- data folder and ports ------------------------------------------------------------------
 
 def test_default_data_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -156,7 +172,8 @@ def test_an_unreachable_shared_queue_stops_the_service_at_once(command: str,
                           capture_output=True, text=True, timeout=60, check=False, env=env)
     assert proc.returncode == 7, proc.stderr
     assert proc.stdout == ""
-    assert proc.stderr.count("\n") == 1 and "VID2DCM_QUEUE_URL=redis://" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "does not answer" in proc.stderr
+    assert "redis://127.0.0.1" in proc.stderr and "VID2DCM_QUEUE_URL" in proc.stderr
     assert not (tmp_path / "gw").exists()
 
 

@@ -104,6 +104,12 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
 for _name, _function in COMMANDS:
     app.command(name=_name)(guarded(_function))
 
+users = typer.Typer(help="Gateway accounts (people who sign in on the staff page).",
+                    no_args_is_help=True)
+users.command("add")(guarded(service.user_add))
+users.command("disable")(guarded(service.user_disable))
+app.add_typer(users, name="user")
+
 
 def _version(value: bool) -> None:
     if value:

@@ -78,14 +78,17 @@ def prepare_data(data: Path | None) -> Path:
     return folder
 
 
-def settings_for(folder: Path) -> ServiceSettings:
+def settings_for(folder: Path, **overrides: object) -> ServiceSettings:
     """service.toml read now: a typo is one line naming the key (exit 2), never a traceback."""
     from vid2dcm.apps.gateway.settings import ServiceSettings, load_settings
 
     config = folder / "service.toml"
     try:
-        return load_settings(folder)
-    except ValidationError as exc:
+        return load_settings(folder, **overrides)
+    except (ValidationError, UsageError) as raised:
+        exc = raised if isinstance(raised, ValidationError) else raised.__cause__
+        if not isinstance(exc, ValidationError):
+            raise
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         if first["type"] == "extra_forbidden":
@@ -94,11 +97,13 @@ def settings_for(folder: Path) -> ServiceSettings:
             close = difflib.get_close_matches(str(first["loc"][-1]),
                                               ServiceSettings.model_fields, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise UsageError(f"{config}: [service] {where}: unknown key{hint}") from exc
+            raise UsageError(f"{config}: [service] {where}: unknown key{hint}") from raised
         value = first.get("input")
         shown = f" (got {value!r})" if isinstance(value, str | int | float) and \
             "sha256" not in where else ""
-        raise UsageError(f"{config}: [service] {where}: {first['msg']}{shown}") from exc
+        where = f" {where}:" if where else ":"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise UsageError(f"{config}: [service]{where} {message}{shown}") from raised
     except TypeError as exc:  # [service] is not a table
         raise UsageError(f"{config}: [service] must be a table of settings") from exc
 
@@ -113,7 +118,7 @@ def check_store(settings: ServiceSettings) -> None:
     try:
         from vid2dcm.apps.gateway import store as store_module
 
-        schema = getattr(store_module, "SCHEMA", "")
+        schema = getattr(store_module, "SCHEMA", "")  # the store adds ADDED_COLUMNS itself
         wanted = sqlite3.connect(":memory:")
         wanted.executescript(schema)
         have = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
@@ -121,7 +126,9 @@ def check_store(settings: ServiceSettings) -> None:
             for (table,) in wanted.execute("SELECT name FROM sqlite_master WHERE type='table'"):
                 need = {r[1] for r in wanted.execute(f"PRAGMA table_info({table})")}
                 got = {r[1] for r in have.execute(f"PRAGMA table_info({table})")}
-                lacking = sorted(need - got)
+                migrated = {c.split()[0] for c in
+                            getattr(store_module, "ADDED_COLUMNS", {}).get(table, ())}
+                lacking = sorted(need - got - migrated)
                 if got and lacking:
                     raise ServiceError(
                         f"data folder {settings.data_dir}: {path.name} was made by another "
@@ -137,11 +144,12 @@ def check_store(settings: ServiceSettings) -> None:
                            "docs/troubleshooting.md") from exc
 
 
-def check_queue() -> None:
-    """A shared queue named by VID2DCM_QUEUE_URL must answer now, not on the first job."""
+def check_queue(settings: ServiceSettings) -> None:
+    """A shared queue (queue_url in service.toml, or VID2DCM_QUEUE_URL) must answer now, not
+    on the first job."""
     from vid2dcm.apps.gateway.settings import QUEUE_ENV
 
-    url = os.environ.get(QUEUE_ENV, "")
+    url = str(getattr(settings, "queue_url", None) or os.environ.get(QUEUE_ENV, ""))
     if not url.startswith("redis://"):
         return
     import redis
@@ -149,9 +157,9 @@ def check_queue() -> None:
     try:
         redis.Redis.from_url(url, socket_connect_timeout=5).ping()
     except redis.RedisError as exc:
-        raise ServiceError(f"queue {QUEUE_ENV}={url} does not answer ({exc}): start Redis, "
-                           f"or unset {QUEUE_ENV} to use the SQLite queue in the data folder"
-                           ) from exc
+        raise ServiceError(f"queue {url} ({QUEUE_ENV} or queue_url) does not answer ({exc}): "
+                           f"start Redis, or unset {QUEUE_ENV} / queue_url to use the SQLite "
+                           "queue in the data folder") from exc
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -189,7 +197,7 @@ def _run_server(settings: ServiceSettings, sock: socket.socket,
     from vid2dcm.apps.gateway.api import create_app
 
     try:
-        app = create_app(settings)
+        app = create_app(settings)  # makes its own queue: make_queue(settings)
     except sqlite3.DatabaseError as exc:
         raise ServiceError(f"data folder {settings.data_dir}: job store cannot be used "
                            f"({exc}): see docs/troubleshooting.md") from exc
@@ -227,9 +235,9 @@ def serve(
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise UsageError("--ssl-certfile and --ssl-keyfile go together: pass both or neither")
     folder = data_folder(data)
-    settings = settings_for(folder)
+    settings = settings_for(folder, tls=True if ssl_certfile else None)
     check_store(settings)
-    check_queue()
+    check_queue(settings)
     bind_host, bind_port = host or settings.host, port or settings.port
     sock = bind(bind_host, bind_port)
     try:
@@ -237,7 +245,6 @@ def serve(
     except ServiceError:
         sock.close()
         raise
-    os.environ[DATA_ENV] = str(folder)
     _announce(folder)
     scheme = "https" if ssl_certfile else "http"
     note(f"serving on {scheme}://{bind_host}:{bind_port}/")
@@ -255,27 +262,32 @@ def worker(
     folder = data_folder(data)
     settings = settings_for(folder)
     check_store(settings)
-    check_queue()
+    check_queue(settings)
     prepare_data(folder)
-    os.environ[DATA_ENV] = str(folder)
     _announce(folder)
-    from huey.consumer import Consumer
+    from vid2dcm.apps.gateway.queue import make_queue
 
-    from vid2dcm.apps.gateway import jobs
-
-    assert jobs.huey is not None
-    Consumer(jobs.huey, workers=workers, worker_type="process").run()
+    make_queue(settings).run_worker(workers)
 
 
-SERVICE_TEMPLATE = """\
+SERVICE_HEADER = """\
 # vid2dcm gateway settings (docs/cli.md). Add tokens with:  vid2dcm token --name WHO >> {path}
 [service]
-
+"""
+SERVICE_TEMPLATE = SERVICE_HEADER + """
 [[service.tokens]]
 sha256 = "{digest}"
 role = "admin"
 name = "make run"
 """
+
+
+def token_table(digest: str, role: str, name: str) -> str:
+    """One token as TOML that appends to any service.toml whose tokens are tables."""
+    import json
+
+    return (f'[[service.tokens]]\nsha256 = "{digest}"\nrole = "{role}"\n'
+            f"name = {json.dumps(name)}\n")
 
 
 def gateway(
@@ -285,17 +297,17 @@ def gateway(
     verbose: Verbose = False,
 ) -> None:
     """Server and worker together on embedded defaults (SQLite queue): what `make run` starts.
-    A first run writes DATA/service.toml with an admin token kept in DATA/admin-token.txt.
-    Without --port, a taken port is replaced by a free one (said on stderr)."""
-    import secrets
+    A first run writes DATA/service.toml, an admin token (DATA/admin-token.txt) and an admin
+    account for the page (DATA/admin-password.txt). Without --port, a taken port is replaced
+    by a free one (said on stderr)."""
     import subprocess
 
     folder = data_folder(data)
-    config, token_file = folder / "service.toml", folder / "admin-token.txt"
+    config = folder / "service.toml"
     settings = settings_for(folder) if config.exists() else None
     if settings is not None:
         check_store(settings)
-    check_queue()
+        check_queue(settings)
     host = settings.host if settings else "127.0.0.1"
     wanted = port or (settings.port if settings else 8080)
     try:
@@ -311,24 +323,22 @@ def gateway(
     except ServiceError:
         sock.close()
         raise
-    if settings is None:
-        from vid2dcm.apps.gateway.settings import hash_token
+    from vid2dcm.apps.gateway.bootstrap import embedded_defaults
 
-        value = secrets.token_urlsafe(32)
-        token_file.write_text(value + "\n")
-        token_file.chmod(0o600)
-        config.write_text(SERVICE_TEMPLATE.format(path=config, digest=hash_token(value)))
-        settings = settings_for(folder)
+    fresh = settings is None
+    shown, password = embedded_defaults(folder)
+    if fresh:
+        tokens_as_tables(config)
+    settings = settings_for(folder)
+    check_queue(settings)
     bound = int(sock.getsockname()[1])
-    shown = token_file.read_text().strip() if token_file.exists() else "(see service.toml)"
     _announce(folder)
     line(f"vid2dcm gateway: http://{host}:{bound}/  token: {shown}")
+    line(f"sign in on the page as admin, password: {password}")
     line("Ctrl-C stops it.")
     sys.stdout.flush()
-    env = {**os.environ, DATA_ENV: str(folder)}
-    os.environ[DATA_ENV] = str(folder)
     worker_proc = subprocess.Popen([sys.executable, "-m", "vid2dcm", "worker", "--data",
-                                    str(folder), "--quiet"], env=env)
+                                    str(folder), "--quiet"])
     try:
         _run_server(settings, sock, None, None)
     finally:
@@ -336,21 +346,39 @@ def gateway(
         worker_proc.wait(timeout=30)
 
 
+def tokens_as_tables(config: Path) -> None:
+    """Rewrite a service.toml that holds nothing but an inline token list (what a first start
+    writes) with one [[service.tokens]] table per token, so that what `vid2dcm token` prints
+    can be appended to it as it is. Any other file is left as it is."""
+    import tomllib
+
+    data = tomllib.loads(config.read_text(encoding="utf-8"))
+    service = data.get("service", {})
+    if set(data) != {"service"} or set(service) != {"tokens"}:
+        return
+    text = SERVICE_HEADER.format(path=config)
+    for entry in service["tokens"]:
+        text += "\n" + token_table(entry["sha256"], entry.get("role", "uploader"),
+                                   entry.get("name", ""))
+    config.write_text(text)
+
+
 class Role(StrEnum):
     UPLOADER = "uploader"
+    REVIEWER = "reviewer"
     ADMIN = "admin"
 
 
 def token(
-    role: Annotated[Role, typer.Option(help="uploader (upload, see own jobs) or admin.")
-                    ] = Role.UPLOADER,
+    role: Annotated[Role, typer.Option(
+        help="uploader (creates jobs, sees its own), reviewer (sees all, assigns held jobs) "
+             "or admin.")] = Role.UPLOADER,
     name: Annotated[str, typer.Option(
         metavar="WHO", help="Who the token is for (shown in the audit log).")] = "",
 ) -> None:
     """Make a new API token. The token itself goes to stderr, once; stdout is exactly the TOML
     to add to service.toml (only its SHA-256 is kept), so this works:
     vid2dcm token --name alice >> DATA/service.toml"""
-    import json
     import secrets
 
     from vid2dcm.apps.gateway.settings import hash_token
@@ -363,10 +391,40 @@ def token(
               highlight=False)
     err.print(value, markup=False, highlight=False)
     line("")
-    line("[[service.tokens]]")
-    line(f'sha256 = "{hash_token(value)}"')
-    line(f'role = "{role.value}"')
-    line(f"name = {json.dumps(name)}")
+    line(token_table(hash_token(value), role.value, name).rstrip("\n"))
+
+
+def user_add(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Account name.")],
+    data: DataDir = None,
+    role: Annotated[Role, typer.Option(help="uploader, reviewer or admin.")] = Role.UPLOADER,
+    ward: Annotated[str, typer.Option(metavar="WARD",
+                                      help="An uploader also sees this ward's jobs.")] = "",
+    password_stdin: Annotated[bool, typer.Option("--password-stdin",
+                                                 help="Read the password from stdin.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Create or reset an account (argon2 hash in the data folder's job store)."""
+    from vid2dcm.apps.gateway.auth import add_user
+
+    folder = data_folder(data)
+    settings = settings_for(folder)
+    password = (sys.stdin.readline().rstrip("\n") if password_stdin
+                else typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    add_user(settings, name, role.value, password, ward)
+    line(f"user {name} ({role.value}) saved")
+
+
+def user_disable(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Account name.")],
+    data: DataDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Disable an account; its sessions end at once."""
+    from vid2dcm.apps.gateway.auth import disable_user
+
+    disable_user(settings_for(data_folder(data)), name)
+    line(f"user {name} disabled")
 
 
 def watch(
