@@ -304,12 +304,11 @@ def gateway(
 
     folder = data_folder(data)
     config = folder / "service.toml"
-    settings = settings_for(folder) if config.exists() else None
-    if settings is not None:
-        check_store(settings)
-        check_queue(settings)
-    host = settings.host if settings else "127.0.0.1"
-    wanted = port or (settings.port if settings else 8080)
+    fresh = not config.exists()
+    settings = settings_for(folder)  # the defaults, when there is no service.toml yet
+    check_store(settings)
+    check_queue(settings)
+    host, wanted = settings.host, port or settings.port
     try:
         sock = bind(host, wanted)
     except ServiceError:
@@ -325,12 +324,10 @@ def gateway(
         raise
     from vid2dcm.apps.gateway.bootstrap import embedded_defaults
 
-    fresh = settings is None
     shown, password = embedded_defaults(folder)
     if fresh:
         tokens_as_tables(config)
     settings = settings_for(folder)
-    check_queue(settings)
     bound = int(sock.getsockname()[1])
     _announce(folder)
     line(f"vid2dcm gateway: http://{host}:{bound}/  token: {shown}")
