@@ -169,14 +169,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening socket, made here so that 'port in use' is found before anything is
-    printed or started, and handed to uvicorn (no window for another program to take it)."""
+    """A bound socket, made here so that 'port in use' is found before anything is printed or
+    started, and handed to uvicorn, which listens on it once the app is built (so a client
+    that sees the port open finds the gateway ready, and no other program can take it)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
+        sock.bind((host, port))  # uvicorn listens on it once the app is ready
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -394,7 +394,8 @@ def token(
 def user_add(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Account name.")],
     data: DataDir = None,
-    role: Annotated[Role, typer.Option(help="uploader, reviewer or admin.")] = Role.UPLOADER,
+    role: Annotated[str, typer.Option(metavar="ROLE",
+                                      help="uploader, reviewer or admin.")] = "uploader",
     ward: Annotated[str, typer.Option(metavar="WARD",
                                       help="An uploader also sees this ward's jobs.")] = "",
     password_stdin: Annotated[bool, typer.Option("--password-stdin",
@@ -408,8 +409,8 @@ def user_add(
     settings = settings_for(folder)
     password = (sys.stdin.readline().rstrip("\n") if password_stdin
                 else typer.prompt("Password", hide_input=True, confirmation_prompt=True))
-    add_user(settings, name, role.value, password, ward)
-    line(f"user {name} ({role.value}) saved")
+    add_user(settings, name, role, password, ward)  # checks the role and the password
+    line(f"user {name} ({role}) saved")
 
 
 def user_disable(
