@@ -13,6 +13,7 @@ import typer
 from vid2dcm.apps.cli.codes import Reported
 from vid2dcm.apps.cli.deliver import deliver_to
 from vid2dcm.apps.cli.options import (
+    AllowUnidentified,
     Config,
     Container,
     Frames,
@@ -40,7 +41,6 @@ from vid2dcm.apps.report import (
 from vid2dcm.core.errors import DeliveryError, UsageError
 from vid2dcm.core.iods import SopChoice, iod_for_sop_class
 from vid2dcm.core.syntaxes import uid_name
-from vid2dcm.pipeline import convert as convert_video
 from vid2dcm.planning.plan import TranscodePolicy
 from vid2dcm.planning.video_target import Quality, Speed
 
@@ -95,6 +95,7 @@ def convert(
              "(repeatable).")] = None,
     stow: Annotated[str | None, typer.Option(metavar="URL",
                                              help="Deliver by STOW-RS to this URL.")] = None,
+    allow_unidentified: AllowUnidentified = False,
     config: Config = None,
     max_item_bytes: Annotated[int, typer.Option(hidden=True)] = 2**32 - 2,
     quiet: Quiet = False,
@@ -125,9 +126,14 @@ def convert(
 
         meta = build_metadata(metadata, the_order(wl_source, accession).metadata_fields(),
                               **overrides)
+    from vid2dcm.apps.cli.identity import require_patient
+
+    require_patient(meta, input, allowed=allow_unidentified, delivering=bool(dests))
     if input.is_dir():
         _convert_folder(input, output or input, meta, request, overwrite, jobs, dests)
         return
+    from vid2dcm.pipeline import convert as convert_video  # the engine, only when it runs
+
     progress = ProgressReport(quiet=quiet)
     try:
         result = convert_video(input, output, metadata=meta, options=request,

@@ -24,10 +24,6 @@ from vid2dcm.apps.cli.output import emit, line, styled
 from vid2dcm.apps.report import info_report, probe_report, validate_report
 from vid2dcm.core.iods import SopChoice
 from vid2dcm.planning.plan import TranscodePolicy, plan_conversion
-from vid2dcm.probing.probe import probe as probe_media
-from vid2dcm.reading.reader import extract_bitstream, open_video_object
-from vid2dcm.validation.validate import Severity
-from vid2dcm.validation.validate import validate as validate_file
 
 DicomFile = Annotated[Path, typer.Argument(help="DICOM video file.", metavar="FILE")]
 
@@ -46,6 +42,8 @@ def probe(
     """Media facts and the plan: copy or transcode, which transfer syntax and IOD, and why."""
     request = build_request(sop=sop, container=container, no_audio=no_audio,
                             transcode=transcode, max_size=max_size)
+    from vid2dcm.probing.probe import probe as probe_media
+
     info = probe_media(input)
     plan = plan_conversion(info, request)
     if as_json:
@@ -80,6 +78,8 @@ def info(
     verbose: Verbose = False,
 ) -> None:
     """Technical summary of a DICOM video file (patient attributes are not shown)."""
+    from vid2dcm.reading.reader import open_video_object
+
     report = info_report(file, open_video_object(file))
     if as_json:
         emit(report)
@@ -112,6 +112,8 @@ def extract(
     verbose: Verbose = False,
 ) -> None:
     """Stream the embedded video back out (pad byte removed)."""
+    from vid2dcm.reading.reader import extract_bitstream
+
     written = extract_bitstream(file, output, overwrite=overwrite)
     line(f"{output}  {written} bytes")
 
@@ -124,6 +126,9 @@ def validate(
     verbose: Verbose = False,
 ) -> None:
     """Own checks (header vs bitstream) plus dciodvfy when installed; exit 1 on any error."""
+    from vid2dcm.validation.validate import Severity
+    from vid2dcm.validation.validate import validate as validate_file
+
     report = validate_file(file, use_dciodvfy=not no_dciodvfy)
     if as_json:
         emit(validate_report(report))

@@ -59,6 +59,9 @@ SpeedOpt = Annotated[Speed, typer.Option(
 
 # --- delivery ------------------------------------------------------------------------------------
 
+AllowUnidentified = Annotated[bool, typer.Option(
+    "--allow-unidentified",
+    help="Deliver instances without a Patient ID (refused otherwise, exit code 8).")]
 CallingAet = Annotated[str | None, typer.Option(
     "--calling-aet", metavar="AE", help="Our AE title (1-16 characters; default VID2DCM).")]
 
