@@ -57,7 +57,8 @@ class ErrorDetail(_Shape):
     code: int
     """The process exit code (docs/cli.md, "Exit codes")."""
     kind: str
-    """Its name: usage, input, not-storable, output, delivery, service, failed, interrupted."""
+    """Its name: usage, input, not-storable, output, delivery, service, unidentified, failed,
+    interrupted."""
     message: str
     """The same line as on stderr, without the "vid2dcm: error: " prefix."""
 

@@ -18,7 +18,8 @@ import typer
 
 from vid2dcm.core.errors import InputError, UsageError
 
-DataDir = Annotated[Path, typer.Option("--data", help="Data folder (orders.sqlite lives here).")]
+DataDir = Annotated[Path, typer.Option("--data",
+    metavar="DIR", help="Data folder (orders.sqlite lives here).")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")]
 ORDERS_FILE = "orders.sqlite"
 
@@ -31,14 +32,17 @@ def _store(data: Path):  # type: ignore[no-untyped-def]
 
 def hl7_listen(
     data: DataDir,
-    listen: Annotated[str, typer.Option(help="HOST:PORT to accept HL7 v2 over MLLP on.")]
+    listen: Annotated[str, typer.Option(help="HOST:PORT to accept HL7 v2 over MLLP on.",
+        metavar="HOST:PORT")]
     = "127.0.0.1:2575",
-    tls_cert: Annotated[Path | None, typer.Option(help="Server certificate (PEM): TLS on.")]
+    tls_cert: Annotated[Path | None, typer.Option(help="Server certificate (PEM): TLS on.",
+        metavar="FILE")]
     = None,
-    tls_key: Annotated[Path | None, typer.Option(help="Server key (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Server key (PEM).", metavar="FILE")] = None,
     tls_client_ca: Annotated[Path | None, typer.Option(
-        help="Require client certificates signed by this CA (mutual TLS).")] = None,
-    application: Annotated[str, typer.Option(help="Our MSH-3 sending application in ACKs.")]
+        help="Require client certificates signed by this CA (mutual TLS).", metavar="FILE")] = None,
+    application: Annotated[str, typer.Option(help="Our MSH-3 sending application in ACKs.",
+        metavar="NAME")]
     = "VID2DCM",
     verbose: Verbose = False,
 ) -> None:
@@ -64,15 +68,20 @@ def hl7_listen(
 
 def orders(
     data: DataDir,
-    on: Annotated[str | None, typer.Option("--date", help="today or YYYYMMDD.")] = None,
-    modality: Annotated[str | None, typer.Option()] = None,
-    accession: Annotated[str | None, typer.Option()] = None,
+    on: Annotated[str | None, typer.Option("--date", help="today or YYYYMMDD.",
+        metavar="DAY")] = None,
+    modality: Annotated[str | None, typer.Option(metavar="CODE")] = None,
+    accession: Annotated[str | None, typer.Option(metavar="NUMBER")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     verbose: Verbose = False,
 ) -> None:
     """List the open orders of a day (like a worklist query), or one order by accession."""
     from vid2dcm.core.dates import parse_day
 
+    try:  # every option before the store is opened (or made)
+        day = parse_day(on) if on else date.today()
+    except ValueError as exc:
+        raise UsageError(f"--date must be today or YYYYMMDD, not {on!r}") from exc
     store = _store(data)
     if accession:
         found = store.find_by_accession(accession)
@@ -80,10 +89,6 @@ def orders(
             raise UsageError(f"no order with accession {accession}")
         listing = [found]
     else:
-        try:
-            day = parse_day(on) if on else date.today()
-        except ValueError as exc:
-            raise UsageError(f"--date must be today or YYYYMMDD, not {on!r}") from exc
         listing = store.for_day(day, modality)
     if as_json:
         print(json.dumps([o.model_dump(mode="json") for o in listing], indent=2))
@@ -98,11 +103,15 @@ def orders(
 
 def oru(
     data: DataDir,
-    to: Annotated[str, typer.Option("--to", help="HIS MLLP address HOST:PORT.")],
-    accession: Annotated[str, typer.Option(help="The order's accession number.")],
-    study_uid: Annotated[str, typer.Option(help="Study Instance UID that was stored.")],
-    viewer_url: Annotated[str, typer.Option(help="Link to open the study in a viewer.")] = "",
-    tls_ca: Annotated[Path | None, typer.Option(help="CA of the HIS certificate: TLS on.")]
+    to: Annotated[str, typer.Option("--to", help="HIS MLLP address HOST:PORT.",
+        metavar="HOST:PORT")],
+    accession: Annotated[str, typer.Option(help="The order's accession number.", metavar="NUMBER")],
+    study_uid: Annotated[str, typer.Option(help="Study Instance UID that was stored.",
+        metavar="UID")],
+    viewer_url: Annotated[str, typer.Option(help="Link to open the study in a viewer.",
+        metavar="URL")] = "",
+    tls_ca: Annotated[Path | None, typer.Option(help="CA of the HIS certificate: TLS on.",
+        metavar="FILE")]
     = None,
     verbose: Verbose = False,
 ) -> None:
@@ -128,10 +137,10 @@ def oru(
 
 def fhir_poll(
     data: DataDir,
-    server: Annotated[str, typer.Option(help="FHIR base URL.")],
-    version: Annotated[str, typer.Option(help="R4 or R5.")] = "R5",
+    server: Annotated[str, typer.Option(help="FHIR base URL.", metavar="URL")],
+    version: Annotated[str, typer.Option(help="R4 or R5.", metavar="R4|R5")] = "R5",
     token: Annotated[str | None, typer.Option(help="Bearer token.",
-                                              envvar="VID2DCM_FHIR_TOKEN")] = None,
+                                              envvar="VID2DCM_FHIR_TOKEN", metavar="TOKEN")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Fetch active ServiceRequests once and store them as orders."""
@@ -150,11 +159,13 @@ def fhir_poll(
 
 def route_command(
     config: Annotated[Path, typer.Option("--config", help="Settings with [routing] and "
-                                         "[destinations.NAME] tables.")],
-    size: Annotated[int, typer.Option(help="Size of what is sent, in bytes.")] = 0,
-    data: Annotated[Path | None, typer.Option("--data", help="Data folder (orders).")] = None,
-    accession: Annotated[str | None, typer.Option(help="Route for this order.")] = None,
-    modality: Annotated[str, typer.Option()] = "",
+                                         "[destinations.NAME] tables.", metavar="FILE")],
+    size: Annotated[int, typer.Option(help="Size of what is sent, in bytes.", metavar="BYTES")] = 0,
+    data: Annotated[Path | None, typer.Option("--data", help="Data folder (orders).",
+        metavar="DIR")] = None,
+    accession: Annotated[str | None, typer.Option(help="Route for this order.",
+        metavar="NUMBER")] = None,
+    modality: Annotated[str, typer.Option(metavar="CODE")] = "",
     verbose: Verbose = False,
 ) -> None:
     """Explain where a study would be sent, rule by rule."""
@@ -175,10 +186,10 @@ def route_command(
 
 def kos(
     files: Annotated[list[Path], typer.Argument(help="DICOM instances of one study.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="KOS file to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="KOS file to write.", metavar="FILE")],
     title: Annotated[str, typer.Option(help="of-interest, manifest, for-teaching, "
-                                       "quality-issue.")] = "of-interest",
-    description: Annotated[str | None, typer.Option()] = None,
+                                       "quality-issue.", metavar="TITLE")] = "of-interest",
+    description: Annotated[str | None, typer.Option(metavar="TEXT")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
     verbose: Verbose = False,
 ) -> None:

@@ -53,41 +53,52 @@ def record(
         help="NAME=URL or URL: rtsp://, rtmp://, srt://, udp://, http(s):// (TS or .m3u8), "
              "/dev/videoN, lavfi:GRAPH; '#latency=S' sets a per-source latency.")] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Folder for the DICOM files (pieces go to OUT/recording).")
+        "--output", "-o", help="Folder for the DICOM files (pieces go to OUT/recording).",
+            metavar="FOLDER")
     ] = None,
     sop: Annotated[SopChoice, typer.Option(
         help="Video IOD to write (endoscopic for a scope: Modality ES).")
     ] = SopChoice.PHOTOGRAPHIC,
-    metadata: Annotated[Path | None, typer.Option(help="JSON file of patient/study fields.")
+    metadata: Annotated[Path | None, typer.Option(help="JSON file of patient/study fields.",
+        metavar="FILE")
                         ] = None,
-    patient_name: Annotated[str | None, typer.Option(help="Family^Given")] = None,
-    patient_id: Annotated[str | None, typer.Option()] = None,
-    patient_birth_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
-    patient_sex: Annotated[str | None, typer.Option(help="M, F or O")] = None,
-    accession: Annotated[str | None, typer.Option(help="Accession Number.")] = None,
+    patient_name: Annotated[str | None, typer.Option(help="Family^Given",
+        metavar="FAMILY^GIVEN")] = None,
+    patient_id: Annotated[str | None, typer.Option(metavar="ID")] = None,
+    patient_birth_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD",
+        metavar="YYYY-MM-DD")] = None,
+    patient_sex: Annotated[str | None, typer.Option(help="M, F or O", metavar="M|F|O")] = None,
+    accession: Annotated[str | None, typer.Option(help="Accession Number.",
+        metavar="NUMBER")] = None,
     worklist: Annotated[str | None, typer.Option(
-        help="Fill patient and order from this worklist (needs --accession).")] = None,
+        help="Fill patient and order from this worklist (needs --accession).",
+            metavar="SCP")] = None,
     duration: Annotated[float | None, typer.Option(
-        min=0.1, help="Stop after S seconds of recording.")] = None,
+        min=0.1, help="Stop after S seconds of recording.", metavar="SECONDS")] = None,
     max_segment: Annotated[str | None, typer.Option(
-        help="Cut into instances at key frames after S seconds or a size (500M, 2G).")
+        help="Cut into instances at key frames after S seconds or a size (500M, 2G).",
+            metavar="SECONDS|SIZE")
     ] = None,
     pre_record: Annotated[float, typer.Option(
         min=0, max=600, help="Keep the last S seconds before the start signal (SIGUSR2, or "
-                             "'r' with --snapshot-key).")] = 0.0,
+                             "'r' with --snapshot-key).", metavar="SECONDS")] = 0.0,
     snapshot_key: Annotated[bool, typer.Option(
         help="Read stdin: 's' + Enter takes a still, 'r' starts, 'q' stops.")] = False,
     read_timeout: Annotated[float, typer.Option(
-        min=0.5, max=120, help="Seconds of silence before a source counts as lost.")] = 5.0,
+        min=0.5, max=120, help="Seconds of silence before a source counts as lost.",
+            metavar="SECONDS")] = 5.0,
     min_free: Annotated[str, typer.Option(
-        help="Stop cleanly when the disk has less free space than this.")] = "256M",
+        help="Stop cleanly when the disk has less free space than this.", metavar="SIZE")] = "256M",
     send: Annotated[list[str] | None, typer.Option(
-        help="Deliver the result: AE@HOST:PORT, a STOW-RS URL or a configured name.")] = None,
+        help="Deliver the result: AE@HOST:PORT, a STOW-RS URL or a configured name.",
+            metavar="DEST")] = None,
     mpps: Annotated[str | None, typer.Option(
-        help="MPPS SCP (AE@HOST:PORT or name): IN PROGRESS at start, COMPLETED at stop.")
+        help="MPPS SCP (AE@HOST:PORT or name): IN PROGRESS at start, COMPLETED at stop.",
+            metavar="SCP")
     ] = None,
     recover_dir: Annotated[Path | None, typer.Option(
-        "--recover", help="Turn an interrupted recording folder into DICOM and exit.")] = None,
+        "--recover", help="Turn an interrupted recording folder into DICOM and exit.",
+            metavar="FOLDER")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     remove_pieces: Annotated[bool, typer.Option(
         help="Delete OUT/recording once the DICOM files are written (and delivered).")
