@@ -85,7 +85,7 @@ def test_registering_the_commands_imports_no_engine() -> None:
             "if n in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
-    count, loaded = (proc.stdout.splitlines() + [""])[:2]
+    count, loaded = [*proc.stdout.splitlines(), ""][:2]
     assert int(count) >= 20
     assert loaded == "", loaded
 
@@ -115,7 +115,8 @@ def test_send_refuses_an_unidentified_file_before_connecting(unidentified: Path,
 
 # --- issue 11: convert --send ----------------------------------------------------------------------
 
-def test_convert_send_without_patient_writes_nothing(clip: Path, tmp_path: Path) -> None:
+def test_convert_send_without_patient_writes_nothing(clip: Path,
+                                                     tmp_path: Path) -> None:
     """Refused before the conversion: exit 8 even though nobody listens on the port."""
     out = tmp_path / "o.dcm"
     message = one_error(cli("convert", clip, "-o", out, "--send",
