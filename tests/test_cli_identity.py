@@ -53,7 +53,7 @@ def unidentified(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-# --- issue 17: start-up ------------------------------------------------------------------------
+# --- issue 17: start-up --------------------------------------------------------------------------
 
 def test_version_imports_no_engine_and_is_fast() -> None:
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "vid2dcm", "--version"],
@@ -113,7 +113,7 @@ def test_send_refuses_an_unidentified_file_before_connecting(unidentified: Path,
     assert back.dataset.PatientID == ""
 
 
-# --- issue 11: convert --send ----------------------------------------------------------------------
+# --- issue 11: convert --send --------------------------------------------------------------------
 
 def test_convert_send_without_patient_writes_nothing(clip: Path,
                                                      tmp_path: Path) -> None:
@@ -141,7 +141,7 @@ def test_convert_send_with_patient_id_delivers(clip: Path, tmp_path: Path) -> No
     assert back.dataset.PatientID == PATIENT
 
 
-# --- issue 11: watch --to ----------------------------------------------------------------------
+# --- issue 11: watch --to ------------------------------------------------------------------------
 
 def test_watch_to_without_patient_leaves_the_drop_alone(clip: Path, tmp_path: Path) -> None:
     drop = tmp_path / "drop"
@@ -211,7 +211,7 @@ def test_convert_deidentify_failure_leaves_no_folder(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-# --- the one failure path for the commands other helpers wrote ------------------------------------
+# --- the one failure path for the commands other helpers wrote -----------------------------------
 
 def test_deidentify_failure_is_json_and_leaves_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.dcm"
