@@ -457,6 +457,8 @@ class DeidentifyReport(_Shape):
     """video or frames."""
     profile: list[str]
     """De-identification Method Code Sequence meanings written into the output."""
+    pseudonym: str
+    """The new Patient ID (a pseudonym; --lookup maps it back with the site secret)."""
     pixels: str
     """re-encoded with masks, copied (nothing to mask) or not cleaned."""
     audio: str
@@ -486,7 +488,8 @@ def deidentify_report(source: Path, output: Path, report: DeidReport) -> Deident
         verdict = "failed: " + ", ".join(found or ["see the report"])
     return DeidentifyReport(
         source=str(source), output=str(output), kind=report.kind,
-        profile=list(report.profile), pixels=report.pixels, audio=report.audio,
+        profile=list(report.profile), pseudonym=report.pseudonym, pixels=report.pixels,
+        audio=report.audio,
         frames_in=report.frames_in, frames_out=report.frames_out, masks=len(report.masks),
         attributes_changed=header.removed + header.emptied + header.replaced + header.cleaned,
         verified=check.ran and check.passed, verification=verdict,
