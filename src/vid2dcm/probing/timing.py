@@ -12,6 +12,12 @@ from fractions import Fraction
 
 from vid2dcm.core.media_info import FrameTiming
 
+STANDARD_RATES: tuple[Fraction, ...] = tuple(Fraction(r) for r in (
+    "24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60", "100",
+    "120000/1001", "120", "15", "12.5", "10", "7.5", "5", "1"))
+"""Rates cameras and encoders use; a stream whose timestamps are one of these rounded to a
+coarse time base (Matroska, WebM and FLV count milliseconds) is constant-rate at that rate."""
+
 REORDER_WINDOW = 64
 MAX_KEPT_DELTAS = 6000
 """Beyond this many frames a Frame Time Vector cannot be encoded in Explicit VR (64 KiB DS)."""
@@ -33,6 +39,13 @@ class FrameTimingCounter:
         self._delta_max: int | None = None
         self._deltas: list[int] | None = []
         self._last_duration = 0
+        self._emitted = 0
+        self._tick_s = float(time_base)
+        candidates = list(STANDARD_RATES)
+        if nominal_rate and nominal_rate not in candidates:
+            candidates.insert(0, nominal_rate)
+        self._grid: list[tuple[Fraction, float]] = [(r, 1 / float(r)) for r in candidates]
+        """Rates the display times still fit exactly (within one tick of rounding)."""
 
     def add(self, pts: int | None, duration: int) -> None:
         self.count += 1
@@ -48,6 +61,12 @@ class FrameTimingCounter:
             self._emit(heapq.heappop(self._heap))
 
     def _emit(self, pts: int) -> None:
+        if self._first_pts is not None and self._grid:
+            elapsed = (pts - self._first_pts) * self._tick_s
+            slack = self._tick_s + 1e-7
+            self._grid = [(r, period) for r, period in self._grid
+                          if abs(elapsed - self._emitted * period) <= slack]
+        self._emitted += 1
         if self._last_sorted is None:
             self._first_pts = pts
         else:
@@ -72,7 +91,11 @@ class FrameTimingCounter:
         if n_deltas == 0 or span_ticks <= 0:
             return self._nominal_timing(source="packet count; one frame, rate from stream header")
         mean_delta = Fraction(span_ticks, n_deltas)
-        rate = _snap_rate(1 / (mean_delta * self.time_base), self.nominal_rate)
+        measured = 1 / (mean_delta * self.time_base)
+        clean = self._clean_rate(measured)
+        if clean is not None:
+            return self._clean_timing(clean)
+        rate = _snap_rate(measured, self.nominal_rate)
         last = self._last_duration or round(mean_delta)
         end = max(self._max_end or 0, self._last_sorted + last)
         duration_s = float((end - self._first_pts) * self.time_base)
@@ -97,9 +120,38 @@ class FrameTimingCounter:
             frame_time_ms=1000 / float(rate),
             frame_deltas_ms=deltas,
             count_source="packet count",
+            rate_source=("packet timestamps, equal to the stream header's rate"
+                         if rate == self.nominal_rate else "packet timestamps (measured)"),
         )
 
-    def _nominal_timing(self, source: str = "packet count; no timestamps, rate from stream header"
+    def _clean_rate(self, measured: Fraction) -> Fraction | None:
+        """The rate every display time fits within one tick, when there is one: the stream is
+        then constant-rate and its timestamps only rounded (millisecond time bases)."""
+        if self._emitted < 3 or not self._grid:
+            return None
+        return min(self._grid, key=lambda g: (g[0] != self.nominal_rate,
+                                             abs(float(g[0] - measured))))[0]
+
+    def _clean_timing(self, rate: Fraction) -> FrameTiming:
+        tick_ms = float(self.time_base) * 1000
+        rounded = tick_ms >= 0.5
+        return FrameTiming(
+            frame_count=self.count,
+            rate=rate,
+            duration_s=float(self.count / rate),
+            variable=False,
+            frame_time_ms=1000 / float(rate),
+            frame_deltas_ms=None,
+            count_source="packet count",
+            rate_source=(f"packet timestamps: {float(rate):.3f} fps rounded to the "
+                         f"{tick_ms:g} ms time base" if rounded else
+                         "packet timestamps (exactly constant)"),
+        )
+
+    rate_origin = "stream header"
+    """Set by the prober when the nominal rate came from elsewhere (VUI, --frame-rate)."""
+
+    def _nominal_timing(self, source: str = "packet count; no timestamps"
                         ) -> FrameTiming:
         rate = self.nominal_rate or Fraction(25)
         return FrameTiming(
@@ -110,6 +162,8 @@ class FrameTimingCounter:
             frame_time_ms=1000 / float(rate),
             frame_deltas_ms=None,
             count_source=source,
+            rate_source=self.rate_origin if self.nominal_rate else
+            "none signalled: 25 fps assumed (use --frame-rate)",
         )
 
 
