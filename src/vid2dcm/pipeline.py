@@ -146,11 +146,15 @@ def _transcode(info: MediaInfo, plan: Plan, options: Request, work: Path, say: P
                       lambda done: say(stage, done))
     wrapped = probe(encoded)
     wrap_plan = plan_conversion(wrapped, replace(options, transcode=TranscodePolicy.NEVER))
-    if not wrap_plan.storable or wrap_plan.transfer_syntax is not plan.transfer_syntax:
+    wanted = plan.transfer_syntax
+    got = wrap_plan.transfer_syntax
+    if not wrap_plan.storable or got is None or wanted is None or got.codec != wanted.codec:
         rules = "; ".join(wrap_plan.broken_rules) or (
-            f"{wrap_plan.transfer_syntax.name if wrap_plan.transfer_syntax else '?'} instead of "
-            f"{plan.transfer_syntax.name if plan.transfer_syntax else '?'}")
+            f"{got.name if got else '?'} instead of {wanted.name if wanted else '?'}")
         raise OutputError(f"the encoder's output does not qualify for DICOM: {rules}")
+    # The encoded stream is labelled with the syntax it qualifies for, which may be a narrower
+    # one than the target (a High@4.1 encode at a BD size and rate is BD-compatible, .103):
+    # every such label is legal for the stream, so a good encode is never failed.
     return stats, wrapped, wrap_plan
 
 

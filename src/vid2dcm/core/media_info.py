@@ -70,8 +70,6 @@ class VideoStreamInfo:
     """False for raw elementary streams: timestamps must be made before muxing."""
     peak_bit_rate: int | None = None
     """Highest bit rate over any 1 s window of decode-order packets (bits/s), measured."""
-    hrd_bit_rate: int | None = None
-    """Bit rate the stream's own HRD parameters signal (bits/s), where the container says."""
     stereo: str | None = None
     """Stereo 3D signalling of the first picture (frame-packing SEI: 'side by side', ...)."""
 
@@ -153,7 +151,4 @@ class MediaInfo:
         if v.peak_bit_rate is not None:
             facts.append(Fact("peak bit rate (bit/s)", str(v.peak_bit_rate),
                               "measured: most packet bytes in any 1 s window"))
-        if v.hrd_bit_rate is not None:
-            facts.append(Fact("HRD bit rate (bit/s)", str(v.hrd_bit_rate),
-                              "signalled (codec parameters)"))
         return tuple(facts)

@@ -155,7 +155,7 @@ def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
     """Decide IOD, transfer syntax, copy or transcode, container, audio and layout."""
     iod = VIDEO_IODS[request.sop]
     decisions = [Decision("IOD", iod.name, _iod_reason(request.sop))]
-    warnings: list[str] = []
+    warnings: list[str] = list(info.warnings)
     encoding = request.frames or (FrameEncoding.JPEG if iod.frames_only else None)
     if encoding is not None:
         return _plan_frames(info, request, iod, encoding, decisions, warnings)
@@ -294,7 +294,7 @@ def _warn_about_video(v: VideoStreamInfo, warnings: list[str], copied: bool) -> 
                         "the mean Frame Time is recorded, the bitstream keeps exact timing")
     if not v.has_timestamps:
         warnings.append(f"raw elementary stream without timestamps; frames are timed at "
-                        f"{float(v.timing.rate):.3f} fps from the stream header")
+                        f"{float(v.timing.rate):.3f} fps ({v.timing.rate_source})")
 
 
 # --- container ------------------------------------------------------------------------------

@@ -208,7 +208,6 @@ def _describe(path: Path, size: int, container: Any, opener: Opener, wanted: int
         packet_bytes=video_bytes,
         has_timestamps=has_ts,
         peak_bit_rate=peak_bit_rate(sizes, timing.rate),
-        hrd_bit_rate=None,
         stereo=stereo,
     )
     streams = _summaries(container)

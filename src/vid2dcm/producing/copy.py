@@ -154,6 +154,7 @@ class _SegmentWriter:
         self.out = av.open(str(target) if isinstance(target, Path) else target, "w",
                            format=container.value, options=options)
         self.map = {vsrc.index: self.out.add_stream_from_template(vsrc)}
+        tag_for_apple(self.map[vsrc.index], container)
         if video_time_base is not None:
             self.map[vsrc.index].time_base = video_time_base
         for a in asrcs:
@@ -178,6 +179,13 @@ class _SegmentWriter:
     def close(self) -> CopiedStream:
         self.out.close()
         return CopiedStream(self.path, self.segment, self.video_packets, self.audio_packets)
+
+
+def tag_for_apple(stream: Any, container: OutputContainer) -> None:
+    """HEVC in MP4 as 'hvc1' (FFmpeg's default is 'hev1'): Apple's players (QuickTime,
+    Safari, iOS) play only 'hvc1'; other players accept both (ISO/IEC 14496-15 8.4.1)."""
+    if container is OutputContainer.MP4 and stream.codec_context.name == "hevc":
+        stream.codec_context.codec_tag = "hvc1"
 
 
 class CleanClock:

@@ -114,6 +114,11 @@ def _check_header(ds: Dataset, frames: FrameSyntax | None) -> list[Finding]:
     expected_pixels = dict(PIXEL_ATTRIBUTES)
     if frames is not None:
         expected_pixels["PhotometricInterpretation"] = frames.photometric
+    meta = getattr(ds, "file_meta", None)
+    video_syntax = by_uid(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else None
+    if video_syntax is not None:
+        bits = video_syntax.bits
+        expected_pixels.update(BitsAllocated=bits[0], BitsStored=bits[1], HighBit=bits[2])
     for keyword, expected in expected_pixels.items():
         if ds.get(keyword) != expected:
             found.append(_own(Severity.ERROR, f"{keyword} is {ds.get(keyword)!r}, "
@@ -287,6 +292,9 @@ def _write_twin(source: Path, twin: Path, tmp: Path) -> None:
     ds = dcmread(source, stop_before_pixels=True)
     ds.file_meta.TransferSyntaxUID = MPEG4HP41
     ds.LossyImageCompressionMethod = "ISO_14496_10"
+    # the twin is labelled 8-bit H.264: a 10-bit syntax's 16/10/9 (PS3.5 8.2.11, checked by
+    # vid2dcm's own header rule) would be judged against H.264's 8/8/7
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
     token = tmp / "token.bin"
     token.write_bytes(b"\x00\x00")
     with twin.open("wb") as out:

@@ -79,6 +79,10 @@ class PixelDescription:
     """Only MPEG-2 MP@ML may describe non-square pixels."""
     bitstream_length: int | None = None
     """(7FE0,0003) for a video bitstream."""
+    bits: tuple[int, int, int] = (8, 8, 7)
+    """Bits Allocated, Bits Stored, High Bit (16/10/9 for HEVC Main 10, PS3.5 8.2.11)."""
+    stereo_pairs: bool = False
+    """Stereo Pairs Present YES (.105/.106)."""
 
 
 def describe_bitstream(bitstream: MediaInfo, syntax: VideoTransferSyntax,
@@ -95,6 +99,8 @@ def describe_bitstream(bitstream: MediaInfo, syntax: VideoTransferSyntax,
                     if audio_indexes is None or a.index in audio_indexes),
         pixel_aspect_ratio=aspect,
         bitstream_length=bitstream.size_bytes,
+        bits=syntax.bits,
+        stereo_pairs=syntax.stereo_pairs,
     )
 
 
@@ -276,9 +282,9 @@ def _image_pixel(ds: Dataset, pixels: PixelDescription) -> None:
     ds.PlanarConfiguration = 0
     ds.Rows = pixels.rows
     ds.Columns = pixels.columns
-    ds.BitsAllocated = 8
-    ds.BitsStored = 8
-    ds.HighBit = 7
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = pixels.bits
+    if pixels.stereo_pairs:
+        ds.StereoPairsPresent = "YES"
     ds.PixelRepresentation = 0
     if pixels.pixel_aspect_ratio:
         ds.PixelAspectRatio = list(pixels.pixel_aspect_ratio)
