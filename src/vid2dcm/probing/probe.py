@@ -366,7 +366,7 @@ def _first_frame_facts(path: Path, opener: Opener, index: int) -> tuple[int, boo
             for frame in container.decode(stream):
                 stereo = None
                 for side in frame.side_data:
-                    if side.type is av.sidedata.sidedata.Type.STEREO3D:
+                    if str(getattr(side.type, "name", side.type)) == "STEREO3D":
                         stereo = "frame packing"
                 return int(frame.rotation or 0) % 360, bool(frame.interlaced_frame), stereo
     except av.error.FFmpegError as exc:
