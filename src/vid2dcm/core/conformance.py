@@ -64,7 +64,7 @@ def _common_rules(v: VideoStreamInfo) -> list[str]:
     if v.bit_depth not in depths:
         allowed = " or ".join(str(d) for d in sorted(depths))
         broken.append(f"{v.bit_depth}-bit samples ({v.pix_fmt}); DICOM stores {v.codec} "
-                      f"with {allowed}-bit samples")
+                      f"with {allowed} bits")
     if v.rotation:
         broken.append(f"the container asks players to rotate by {v.rotation} degrees; DICOM "
                       "viewers ignore that, so the pixels must be rotated")
@@ -119,6 +119,10 @@ def _hevc(v: VideoStreamInfo) -> tuple[VideoTransferSyntax | None, list[str]]:
     if v.profile not in syntax.profiles:
         broken.append(f"HEVC {v.profile or 'unknown'} profile; DICOM stores HEVC Main and "
                       "Main 10 only")
+    elif v.bit_depth != syntax.bit_depth and v.bit_depth in (8, 10):
+        broken.append(f"HEVC {v.profile} profile with {v.bit_depth}-bit samples; "
+                      f"{syntax.name} describes {syntax.bit_depth}-bit samples (Bits Stored "
+                      f"{syntax.bits[1]})")
     if v.level is None or v.level > ts.HEVC_MP51.max_level:
         shown = levels.hevc_level_name(v.level) if v.level else "unknown"
         broken.append(f"HEVC Level {shown} signalled; DICOM stores HEVC up to Level 5.1")
