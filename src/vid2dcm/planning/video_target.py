@@ -139,14 +139,19 @@ def choose_video_target(v: VideoStreamInfo, quality: Quality = Quality.STANDARD,
                          "Level 5.1")
         shown_w, shown_h = new_w, new_h
         scaled = (new_h, new_w) if turned else (new_w, new_h)
-    padded = shown_w % 2 == 1 or shown_h % 2 == 1
-    if padded:
-        steps.append(f"padded {shown_w}x{shown_h} -> {shown_w + shown_w % 2}x"
-                     f"{shown_h + shown_h % 2} with black (4:2:0 needs even sizes)")
-        shown_w, shown_h = shown_w + shown_w % 2, shown_h + shown_h % 2
-    encoder, syntax, level = _codec_for(shown_w, shown_h, float(rate))
+    encoder, syntax, level = _codec_for(shown_w + shown_w % 2, shown_h + shown_h % 2,
+                                        float(rate))
     keep_interlace = v.interlaced and encoder == "libx264" and not (scaled or v.rotation)
     deinterlace = v.interlaced and not keep_interlace
+    # 4:2:0 needs even sizes; interlaced 4:2:0 codes each field's chroma, so 4 lines
+    pad_w = -shown_w % 2
+    pad_h = -shown_h % (4 if keep_interlace else 2)
+    padded = bool(pad_w or pad_h)
+    if padded:
+        steps.append(f"padded {shown_w}x{shown_h} -> {shown_w + pad_w}x{shown_h + pad_h} with "
+                     "black (4:2:0 needs even sizes" + (", interlaced 4:2:0 a multiple of 4 "
+                                                       "lines)" if pad_h > 1 else ")"))
+        shown_w, shown_h = shown_w + pad_w, shown_h + pad_h
     if deinterlace:
         steps.append("deinterlaced (the target cannot keep the fields)")
     if v.bit_depth != 8 or v.chroma != "4:2:0":

@@ -74,10 +74,16 @@ def _is_cover_art(stream: Any) -> bool:
     return bool(int(stream.disposition or 0) & int(av.stream.Disposition.attached_pic))
 
 
+def _usable(stream: Any) -> bool:
+    """A video stream FFmpeg knows a decoder for (damage can conjure streams without one)."""
+    cc = stream.codec_context
+    return cc is not None and bool(cc.name) and not _is_cover_art(stream)
+
+
 def _pick_video(path: Path, container: Any, wanted: int | None) -> Any:
-    videos = [s for s in container.streams.video if not _is_cover_art(s)]
+    videos = [s for s in container.streams.video if _usable(s)]
     if wanted is not None:
-        chosen = next((s for s in container.streams.video if s.index == wanted), None)
+        chosen = next((s for s in videos if s.index == wanted), None)
         if chosen is None:
             listed = ", ".join(f"#{s.index}" for s in videos) or "none"
             raise InputError(f"{path}: stream #{wanted} is not a video stream "
@@ -96,7 +102,9 @@ def _summaries(container: Any) -> tuple[StreamSummary, ...]:
     for s in container.streams:
         cc = getattr(s, "codec_context", None)
         codec = (cc.name if cc is not None else None) or getattr(s, "codec_tag", "") or "unknown"
-        kind = "cover art" if s.type == "video" and _is_cover_art(s) else str(s.type)
+        kind = str(s.type)
+        if s.type == "video" and not _usable(s):
+            kind = "cover art" if _is_cover_art(s) else "undecodable video"
         if s.type == "video" and cc is not None:
             rate = s.average_rate or s.guessed_rate
             detail = f"{cc.width}x{cc.height}" + (f" at {float(rate):.3f} fps" if rate else "")
@@ -301,7 +309,7 @@ def _dropped_streams(streams: tuple[StreamSummary, ...], chosen: int, picked: bo
             continue
         what = f"{s.kind} stream #{s.index} ({s.codec}{', ' + s.detail if s.detail else ''})"
         notes.append(f"{what} is not stored: DICOM video objects carry one video stream and "
-                     "its audio" if s.kind in ("video", "cover art")
+                     "its audio" if s.kind in ("video", "cover art", "undecodable video")
                      else f"{what} is not stored: DICOM video objects carry no {s.kind} tracks")
     return notes
 

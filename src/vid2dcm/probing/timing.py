@@ -131,7 +131,11 @@ class FrameTimingCounter:
         then constant-rate and its timestamps only rounded (millisecond time bases)."""
         if self._emitted < 3 or not self._grid:
             return None
-        return min(self._grid, key=lambda g: (g[0] != self.nominal_rate,
+        # a standard rate before a header's estimate (FFmpeg guesses 359/12 for rounded
+        # 29.97 fps ASF); then the header's own rate (a few frames at 60 fps fit 59.94 too);
+        # then the nearest to the measured mean
+        return min(self._grid, key=lambda g: (g[0] not in STANDARD_RATES,
+                                             g[0] != self.nominal_rate,
                                              abs(float(g[0] - measured))))[0]
 
     def _clean_timing(self, rate: Fraction) -> FrameTiming:

@@ -176,8 +176,8 @@ class _VideoEncoder:
         """Returns 1 when the packet could not be decoded (the decoder skips past damage)."""
         try:
             frames = source.decode(packet)
-        except av.error.InvalidDataError:
-            return 1
+        except (av.error.InvalidDataError, av.error.ArgumentError):
+            return 1  # damaged or cut-off packet (a truncated raw frame is EINVAL)
         for frame in frames:
             self._filter_and_encode(frame)
         return 0
