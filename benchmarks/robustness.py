@@ -31,7 +31,7 @@ def _one(args: tuple[Case, str]) -> Outcome:
     case, folder = args
     try:
         return run_case(case, Path(folder))
-    except Exception as exc:  # noqa: BLE001 - the report names it
+    except Exception as exc:
         return Outcome(case, "fail", f"harness: {type(exc).__name__}: {exc}")
 
 

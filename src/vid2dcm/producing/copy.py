@@ -184,7 +184,7 @@ class _SegmentWriter:
 def tag_for_apple(stream: Any, container: OutputContainer) -> None:
     """HEVC in MP4 as 'hvc1' (FFmpeg's default is 'hev1'): Apple's players (QuickTime,
     Safari, iOS) play only 'hvc1'; other players accept both (ISO/IEC 14496-15 8.4.1)."""
-    if container is OutputContainer.MP4 and stream.codec_context.name == "hevc":
+    if container is OutputContainer.MP4 and stream.codec_context.name in ("hevc", "libx265"):
         stream.codec_context.codec_tag = "hvc1"
 
 
