@@ -244,6 +244,8 @@ class SourceTruth:
     """Video streams (not cover art)."""
     span_s: float | None
     """Display time from the first to the last decoded picture (None without timestamps)."""
+    uniform: bool = True
+    """Every display interval equal (within rounding): a constant-rate source."""
 
 
 def decode_truth(path: Path) -> SourceTruth | None:
@@ -278,7 +280,10 @@ def decode_truth(path: Path) -> SourceTruth | None:
     if frames == 0:
         return None
     span = (max(stamps) - min(stamps)) if len(stamps) == frames and frames > 1 else None
-    return SourceTruth(frames, len(videos), span)
+    steps = [b - a for a, b in zip(sorted(stamps), sorted(stamps)[1:], strict=False)]
+    mean = (span / (frames - 1)) if span else 0.0
+    uniform = all(abs(d - mean) <= max(0.0015, 0.25 * mean) for d in steps)
+    return SourceTruth(frames, len(videos), span, uniform)
 
 
 @dataclass
@@ -366,7 +371,7 @@ def _check_timing(case: Case, path: Path, truth: SourceTruth | None,
                 f"{truth.span_s * 1000:.1f} ms")
         return
     frame_time = float(ds.FrameTime)
-    if case.vfr and n > 2:
+    if truth is not None and not truth.uniform and n > 2:
         raise AssertionError(f"variable-rate source written with one Frame Time {frame_time}")
     expected = 1000 / float(case.rate)
     if truth is not None and truth.span_s is not None and truth.frames == n and n > 1:

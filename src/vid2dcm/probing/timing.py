@@ -14,7 +14,7 @@ from vid2dcm.core.media_info import FrameTiming
 
 STANDARD_RATES: tuple[Fraction, ...] = tuple(Fraction(r) for r in (
     "24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60", "100",
-    "120000/1001", "120", "15", "12.5", "10", "7.5", "5", "1"))
+    "120000/1001", "120", "15", "12.5", "12", "10", "8", "7.5", "6", "5", "2", "1"))
 """Rates cameras and encoders use; a stream whose timestamps are one of these rounded to a
 coarse time base (Matroska, WebM and FLV count milliseconds) is constant-rate at that rate."""
 
@@ -63,9 +63,11 @@ class FrameTimingCounter:
     def _emit(self, pts: int) -> None:
         if self._first_pts is not None and self._grid:
             elapsed = (pts - self._first_pts) * self._tick_s
-            slack = self._tick_s + 1e-7
+            # rounding moves a time by under one tick; where the tick is about the frame
+            # period itself (AVI counts frames), a quarter period tells 12 from 12.5 fps
             self._grid = [(r, period) for r, period in self._grid
-                          if abs(elapsed - self._emitted * period) <= slack]
+                          if abs(elapsed - self._emitted * period)
+                          <= min(self._tick_s, period / 4) + 1e-7]
         self._emitted += 1
         if self._last_sorted is None:
             self._first_pts = pts
@@ -140,7 +142,7 @@ class FrameTimingCounter:
 
     def _clean_timing(self, rate: Fraction) -> FrameTiming:
         tick_ms = float(self.time_base) * 1000
-        rounded = tick_ms >= 0.5
+        rounded = 0.5 <= tick_ms < 1000 / float(rate) / 2
         return FrameTiming(
             frame_count=self.count,
             rate=rate,
