@@ -26,6 +26,9 @@ from robustness_corpus import Case, Outcome, draw_cases, run_case  # noqa: E402
 
 CASE_TIMEOUT_S = 300
 
+CLASSES = (Path(__file__).with_name("robustness_classes.md")).read_text(encoding="utf-8")
+"""Where each failure class of issue 10 is handled, copied into the report."""
+
 
 def _one(args: tuple[Case, str]) -> Outcome:
     case, folder = args
@@ -83,12 +86,10 @@ def render(outcomes: list[Outcome], seed: int, elapsed: float) -> str:
         "== frames FFmpeg decodes from the source; Frame Time == the source rate (or the "
         "Frame Time Vector spans the source timestamps). Damaged inputs: converted the same "
         "way, or refused in one line when nothing decodes.",
-        "",
-        "## Success rate by class",
-        "",
-        "| class | tried | passed | rate |",
-        "|---|---:|---:|---:|",
     ]
+    lines += ["", "## How each failure class of issue 10 is handled", "", CLASSES.strip(), "",
+              "## Success rate by class of input", "",
+              "| class | tried | passed | rate |", "|---|---:|---:|---:|"]
     by_class: dict[str, list[Outcome]] = defaultdict(list)
     for o in tried:
         for c in o.case.classes:

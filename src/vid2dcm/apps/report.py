@@ -55,6 +55,7 @@ def probe_report(info: MediaInfo, plan: Plan) -> dict[str, Any]:
     media = to_plain(info)
     media["video"].pop("keyframes", None)
     media["video"]["keyframe_count"] = len(info.video.keyframes)
+    media["facts"] = to_plain(info.facts)  # each number with where it came from
     return {
         "media": media,
         "plan": {
