@@ -340,3 +340,30 @@ def test_random_slice(tmp_path: Path, case: object) -> None:
     if outcome.status == "skipped":
         pytest.skip(outcome.message)
     assert outcome.status == "pass", outcome.message
+
+
+# --- the timing grid (pure) ----------------------------------------------------------------------
+
+def _timing(time_base: Fraction, stamps: list[int], nominal: Fraction | None) -> FrameTiming:
+    from vid2dcm.probing.timing import FrameTimingCounter
+    counter = FrameTimingCounter(time_base, nominal)
+    for pts in stamps:
+        counter.add(pts, 0)
+    return counter.result()
+
+
+@pytest.mark.parametrize(("rate", "scale"), [(Fraction(30), 1), (Fraction(60), 1),
+                                              (Fraction(30000, 1001), 1), (Fraction(30), 16),
+                                              (Fraction(25), 16)])
+def test_rounded_millisecond_stamps_are_the_exact_rate(rate: Fraction, scale: int) -> None:
+    """ms-rounded stamps (Matroska), also after an MP4 muxer rescaled them to 16 kHz."""
+    stamps = [round(i * 1000 / rate) * scale for i in range(90)]
+    timing = _timing(Fraction(1, 1000 * scale), stamps, None)
+    assert (timing.rate, timing.variable, timing.frame_deltas_ms) == (rate, False, None)
+
+
+def test_avi_frame_ticks_tell_12_from_12_5_fps() -> None:
+    timing = _timing(Fraction(1, 12), list(range(13)), Fraction(12))
+    assert timing.rate == 12 and not timing.variable
+    dropped = _timing(Fraction(1, 30), [0, 1, 3, 4, 5, 7, 8, 9], Fraction(30))
+    assert dropped.variable and dropped.frame_deltas_ms is not None

@@ -44,8 +44,10 @@ class FrameTimingCounter:
         candidates = list(STANDARD_RATES)
         if nominal_rate and nominal_rate not in candidates:
             candidates.insert(0, nominal_rate)
-        self._grid: list[tuple[Fraction, float]] = [(r, 1 / float(r)) for r in candidates]
-        """Rates the display times still fit exactly (within one tick of rounding)."""
+        self._grid: list[tuple[Fraction, float, float]] = [
+            (r, 1 / float(r), 0.0) for r in candidates]
+        """(rate, period, largest deviation so far) of the rates the display times still fit
+        within rounding."""
 
     def add(self, pts: int | None, duration: int) -> None:
         self.count += 1
@@ -63,11 +65,12 @@ class FrameTimingCounter:
     def _emit(self, pts: int) -> None:
         if self._first_pts is not None and self._grid:
             elapsed = (pts - self._first_pts) * self._tick_s
-            # rounding moves a time by under one tick; where the tick is about the frame
-            # period itself (AVI counts frames), a quarter period tells 12 from 12.5 fps
-            self._grid = [(r, period) for r, period in self._grid
-                          if abs(elapsed - self._emitted * period)
-                          <= min(self._tick_s, period / 4) + 1e-7]
+            kept = []
+            for rate, period, worst in self._grid:
+                worst = max(worst, abs(elapsed - self._emitted * period))
+                if worst <= self._slack(period, loose=True):
+                    kept.append((rate, period, worst))
+            self._grid = kept
         self._emitted += 1
         if self._last_sorted is None:
             self._first_pts = pts
@@ -96,7 +99,7 @@ class FrameTimingCounter:
         measured = 1 / (mean_delta * self.time_base)
         clean = self._clean_rate(measured)
         if clean is not None:
-            return self._clean_timing(clean)
+            return self._clean_timing(*clean)
         rate = _snap_rate(measured, self.nominal_rate)
         last = self._last_duration or round(mean_delta)
         end = max(self._max_end or 0, self._last_sorted + last)
@@ -128,20 +131,31 @@ class FrameTimingCounter:
                          if rate == self.nominal_rate else "packet timestamps (measured)"),
         )
 
-    def _clean_rate(self, measured: Fraction) -> Fraction | None:
+    def _clean_rate(self, measured: Fraction) -> tuple[Fraction, bool] | None:
         """The rate every display time fits within one tick, when there is one: the stream is
         then constant-rate and its timestamps only rounded (millisecond time bases)."""
         if self._emitted < 3 or not self._grid:
             return None
+        # exact within one tick first; else within a millisecond (timestamps rounded to
+        # milliseconds and then rescaled, e.g. by an MP4 muxer to a 16 kHz timescale)
+        strict = [g for g in self._grid if g[2] <= self._slack(g[1], loose=False)]
         # a standard rate before a header's estimate (FFmpeg guesses 359/12 for rounded
         # 29.97 fps ASF); then the header's own rate (a few frames at 60 fps fit 59.94 too);
         # then the nearest to the measured mean
-        return min(self._grid, key=lambda g: (g[0] not in STANDARD_RATES,
-                                             g[0] != self.nominal_rate,
-                                             abs(float(g[0] - measured))))[0]
+        best = min(strict or self._grid, key=lambda g: (g[0] not in STANDARD_RATES,
+                                                      g[0] != self.nominal_rate,
+                                                      abs(float(g[0] - measured))))
+        return best[0], bool(strict)
 
-    def _clean_timing(self, rate: Fraction) -> FrameTiming:
-        tick_ms = float(self.time_base) * 1000
+    def _slack(self, period: float, loose: bool) -> float:
+        """Rounding moves a time by under one tick (a millisecond when loose); where the tick
+        is about the frame period itself (AVI counts frames), a quarter period still tells
+        12 from 12.5 fps."""
+        tick = max(self._tick_s, 0.001) if loose else self._tick_s
+        return min(tick, period / 4) + 1e-7
+
+    def _clean_timing(self, rate: Fraction, strict: bool) -> FrameTiming:
+        tick_ms = float(self.time_base) * 1000 if strict else 1.0
         rounded = 0.5 <= tick_ms < 1000 / float(rate) / 2
         return FrameTiming(
             frame_count=self.count,
