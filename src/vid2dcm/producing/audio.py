@@ -7,13 +7,19 @@ from fractions import Fraction
 from typing import Any, cast
 
 import av
+import numpy as np
 
 TARGETS = {"aac": ("aac", 192_000), "mp3": ("libmp3lame", 192_000)}
 SAMPLE_RATE = 48_000
 
 
 class AudioTranscoder:
-    def __init__(self, source: Any, out: Any, codec: str) -> None:
+    """mute: (start, end) seconds on the source stream's clock silenced before encoding
+    (de-identification: a name spoken in the room)."""
+
+    def __init__(self, source: Any, out: Any, codec: str,
+                 mute: tuple[tuple[float, float], ...] = ()) -> None:
+        self.mute = mute
         name, bit_rate = TARGETS[codec]
         layout = "mono" if source.codec_context.channels == 1 else "stereo"
         self.source = source
@@ -35,6 +41,8 @@ class AudioTranscoder:
         except av.error.InvalidDataError:
             return
         for frame in frames:
+            if self.mute:
+                frame = silence(frame, self.mute)
             if self.next_sample is None:
                 start = (frame.pts * frame.time_base) if (
                     frame.pts is not None and frame.time_base is not None) else 0
@@ -56,3 +64,25 @@ class AudioTranscoder:
         self.next_sample = (self.next_sample or 0) + frame.samples
         for packet in self.stream.encode(frame):
             self.out.mux(packet)
+
+
+def silence(frame: av.AudioFrame, intervals: tuple[tuple[float, float], ...]) -> av.AudioFrame:
+    """The frame with the samples inside any interval set to zero (timing kept)."""
+    if frame.pts is None or frame.time_base is None:
+        return frame
+    start = float(frame.pts * frame.time_base)
+    times = start + np.arange(frame.samples) / frame.sample_rate
+    quiet = np.zeros(frame.samples, dtype=bool)
+    for begin, end in intervals:
+        quiet |= (times >= begin) & (times <= end)
+    if not quiet.any():
+        return frame
+    planes = frame.to_ndarray()
+    if frame.format.is_planar:
+        planes[:, quiet] = 0
+    else:
+        channels = len(frame.layout.channels)
+        planes.reshape(-1, channels)[quiet] = 0
+    out = av.AudioFrame.from_ndarray(planes, format=frame.format.name, layout=frame.layout.name)
+    out.sample_rate, out.pts, out.time_base = frame.sample_rate, frame.pts, frame.time_base
+    return out

@@ -25,7 +25,7 @@ from vid2dcm.core.frame_syntaxes import ENCODER_OPTIONS, JPEG_QSCALE, FrameEncod
 from vid2dcm.core.media_info import FrameTiming, MediaInfo
 from vid2dcm.planning.video_target import VideoTarget
 from vid2dcm.probing.timing import FrameTimingCounter
-from vid2dcm.producing.filters import PictureFilter
+from vid2dcm.producing.filters import MaskBox, PictureFilter
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,8 @@ class EncodedFrames:
 
 
 def encode_frames(info: MediaInfo, target: VideoTarget, syntax: FrameSyntax, quality: str,
-                  spool: Path, progress: Callable[[float], None] | None = None
-                  ) -> EncodedFrames:
+                  spool: Path, progress: Callable[[float], None] | None = None,
+                  masks: tuple[MaskBox, ...] = ()) -> EncodedFrames:
     started = time.monotonic()
     lengths: array[int] = array("q")
     encode = _frame_encoder(syntax, target, quality)
@@ -75,7 +75,7 @@ def encode_frames(info: MediaInfo, target: VideoTarget, syntax: FrameSyntax, qua
             for frame in frames:
                 if graph is None:
                     graph = PictureFilter(target, frame.width, frame.height, frame.format.name,
-                                          time_base, syntax.pix_fmt)
+                                          time_base, syntax.pix_fmt, masks)
                 if not info.video.has_timestamps or frame.pts is None:
                     frame.pts = decoded
                 frame.time_base = time_base

@@ -24,7 +24,7 @@ from vid2dcm.planning.plan import AudioDecision, OutputContainer
 from vid2dcm.planning.video_target import VideoTarget
 from vid2dcm.producing.audio import AudioTranscoder
 from vid2dcm.producing.copy import MUXER_OPTIONS, CleanClock, Retimer, tag_for_apple
-from vid2dcm.producing.filters import PictureFilter
+from vid2dcm.producing.filters import MaskBox, PictureFilter
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,13 @@ def encoder_options(target: VideoTarget) -> dict[str, str]:
 
 def transcode(info: MediaInfo, target: VideoTarget | None, audio: tuple[AudioDecision, ...],
               container: OutputContainer, out_path: Path,
-              progress: Callable[[float], None] | None = None) -> TranscodeStats:
-    """Write out_path with the video encoded for target (or copied when target is None)."""
+              progress: Callable[[float], None] | None = None,
+              masks: tuple[MaskBox, ...] = (),
+              mute: tuple[tuple[float, float], ...] = ()) -> TranscodeStats:
+    """Write out_path with the video encoded for target (or copied when target is None).
+
+    masks (de-identification) are drawn into the decoded pictures before encoding; mute
+    silences intervals (seconds on the source clock) of re-encoded audio."""
     started = time.monotonic()
     retimer: Retimer | CleanClock | None = (
         Retimer.for_elementary(info) if not info.video.has_timestamps and not target else None)
@@ -79,7 +84,7 @@ def transcode(info: MediaInfo, target: VideoTarget | None, audio: tuple[AudioDec
                 vin.thread_type = "AUTO"
                 base = clock.time_base if clock else (
                     vin.time_base if keep and vin.time_base else 1 / target.rate)
-                video = _VideoEncoder(out, target, base, keep, clock)
+                video = _VideoEncoder(out, target, base, keep, clock, masks)
                 tag_for_apple(video.stream, container)
             else:
                 vcopy = out.add_stream_from_template(vin)
@@ -87,7 +92,7 @@ def transcode(info: MediaInfo, target: VideoTarget | None, audio: tuple[AudioDec
                 if clock is not None:
                     vcopy.time_base = clock.time_base
                     retimer = clock
-            handlers = _audio_handlers(source, out, audio)
+            handlers = _audio_handlers(source, out, audio, mute)
             wanted = [vin, *(source.streams[i] for i in handlers)]
             try:
                 for packet in source.demux(wanted):
@@ -131,14 +136,15 @@ def transcode(info: MediaInfo, target: VideoTarget | None, audio: tuple[AudioDec
     return TranscodeStats(packets_in, frames_out, damaged, time.monotonic() - started)
 
 
-def _audio_handlers(source: Any, out: Any, audio: tuple[AudioDecision, ...]) -> dict[int, Any]:
+def _audio_handlers(source: Any, out: Any, audio: tuple[AudioDecision, ...],
+                    mute: tuple[tuple[float, float], ...] = ()) -> dict[int, Any]:
     handlers: dict[int, Any] = {}
     for decision in audio:
         stream = source.streams[decision.stream_index]
         if decision.copy:
             handlers[stream.index] = out.add_stream_from_template(stream)
         elif decision.transcode_to:
-            handlers[stream.index] = AudioTranscoder(stream, out, decision.transcode_to)
+            handlers[stream.index] = AudioTranscoder(stream, out, decision.transcode_to, mute)
     return handlers
 
 
@@ -152,7 +158,8 @@ def _audio(handler: Any, packet: Any, out: Any) -> None:
 
 class _VideoEncoder:
     def __init__(self, out: Any, target: VideoTarget, time_base: Fraction,
-                 source_has_timestamps: bool, clock: CleanClock | None = None) -> None:
+                 source_has_timestamps: bool, clock: CleanClock | None = None,
+                 masks: tuple[MaskBox, ...] = ()) -> None:
         self.out = out
         self.clock = clock
         """Moves a constant-rate source's rounded timestamps onto its exact rate."""
@@ -160,6 +167,7 @@ class _VideoEncoder:
         self.target = target
         self.time_base = time_base
         self.keep_timestamps = source_has_timestamps
+        self.masks = masks
         stream = cast(av.VideoStream, out.add_stream(target.encoder, rate=target.rate))
         stream.width, stream.height, stream.pix_fmt = target.width, target.height, "yuv420p"
         stream.time_base = time_base
@@ -185,7 +193,7 @@ class _VideoEncoder:
     def _filter_and_encode(self, frame: av.VideoFrame) -> None:
         if self.filter is None:
             self.filter = PictureFilter(self.target, frame.width, frame.height,
-                                        frame.format.name, self.time_base)
+                                        frame.format.name, self.time_base, masks=self.masks)
         if not self.keep_timestamps or frame.pts is None:
             frame.pts = self.next_pts
         elif self.clock is not None:

@@ -4,6 +4,7 @@ are stored as SHA-256 hashes; roles are uploader and admin. No patient data is l
 
 import hashlib
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -19,8 +20,10 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from pydantic import ValidationError
+from starlette.background import BackgroundTask
 from tuspyserver import create_tus_router
 
+from vid2dcm.apps.gateway.export import export_job
 from vid2dcm.apps.gateway.jobs import JobRequest, enqueue
 from vid2dcm.apps.gateway.settings import ServiceSettings, TokenEntry, hash_token
 from vid2dcm.apps.gateway.store import Store
@@ -232,6 +235,18 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         path = _output(store, settings, job_id, index)
         store.audit(who.name or who.role, "download", job=job_id)
         return FileResponse(path, media_type="application/dicom", filename=path.name)
+
+    @app.post("/jobs/{job_id}/export")
+    def export(job_id: str, who: Annotated[TokenEntry, Depends(admin)],
+               profile: str = "basic") -> FileResponse:
+        """The job's instances de-identified (PS3.15 Annex E, vid2dcm deidentify) as a ZIP of
+        DICOM files and their JSON reports."""
+        archive, folder = export_job(settings, store, _checked(job_id), profile)
+        store.audit(who.name or who.role, f"export de-identified ({profile})", job=job_id)
+        return FileResponse(archive, media_type="application/zip",
+                            filename=f"deidentified-{job_id}.zip",
+                            background=BackgroundTask(shutil.rmtree, folder,
+                                                      ignore_errors=True))
 
     @app.get("/jobs/{job_id}/files/{index}/video")
     def preview(job_id: str, index: int, _who: Annotated[TokenEntry, Depends(caller)],
