@@ -367,3 +367,19 @@ def test_avi_frame_ticks_tell_12_from_12_5_fps() -> None:
     assert timing.rate == 12 and not timing.variable
     dropped = _timing(Fraction(1, 30), [0, 1, 3, 4, 5, 7, 8, 9], Fraction(30))
     assert dropped.variable and dropped.frame_deltas_ms is not None
+
+
+def test_cli_salvages_a_truncated_file_with_a_warning(tmp_path: Path) -> None:
+    import sys
+    full = tmp_path / "full.mp4"
+    ffmpeg(*make_testsrc(seconds=2), "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           "-movflags", "+faststart", str(full))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 7 // 10])
+    proc = subprocess.run([sys.executable, "-m", "vid2dcm", "convert", str(cut), "-o",
+                           str(tmp_path / "cut.dcm")], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "warning: damaged or truncated" in proc.stderr
+    assert read_back(tmp_path / "cut.dcm", tmp_path).decoded_frames < 50

@@ -367,19 +367,36 @@ def _from_index(container: Any, vstream: Any, audio_streams: list[Any], size: in
 
 def _first_frame_facts(path: Path, opener: Opener, index: int) -> tuple[int, bool, str | None]:
     """Rotation, scan type and stereo packing live in frame side data: decode the first
-    picture."""
-    try:
-        with opener() as container:
-            stream = container.streams[index]
-            for frame in container.decode(stream):
-                stereo = None
-                for side in frame.side_data:
-                    if str(getattr(side.type, "name", side.type)) == "STEREO3D":
-                        stereo = "frame packing"
-                return int(frame.rotation or 0) % 360, bool(frame.interlaced_frame), stereo
-    except av.error.FFmpegError as exc:
-        raise InputError(f"{path}: the video does not decode ({_reason(exc)})") from exc
-    raise InputError(f"{path}: the video does not decode (no picture in the stream)")
+    picture. Damaged or cut-off packets are skipped, as the conversion skips them."""
+    error: Exception | None = None
+    with opener() as container:
+        stream = container.streams[index]
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets, None)
+            except av.error.FFmpegError as exc:
+                error, packet = exc, None
+            try:
+                for frame in stream.decode(packet):
+                    return _frame_facts(frame)
+            except av.error.FFmpegError as exc:
+                error = exc
+                if packet is None:
+                    break
+                continue
+            if packet is None:
+                break
+    reason = _reason(error) if error else "no picture in the stream"
+    raise InputError(f"{path}: the video does not decode ({reason})")
+
+
+def _frame_facts(frame: Any) -> tuple[int, bool, str | None]:
+    stereo = None
+    for side in frame.side_data:
+        if str(getattr(side.type, "name", side.type)) == "STEREO3D":
+            stereo = "frame packing"
+    return int(frame.rotation or 0) % 360, bool(frame.interlaced_frame), stereo
 
 
 DECODER_TO_CODEC = {"mp3float": "mp3", "mp2float": "mp2", "aac_fixed": "aac", "ac3_fixed": "ac3",
