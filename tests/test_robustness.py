@@ -352,13 +352,17 @@ def _timing(time_base: Fraction, stamps: list[int], nominal: Fraction | None) ->
     return counter.result()
 
 
-@pytest.mark.parametrize(("rate", "scale"), [(Fraction(30), 1), (Fraction(60), 1),
-                                              (Fraction(30000, 1001), 1), (Fraction(30), 16),
-                                              (Fraction(25), 16)])
-def test_rounded_millisecond_stamps_are_the_exact_rate(rate: Fraction, scale: int) -> None:
-    """ms-rounded stamps (Matroska), also after an MP4 muxer rescaled them to 16 kHz."""
-    stamps = [round(i * 1000 / rate) * scale for i in range(90)]
-    timing = _timing(Fraction(1, 1000 * scale), stamps, None)
+@pytest.mark.parametrize("frames", [10, 17, 90])
+@pytest.mark.parametrize(("rate", "scale", "nominal"), [
+    (Fraction(30), 1, None), (Fraction(60), 1, Fraction(60)), (Fraction(30000, 1001), 1, None),
+    (Fraction(30), 16, None), (Fraction(25), 16, None),
+    (Fraction(30), 1, Fraction(30000, 1001)),  # ASF: FFmpeg guesses 29.97 for 30 fps
+    (Fraction(60), 1, Fraction(60000, 1001))])
+def test_rounded_millisecond_stamps_are_the_exact_rate(
+        rate: Fraction, scale: int, nominal: Fraction | None, frames: int) -> None:
+    """ms-rounded stamps (Matroska, ASF), also after an MP4 muxer rescaled them to 16 kHz."""
+    stamps = [(46 + round(i * 1000 / rate)) * scale for i in range(frames)]
+    timing = _timing(Fraction(1, 1000 * scale), stamps, nominal)
     assert (timing.rate, timing.variable, timing.frame_deltas_ms) == (rate, False, None)
 
 
@@ -367,6 +371,9 @@ def test_avi_frame_ticks_tell_12_from_12_5_fps() -> None:
     assert timing.rate == 12 and not timing.variable
     dropped = _timing(Fraction(1, 30), [0, 1, 3, 4, 5, 7, 8, 9], Fraction(30))
     assert dropped.variable and dropped.frame_deltas_ms is not None
+    # one frame in four dropped at 10 fps is not 7.5 fps with jitter
+    quarter = _timing(Fraction(1, 10), [0, 1, 3, 4, 5, 7, 8, 9, 11, 12], Fraction(10))
+    assert quarter.variable
 
 
 def test_cli_salvages_a_truncated_file_with_a_warning(tmp_path: Path) -> None:

@@ -123,7 +123,8 @@ def _describe(path: Path, size: int, container: Any, opener: Opener, wanted: int
     vcc = vstream.codec_context
     if IMAGE_DEMUXERS.match(fmt):
         raise InputError(f"{path}: is a still image ({vcc.name}), not a video")
-    audio_streams = list(container.streams.audio)
+    audio_streams = [a for a in container.streams.audio
+                     if a.codec_context is not None and a.codec_context.name]
     nominal = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
     counter = FrameTimingCounter(vstream.time_base or Fraction(1, 90000), _fraction(nominal))
     keyframes: list[KeyFrame] = []
@@ -133,7 +134,7 @@ def _describe(path: Path, size: int, container: Any, opener: Opener, wanted: int
     audio_packets = 0
     has_ts = True
     warnings: list[str] = []
-    indexed = _from_index(container, vstream, audio_streams, size)
+    indexed = _from_index(container, vstream, audio_streams, size, opener)
     if indexed is not None:
         counter, keyframes, total_bytes, video_bytes, audio_packets, sizes = indexed
     held: Any = None
@@ -319,10 +320,16 @@ INDEX_LIMIT = 2**32 - 2
 that only demuxing gives; below it the MP4 sample table is exact and far cheaper to read."""
 
 
-def _from_index(container: Any, vstream: Any, audio_streams: list[Any], size: int
+PTS_SAMPLE = 600
+"""Packets demuxed to see display times before trusting a sample table's decode times."""
+
+
+def _from_index(container: Any, vstream: Any, audio_streams: list[Any], size: int,
+                opener: Opener
                 ) -> tuple[FrameTimingCounter, list[KeyFrame], int, int, int, array[int]] | None:
     """Frame facts from an MP4/MOV sample table, without reading the media data; None when
-    the table cannot be trusted on its own (not MP4, edit-list discards, truncated data)."""
+    the table cannot be trusted on its own (not MP4, edit-list discards, truncated data,
+    display times that are not as even as the decode times)."""
     if not container.format.name.startswith("mov") or vstream.time_base is None:
         return None
     entries = vstream.index_entries
@@ -333,6 +340,8 @@ def _from_index(container: Any, vstream: Any, audio_streams: list[Any], size: in
     steps = {b - a for a, b in pairwise(stamps)}
     if steps and max(steps) - min(steps) > 1:
         return None  # variable rate: decode-order times are not display intervals; demux
+    if not _even_display_times(opener, vstream.index):
+        return None  # even decode times, uneven display times (x264 fed variable-rate)
     samples = []
     for stream in [vstream, *audio_streams]:
         for entry in stream.index_entries:
@@ -363,6 +372,23 @@ def _from_index(container: Any, vstream: Any, audio_streams: list[Any], size: in
             audio_packets += 1
         before += length
     return counter, keyframes, total, video_bytes, audio_packets, sizes
+
+
+def _even_display_times(opener: Opener, index: int) -> bool:
+    """Whether the first packets' presentation times step evenly. The sample table holds
+    decode times only; an encoder fed variable-rate pictures (x264 without VFR input) writes
+    even decode times under uneven presentation times."""
+    with opener() as container:
+        stream = container.streams[index]
+        stamps = []
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.size:
+                stamps.append(packet.pts)
+            if len(stamps) >= PTS_SAMPLE:
+                break
+    stamps.sort()
+    steps = {b - a for a, b in pairwise(stamps)}
+    return not steps or max(steps) - min(steps) <= 1
 
 
 def _first_frame_facts(path: Path, opener: Opener, index: int) -> tuple[int, bool, str | None]:

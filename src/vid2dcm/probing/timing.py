@@ -48,6 +48,9 @@ class FrameTimingCounter:
             (r, 1 / float(r), 0.0) for r in candidates]
         """(rate, period, largest deviation so far) of the rates the display times still fit
         within rounding."""
+        self._fit = (0.0, 0.0, 0.0, 0.0)
+        """Sums (k, k^2, t, k*t) of display index against time, for a least-squares period:
+        with rounded times it tells 30 from 29.97 fps far better than the two ends do."""
 
     def add(self, pts: int | None, duration: int) -> None:
         self.count += 1
@@ -65,6 +68,9 @@ class FrameTimingCounter:
     def _emit(self, pts: int) -> None:
         if self._first_pts is not None and self._grid:
             elapsed = (pts - self._first_pts) * self._tick_s
+            k = self._emitted
+            self._fit = (self._fit[0] + k, self._fit[1] + k * k, self._fit[2] + elapsed,
+                         self._fit[3] + k * elapsed)
             kept = []
             for rate, period, worst in self._grid:
                 worst = max(worst, abs(elapsed - self._emitted * period))
@@ -140,19 +146,23 @@ class FrameTimingCounter:
         # milliseconds and then rescaled, e.g. by an MP4 muxer to a 16 kHz timescale)
         strict = [g for g in self._grid if g[2] <= self._slack(g[1], loose=False)]
         # a standard rate before a header's estimate (FFmpeg guesses 359/12 for rounded
-        # 29.97 fps ASF); then the header's own rate (a few frames at 60 fps fit 59.94 too);
-        # then the nearest to the measured mean
+        # 29.97 fps ASF, 29.97 for 30 fps ASF); then the period nearest the least-squares
+        # one (to the microsecond); then the header's
+        n = self._emitted
+        sk, skk, st, skt = self._fit
+        denominator = n * skk - sk * sk
+        slope = (n * skt - sk * st) / denominator if denominator > 0 else 1 / float(measured)
         best = min(strict or self._grid, key=lambda g: (g[0] not in STANDARD_RATES,
-                                                      g[0] != self.nominal_rate,
-                                                      abs(float(g[0] - measured))))
+                                                      round(abs(g[1] - slope) * 1e6),
+                                                      g[0] != self.nominal_rate))
         return best[0], bool(strict)
 
     def _slack(self, period: float, loose: bool) -> float:
-        """Rounding moves a time by under one tick (a millisecond when loose); where the tick
-        is about the frame period itself (AVI counts frames), a quarter period still tells
-        12 from 12.5 fps."""
+        """Rounding moves a time by under one tick (a millisecond when loose). A tick of half
+        a period or more is no rounding at all (AVI and Ogg count frames): the times must
+        then fit exactly, or 12 and 12.5 fps, or a dropped frame in every four, blur."""
         tick = max(self._tick_s, 0.001) if loose else self._tick_s
-        return min(tick, period / 4) + 1e-7
+        return (tick if tick < period / 2 else 0.0) + 1e-7
 
     def _clean_timing(self, rate: Fraction, strict: bool) -> FrameTiming:
         tick_ms = float(self.time_base) * 1000 if strict else 1.0
@@ -193,4 +203,5 @@ def _snap_rate(measured: Fraction, nominal: Fraction | None) -> Fraction:
     """Prefer the header's exact rational (30000/1001) when timestamps agree within 0.5 %."""
     if nominal and nominal > 0 and abs(float(measured / nominal) - 1) < 0.005:
         return nominal
-    return measured.limit_denominator(1001)
+    # a damaged timestamp can stretch the span to days: never round the rate down to zero
+    return measured.limit_denominator(1001) or measured.limit_denominator(10**9)

@@ -184,8 +184,11 @@ class _VideoEncoder:
         """Returns 1 when the packet could not be decoded (the decoder skips past damage)."""
         try:
             frames = source.decode(packet)
-        except (av.error.InvalidDataError, av.error.ArgumentError):
-            return 1  # damaged or cut-off packet (a truncated raw frame is EINVAL)
+        except av.error.FFmpegError:
+            # a damaged or cut-off packet (a truncated raw frame is EINVAL, a damaged PNG an
+            # "external library" error): skipped like any decoder skips damage; a stream that
+            # never decodes ends with "no picture could be decoded"
+            return 1
         for frame in frames:
             self._filter_and_encode(frame)
         return 0
