@@ -28,6 +28,8 @@ from vid2dcm.probing.timing import FrameTimingCounter
 STILL_IMAGE_CODECS = frozenset(
     {"png", "mjpeg", "jpeg2000", "bmp", "tiff", "gif", "webp", "jpegls", "ppm", "pgm", "dpx"}
 )
+GUESSED_RATE_DEMUXERS = frozenset({"asf"})
+"""Containers that store no frame rate: FFmpeg's nominal rate is a guess from timestamps."""
 IMAGE_DEMUXERS = re.compile(r"^(image2|.*_pipe)$")
 
 
@@ -127,6 +129,7 @@ def _describe(path: Path, size: int, container: Any, opener: Opener, wanted: int
                      if a.codec_context is not None and a.codec_context.name]
     nominal = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
     counter = FrameTimingCounter(vstream.time_base or Fraction(1, 90000), _fraction(nominal))
+    counter.header_rate_declared = fmt not in GUESSED_RATE_DEMUXERS
     keyframes: list[KeyFrame] = []
     sizes = array("q")
     total_bytes = 0

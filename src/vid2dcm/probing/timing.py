@@ -145,16 +145,24 @@ class FrameTimingCounter:
         # exact within one tick first; else within a millisecond (timestamps rounded to
         # milliseconds and then rescaled, e.g. by an MP4 muxer to a 16 kHz timescale)
         strict = [g for g in self._grid if g[2] <= self._slack(g[1], loose=False)]
-        # a standard rate before a header's estimate (FFmpeg guesses 359/12 for rounded
-        # 29.97 fps ASF, 29.97 for 30 fps ASF); then the period nearest the least-squares
-        # one (to the microsecond); then the header's
+        # standard rates before a header's estimate (FFmpeg guesses 359/12 for rounded 29.97
+        # fps ASF, 29.97 for 30 fps ASF); among them the period nearest the least-squares one
         n = self._emitted
         sk, skk, st, skt = self._fit
         denominator = n * skk - sk * sk
         slope = (n * skt - sk * st) / denominator if denominator > 0 else 1 / float(measured)
-        best = min(strict or self._grid, key=lambda g: (g[0] not in STANDARD_RATES,
-                                                      round(abs(g[1] - slope) * 1e6),
-                                                      g[0] != self.nominal_rate))
+        # the slope is known to about tick / sqrt(12 * sum (k - mean)^2); rates closer than
+        # twice that cannot be told apart (6 frames at a 1 ms tick fit 30 and 29.97 alike):
+        # then the header's rate where the container declares one, then the simpler rate
+        spread = denominator / n if n else 0.0
+        doubt = 2 * self._tick_s / (12 * spread) ** 0.5 if spread > 0 else 0.0
+        pool = [g for g in (strict or self._grid) if g[0] in STANDARD_RATES] or (
+            strict or self._grid)
+        nearest = min(abs(g[1] - slope) for g in pool)
+        tied = [g for g in pool if abs(g[1] - slope) <= nearest + doubt]
+        trusted = self.nominal_rate if self.header_rate_declared else None
+        best = min(tied, key=lambda g: (g[0] != trusted, g[0].denominator,
+                                        abs(g[1] - slope)))
         return best[0], bool(strict)
 
     def _slack(self, period: float, loose: bool) -> float:
@@ -179,6 +187,10 @@ class FrameTimingCounter:
                          f"{tick_ms:g} ms time base" if rounded else
                          "packet timestamps (exactly constant)"),
         )
+
+    header_rate_declared = True
+    """False where the container stores no rate and the nominal one is FFmpeg's guess (ASF
+    guesses 29.97 for a 30 fps file): it then breaks no ties."""
 
     rate_origin = "stream header"
     """Set by the prober when the nominal rate came from elsewhere (VUI, --frame-rate)."""
