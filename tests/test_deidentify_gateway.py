@@ -20,8 +20,9 @@ import pytest
 from dcmtk_peers import free_port, stop, wait_listening
 from deid_fixtures import make_clip
 from readback import read_back
+from vid2dcm.apps.gateway.models import FileResult, JobRequest, JobResult
 from vid2dcm.apps.gateway.settings import ServiceSettings, hash_token
-from vid2dcm.apps.gateway.store import Store
+from vid2dcm.apps.gateway.store import open_store
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.pipeline import convert
 
@@ -52,15 +53,19 @@ tokens = [
   {{ sha256 = "{hash_token(ADMIN)}", role = "admin", name = "teacher" }},
 ]
 """)
-    store = Store(settings.database)
+    store = open_store(settings)
     clip = make_clip(tmp_path / "clip.mp4", frames=10, with_face=False)
     upload = store.add_upload("clip.mp4", clip, clip.stat().st_size)
-    job = store.add_job(upload, {})
+    job = store.add_job(JobRequest(upload_id=upload))
     (settings.outputs / job).mkdir(parents=True)
-    convert(clip, settings.outputs / job / "DOE_JANE.dcm", metadata=Metadata(
+    converted = convert(clip, settings.outputs / job / "DOE_JANE.dcm", metadata=Metadata(
         patient_name="DOE^JANE", patient_id="PID-4711", patient_birth_date=date(1970, 1, 31)))
     assert store.claim(job)
-    store.finish(job, {"files": [{"name": "DOE_JANE.dcm"}]}, None)
+    written = converted.files[0]
+    store.finish(job, JobResult(files=(FileResult(
+        name=written.path.name, sop_instance_uid=written.sop_instance_uid,
+        transfer_syntax_uid=written.transfer_syntax_uid, frames=written.frames,
+        bytes=written.size_bytes),)))
     env = {**os.environ, "VID2DCM_DEID_SECRET": "gateway-site-secret"}
     log = (data / "gateway.log").open("wb")
     server = subprocess.Popen([sys.executable, "-m", "vid2dcm", "serve", "--data", str(data)],

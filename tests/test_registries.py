@@ -62,7 +62,7 @@ FULL = Metadata(
     series_instance_uid="1.2.3.4.5", series_number=7, series_description="Scope",
     anatomic_region=CodedConcept(value="71854001", scheme="SCT", meaning="Colon"),
     image_laterality="U", manufacturer="Acme", manufacturer_model_name="Scope 9",
-    institution_name="General", operators_name="Nurse^A",
+    institution_name="General", station_name="OR3-SCOPE", operators_name="Nurse^A",
     acquisition_datetime=datetime(2026, 1, 2, 10, 11, 12, 500000), burned_in_annotation="NO",
     requested_procedure_id="RP1", requested_procedure_description="Colonoscopy RP",
     scheduled_procedure_step_id="SPS1", scheduled_procedure_step_description="Step",
@@ -81,3 +81,18 @@ def test_every_field_survives_write_and_read_back(tmp_path: Path) -> None:
     for m in METADATA_ATTRIBUTES:
         assert read.get(m.field) == getattr(FULL, m.field), m.field
     assert metadata_from(ds) == FULL
+
+
+def test_an_order_without_a_step_id_writes_no_empty_type_1c(tmp_path: Path) -> None:
+    """HL7 orders often carry a requested procedure but no scheduled step: the Request
+    Attributes item must then leave Scheduled Procedure Step ID out (dciodvfy: 1C empty)."""
+    clip = synthesize(tmp_path / "c.mp4", ClipSpec(frames=5, width=64, height=48,
+                                                   rate=Fraction(25)))
+    for fields in ({"requested_procedure_id": "RP9"}, {"scheduled_procedure_step_id": "S9"}):
+        out = tmp_path / f"{next(iter(fields))}.dcm"
+        convert(clip, out, metadata=Metadata(patient_id="P", patient_name="A^B", **fields),
+                options=Request())
+        read_back(out, tmp_path)
+        item = dcmread(out, stop_before_pixels=True).RequestAttributesSequence[0]
+        assert set(fields) == {m.field for m in METADATA_ATTRIBUTES
+                               if m.keyword in item and m.place.value == "request"}

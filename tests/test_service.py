@@ -24,6 +24,8 @@ from readback import read_back
 from vid2dcm.apps.gateway.settings import hash_token
 from vid2dcm.producing.synth import ClipSpec, synthesize
 
+pytestmark = pytest.mark.integration
+
 UPLOADER, ADMIN = "uploader-token", "admin-token"
 QUOTA = 5_000_000
 
@@ -73,13 +75,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, pacs: Orthanc) -> Iterator
         yield from _gateway(data, port, f"{aet}@127.0.0.1:{wl_port}", destinations)
 
 
-def _gateway(data: Path, port: int, worklist: str, destinations: Path) -> Iterator[Gateway]:
+def _gateway(data: Path, port: int, worklist: str, destinations: Path, extra: str = ""
+             ) -> Iterator[Gateway]:
     (data / "service.toml").write_text(f"""
 [service]
 port = {port}
 quota_bytes = {QUOTA}
 worklist = "{worklist}"
-destinations_file = "{destinations}"
+destinations_file = "{destinations}"{extra}
 default_destinations = ["pacs"]
 tokens = [
   {{ sha256 = "{hash_token(UPLOADER)}", role = "uploader", name = "nurse" }},
@@ -165,7 +168,7 @@ def test_uploader_cannot_do_admin_actions(gateway: Gateway) -> None:
     job = "0" * 32
     assert gateway.call("POST", f"/jobs/{job}/cancel")[0] == 403
     assert gateway.call("POST", f"/jobs/{job}/retry")[0] == 403
-    assert gateway.call("POST", f"/jobs/{job}/cancel", token=ADMIN)[0] == 409
+    assert gateway.call("POST", f"/jobs/{job}/cancel", token=ADMIN)[0] == 404
 
 
 def test_quota_is_enforced_up_front(gateway: Gateway) -> None:
@@ -204,6 +207,8 @@ def test_bad_job_requests_are_400(gateway: Gateway) -> None:
 def test_job_interrupted_mid_run_completes_once_after_restart(tmp_path: Path) -> None:
     """A worker died after taking a job (it is 'running' and gone from the queue): the next
     worker runs it again from its input, once, with the same UIDs as the first attempt."""
+    from vid2dcm.apps.gateway.queue import make_queue
+    from vid2dcm.apps.gateway.settings import load_settings
     from vid2dcm.apps.gateway.store import Store
 
     data = tmp_path / "gw"
@@ -227,10 +232,7 @@ def test_job_interrupted_mid_run_completes_once_after_restart(tmp_path: Path) ->
         job_id = created["id"]
         store = Store(data / "jobs.sqlite")
         assert store.claim(job_id)  # the dead worker's claim ...
-        subprocess.run([sys.executable, "-c",  # ... and the queue entry it consumed
-                        "import os, sys; os.environ['VID2DCM_DATA'] = sys.argv[1]; "
-                        "from vid2dcm.apps.gateway import jobs; jobs.huey.flush()", str(data)],
-                       check=True)
+        make_queue(load_settings(data)).huey.flush()  # ... and the queue entry it consumed
         worker = subprocess.Popen([*cli, "worker", "--data", str(data)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
@@ -282,6 +284,11 @@ def test_staff_page_is_served_and_uses_the_api(gateway: Gateway) -> None:
     with urllib.request.urlopen(gateway.url + "/", timeout=30) as r:
         html = r.read().decode()
         assert r.headers.get_content_type() == "text/html"
+        assert "'unsafe-inline'" not in r.headers["Content-Security-Policy"]
+    assert "<script>" not in html and "<style>" not in html, "no inline code (CSP)"
+    for asset in ("app.js", "app.css"):
+        with urllib.request.urlopen(f"{gateway.url}/static/{asset}", timeout=30) as r:
+            html += r.read().decode()
     for endpoint in ('"/jobs"', '"/files"', "Tus-Resumable", "/worklist?date=today",
                      "/files/0/video",
                      'name="viewport"'):
@@ -289,39 +296,103 @@ def test_staff_page_is_served_and_uses_the_api(gateway: Gateway) -> None:
     assert "http://" not in html and "https://" not in html, "no third-party resources"
 
 
-def test_browser_flow_from_worklist_to_playing_the_result(gateway: Gateway, pacs: Orthanc,
-                                                          tmp_path: Path) -> None:
-    """Headless Debian chromium (loopback only) driven by Playwright: sign in, pick today's
-    worklist entry, drop a clip, see the job reach done, play the stored video; the instance
-    is in the PACS under the order."""
-    from playwright.sync_api import sync_playwright
+AXE = Path(__file__).parent / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+VIEWPORTS = {"tablet": (1024, 768), "phone": (390, 844)}
 
-    clip = synthesize(tmp_path / "bedside.mp4", ClipSpec(
+
+def _artifacts(tmp_path: Path) -> Path:
+    """Screenshots go to $VID2DCM_ARTIFACTS when set (CI keeps them), else the test's tmp."""
+    folder = Path(os.environ.get("VID2DCM_ARTIFACTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.mark.parametrize("device", list(VIEWPORTS))
+def test_browser_flow_from_worklist_to_playing_the_result(gateway: Gateway, pacs: Orthanc,
+                                                          tmp_path: Path, device: str) -> None:
+    """Headless Debian chromium (loopback only) driven by Playwright, as a nurse on a tablet
+    and on a phone: sign in with name and password, pick today's worklist order, see the
+    patient card, confirm, choose a clip, see the job card reach "stored in PACS", play it.
+    axe-core finds no serious or critical accessibility violation on any screen; the page
+    never scrolls sideways at 360 px; the instance is in the PACS under the order."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from vid2dcm.apps.gateway.auth import add_user
+    from vid2dcm.apps.gateway.settings import load_settings
+
+    add_user(load_settings(gateway.data), f"nurse-{device}", "uploader", "ward password 1")
+    shots = _artifacts(tmp_path)
+    clip = synthesize(tmp_path / f"{device}.mp4", ClipSpec(
         options={"preset": "superfast", "profile": "high"}, frames=50))
+    width, height = VIEWPORTS[device]
+    violations: dict[str, list[str]] = {}
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 820, "height": 1180})  # a tablet
+            # bypass_csp only lets the test inject axe-core; the page itself runs under CSP
+            context = browser.new_context(viewport={"width": width, "height": height},
+                                          bypass_csp=True)
+            page = context.new_page()
+
+            def check(screen: str) -> None:
+                page.add_script_tag(path=str(AXE))
+                found = page.evaluate("""async () => (await axe.run(document, {runOnly:
+                    ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}))
+                    .violations.filter(v => ['serious', 'critical'].includes(v.impact))
+                    .map(v => v.id + ': ' + v.nodes.map(n => n.target).join(' '))""")
+                violations[screen] = found
+                page.screenshot(path=str(shots / f"staff-{device}-{screen}.png"),
+                                full_page=True)
+
             page.goto(gateway.url + "/")
-            page.fill("#token", UPLOADER)
-            page.click("#signin-button")
-            page.wait_for_selector("#app:not([hidden])", timeout=15_000)
-            page.wait_for_selector("#order option[value='GWACC1']", state="attached",
-                                   timeout=15_000)
-            page.select_option("#order", "GWACC1")
+            check("sign-in")
+            page.get_by_test_id("login-username").fill(f"nurse-{device}")
+            page.get_by_test_id("login-password").fill("wrong password")
+            page.get_by_test_id("login-submit").click()
+            expect(page.locator("#signin-error")).to_contain_text("wrong name or password")
+            page.get_by_test_id("login-password").fill("ward password 1")
+            page.get_by_test_id("login-submit").click()
+            order = page.locator(".order[data-accession='GWACC1']")
+            order.wait_for(timeout=15_000)
+            expect(order).to_contain_text("Order, Patient")
+            expect(order).to_contain_text("ID ORD1")
+            expect(page.get_by_test_id("confirm-patient")).to_be_disabled()
+            order.click()
+            card = page.get_by_test_id("patient-card")
+            expect(card).to_contain_text("Order, Patient")
+            expect(card).to_contain_text("GWACC1")
+            # typing a patient clears the order: never both
+            page.locator("#typed summary").click()
+            page.locator("#family").fill("Walk")
+            expect(order).to_have_attribute("aria-pressed", "false")
+            expect(page.get_by_test_id("confirm-patient")).to_be_disabled()
+            order.click()
+            expect(page.locator("#family")).to_have_value("")
+            check("patient")
+            page.get_by_test_id("confirm-patient").click()
             page.select_option("#procedure", "endoscopic")
-            page.set_input_files("#files", str(clip))
-            page.wait_for_selector("button[data-preview]", timeout=90_000)
-            page.click("button[data-preview]")
+            page.get_by_test_id("file-input").set_input_files(str(clip))
+            done = page.locator("[data-testid='job-card'][data-state='done']").first
+            done.wait_for(timeout=90_000)
+            expect(done).to_contain_text("stored in PACS")
+            expect(done).to_contain_text("Order, Patient")
+            expect(done).to_contain_text(f"{device}.mp4")
+            done.get_by_role("button", name="Play").click()
             page.wait_for_function(
                 "() => { const v = document.getElementById('preview');"
                 " return v && v.duration > 0 && v.currentTime > 0.2; }", timeout=30_000)
-            page.screenshot(path=str(tmp_path / "gateway.png"), full_page=True)
+            check("job")
+            page.set_viewport_size({"width": 360, "height": 740})
+            overflow = page.evaluate("() => document.documentElement.scrollWidth - "
+                                     "document.documentElement.clientWidth")
+            assert overflow <= 0, f"horizontal scroll of {overflow} px at 360 px"
+            page.locator("#signout").click()
+            expect(page.get_by_test_id("login-username")).to_be_visible()
         finally:
             browser.close()
-    assert (tmp_path / "gateway.png").stat().st_size > 0
-    _, jobs = gateway.call("GET", "/jobs")
-    newest = jobs[0]
+    assert violations == {"sign-in": [], "patient": [], "job": []}, violations
+    _, jobs = gateway.call("GET", "/jobs", token=ADMIN)
+    newest = next(j for j in jobs if j["owner"] == f"nurse-{device}")
     assert newest["status"] == "done"
     (delivery,) = newest["result"]["deliveries"]
     assert delivery["ok"] and delivery["destination"] == "pacs"
@@ -350,10 +421,19 @@ def test_gateway_command_starts_on_embedded_defaults(tmp_path: Path) -> None:
         gateway = Gateway(f"http://127.0.0.1:{port}", data)
         assert gateway.call("GET", "/jobs", token=token) == (200, [])
         assert (data / "admin-token.txt").stat().st_mode & 0o077 == 0
+        assert (data / "admin-password.txt").stat().st_mode & 0o077 == 0
+        password = (data / "admin-password.txt").read_text().strip()
+        login = urllib.request.Request(
+            f"http://127.0.0.1:{port}/auth/login", method="POST",
+            data=json.dumps({"username": "admin", "password": password}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(login, timeout=30) as r:
+            assert json.loads(r.read())["role"] == "admin"
     finally:
         stop(proc)
     assert proc.stdout is not None
-    assert f"http://127.0.0.1:{port}/" in proc.stdout.read().decode()
+    printed = proc.stdout.read().decode()
+    assert f"http://127.0.0.1:{port}/" in printed and "sign in on the page as admin" in printed
 
 
 def test_resumable_upload_interrupted_at_half_then_resumed(gateway: Gateway,
@@ -394,7 +474,8 @@ def test_resumable_upload_interrupted_at_half_then_resumed(gateway: Gateway,
     assert resume_at == half
     assert patch(resume_at, data[resume_at:]) == len(data)
 
-    status, created = gateway.call("POST", "/jobs", json_body={"upload_id": upload_id})
+    status, created = gateway.call("POST", "/jobs", json_body={
+        "upload_id": upload_id, "metadata": {"patient_id": "R1", "patient_name": "Re^Sumed"}})
     assert status == 201, created
     job = _wait(gateway, created["id"])
     assert job["status"] == "done", job
@@ -473,17 +554,24 @@ def test_audit_log_records_actions_without_patient_data(gateway: Gateway, tmp_pa
     study = "1.2.826.0.1.3680043.10.999.5"
     _, created = gateway.call("POST", "/jobs", json_body={
         "upload_id": upload["id"],
-        "metadata": {"patient_name": "Secret^Person", "study_instance_uid": study}})
+        "metadata": {"patient_name": "Secret^Person", "patient_id": "SECRET1",
+                     "study_instance_uid": study}})
     _wait(gateway, created["id"])
     assert gateway.call("GET", "/audit")[0] == 403, "uploaders cannot read the audit log"
     status, log = gateway.call("GET", "/audit", token=ADMIN)
     assert status == 200
     mine = [e for e in log if e["job"] == created["id"] or e["upload"] == upload["id"]]
-    assert {e["action"] for e in mine} == {"upload", "create job"}
-    assert all(e["who"] == "nurse" for e in mine)
+    assert {"upload", "create job", "view job"} <= {e["action"] for e in mine}
+    people = [e for e in mine if e["role"] != "system"]
+    assert all(e["role"] == "uploader" and e["client"] == "127.0.0.1" for e in people)
+    assert all(e["who"] == "nurse" for e in people)
+    assert [(e["who"], e["action"], e["study"]) for e in mine if e["role"] == "system"] == [
+        ("worker:pacs", "delivery", study)]
     assert any(e["study"] == study for e in mine)
-    assert "Secret" not in json.dumps(log)
+    assert "Secret" not in json.dumps(log) and "SECRET1" not in json.dumps(log)
     assert "Secret" not in (gateway.data / "gateway.log").read_text(errors="replace")
+    for store in gateway.data.glob("*.sqlite*"):  # jobs, queue and their WAL files
+        assert b"Secret" not in store.read_bytes() and b"SECRET1" not in store.read_bytes()
 
 
 def test_upload_checksums_are_verified(gateway: Gateway, tmp_path: Path) -> None:
@@ -504,41 +592,6 @@ def test_upload_checksums_are_verified(gateway: Gateway, tmp_path: Path) -> None
     assert refused.value.code == 400 and b"checksum" in refused.value.read()
 
 
-def test_clean_up_removes_only_uploads_whose_jobs_succeeded(tmp_path: Path) -> None:
-    from vid2dcm.apps.gateway.jobs import TUS_EXPIRY_S, UPLOAD_RETENTION_S, clean_up
-    from vid2dcm.apps.gateway.settings import ServiceSettings
-    from vid2dcm.apps.gateway.store import Store
-
-    settings = ServiceSettings(data_dir=tmp_path / "data")
-    settings.prepare()
-    store = Store(settings.database)
-    ids = {}
-    for name, status in (("ok", "done"), ("failing", "failed"), ("waiting", "queued"),
-                         ("unused", None)):
-        folder = settings.uploads / name
-        folder.mkdir()
-        (folder / "v.mp4").write_bytes(b"x")
-        ids[name] = store.add_upload("v.mp4", folder / "v.mp4", 1)
-        if status:
-            job = store.add_job(ids[name], {"upload_id": ids[name]})
-            if status != "queued":
-                store.claim(job)
-                store.finish(job, {} if status == "done" else None,
-                             None if status == "done" else "boom")
-    tus = settings.data_dir / "tus"
-    tus.mkdir()
-    (tus / ("a" * 32)).write_bytes(b"half an upload")
-    (tus / ("a" * 32 + ".info")).write_text("{}")
-    assert clean_up(settings) == [], "nothing is removed before the retention time"
-    later = time.time() + UPLOAD_RETENTION_S + 1
-    assert clean_up(settings, now=later) == [ids["ok"]]
-    assert clean_up(settings, now=time.time() + TUS_EXPIRY_S + 1) == ["a" * 32]
-    assert list(tus.iterdir()) == []
-    assert not (settings.uploads / "ok").exists()
-    assert all((settings.uploads / n / "v.mp4").exists() for n in ("failing", "waiting",
-                                                                    "unused"))
-
-
 def test_a_rerun_job_does_not_duplicate_instances_in_the_pacs(gateway: Gateway, pacs: Orthanc,
                                                               tmp_path: Path) -> None:
     """A job that delivered and then 'failed' (say the worker died before recording success)
@@ -548,7 +601,8 @@ def test_a_rerun_job_does_not_duplicate_instances_in_the_pacs(gateway: Gateway, 
     clip = synthesize(tmp_path / "twice.mp4", ClipSpec(
         options={"preset": "superfast", "profile": "high"}, frames=10))
     _, upload = gateway.call("PUT", "/uploads/twice.mp4", body=clip.read_bytes())
-    _, created = gateway.call("POST", "/jobs", json_body={"upload_id": upload["id"]})
+    _, created = gateway.call("POST", "/jobs", json_body={
+        "upload_id": upload["id"], "metadata": {"patient_id": "T2", "patient_name": "Twi^Ce"}})
     first = _wait(gateway, created["id"])
     uid = first["result"]["files"][0]["sop_instance_uid"]
     series = pacs.get_json_post("/tools/lookup", uid)
@@ -562,3 +616,216 @@ def test_a_rerun_job_does_not_duplicate_instances_in_the_pacs(gateway: Gateway, 
                     if f["Type"] == "Instance")
     series_id = pacs.get(f"/instances/{instance}/series")["ID"]
     assert len(pacs.get(f"/series/{series_id}/instances")) == 1
+
+
+def test_wrong_patient_is_refused_naming_the_fields(gateway: Gateway, tmp_path: Path) -> None:
+    """The incident from issue 11: typed name/ID left over on the page plus a chosen order.
+    The gateway refuses (409) instead of letting either silently win."""
+    clip = synthesize(tmp_path / "w.mp4", ClipSpec(
+        width=64, height=48, options={"preset": "superfast", "profile": "high"}, frames=5))
+    _, upload = gateway.call("PUT", "/uploads/w.mp4", body=clip.read_bytes())
+    status, answer = gateway.call("POST", "/jobs", json_body={
+        "upload_id": upload["id"], "accession": "GWACC1",
+        "metadata": {"patient_id": "WALKIN7", "patient_name": "Walk^In"}})
+    assert status == 409, answer
+    assert "patient_id" in answer["detail"] and "patient_name" in answer["detail"]
+    assert "WALKIN7" not in answer["detail"] and "ORD1" not in answer["detail"]
+    status, answer = gateway.call("POST", "/jobs", json_body={
+        "upload_id": upload["id"], "accession": "GWACC1",
+        "metadata": {"patient_id": "ORD1"}})
+    assert status == 201, "typed fields that agree with the order are fine"
+    assert _wait(gateway, answer["id"])["status"] == "done"
+    status, answer = gateway.call("POST", "/jobs", json_body={
+        "upload_id": upload["id"], "accession": "NOSUCH"})
+    assert status == 422 and "0 entries" in answer["detail"]
+
+
+def test_unidentified_job_is_held_then_assigned_and_stored_under_the_order(
+        gateway: Gateway, pacs: Orthanc, tmp_path: Path) -> None:
+    clip = synthesize(tmp_path / "walkin.mp4", ClipSpec(
+        width=64, height=48, options={"preset": "superfast", "profile": "high"}, frames=8))
+    _, upload = gateway.call("PUT", "/uploads/walkin.mp4", body=clip.read_bytes())
+    assert gateway.call("POST", "/jobs", json_body={"upload_id": upload["id"]})[0] == 422
+    _, created = gateway.call("POST", "/jobs", json_body={
+        "upload_id": upload["id"], "unidentified": True, "sop": "endoscopic"})
+    job_id = created["id"]
+    deadline = time.monotonic() + 60
+    while (job := gateway.call("GET", f"/jobs/{job_id}")[1])["status"] in ("queued",
+                                                                             "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert job["status"] == "held" and job["result"]["deliveries"] == []
+    held_uid = job["result"]["files"][0]["sop_instance_uid"]
+    assert not [f for f in pacs.get_json_post("/tools/lookup", held_uid)
+                if f["Type"] == "Instance"], "a held job never reaches the PACS"
+    assert gateway.call("POST", f"/jobs/{job_id}/assign",
+                        json_body={"accession": "GWACC1"})[0] == 403, "uploaders cannot"
+    status, _ = gateway.call("POST", f"/jobs/{job_id}/assign", token=ADMIN,
+                             json_body={"accession": "GWACC1"})
+    assert status == 200
+    job = _wait(gateway, job_id)
+    assert job["status"] == "done", job
+    (delivery,) = job["result"]["deliveries"]
+    assert delivery["ok"] and delivery["sop_instance_uid"] != held_uid
+    instance = next(f["ID"] for f in pacs.get_json_post("/tools/lookup",
+                                                        delivery["sop_instance_uid"])
+                    if f["Type"] == "Instance")
+    tags = pacs.get(f"/instances/{instance}/simplified-tags")
+    assert (tags["PatientID"], tags["AccessionNumber"]) == ("ORD1", "GWACC1")
+    assert tags["StudyInstanceUID"] == ORDER["study_uid"]
+    _, log = gateway.call("GET", "/audit", token=ADMIN)
+    assert any(e["action"] == "assign patient" and e["job"] == job_id and e["who"] == "it"
+               for e in log)
+
+
+def test_people_sign_in_with_a_password_and_get_a_session_cookie(gateway: Gateway) -> None:
+    """`vid2dcm user add` (password on stdin), then POST /auth/login through the real
+    server: an HttpOnly, SameSite=Strict cookie that the API accepts; disable ends it."""
+    import http.cookiejar
+
+    cli = [sys.executable, "-m", "vid2dcm", "user"]
+    added = subprocess.run([*cli, "add", "ward.nurse", "--role", "uploader", "--data",
+                            str(gateway.data), "--password-stdin"], input="long enough pw\n",
+                           capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    login = urllib.request.Request(gateway.url + "/auth/login", method="POST",
+                                   data=b'{"username": "ward.nurse", "password": "long enough pw"}',
+                                   headers={"Content-Type": "application/json"})
+    with opener.open(login, timeout=30) as r:
+        cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    with opener.open(gateway.url + "/jobs", timeout=30) as r:
+        assert r.status == 200 and json.loads(r.read()) == [], "sees only their own jobs"
+    disabled = subprocess.run([*cli, "disable", "ward.nurse", "--data", str(gateway.data)],
+                              capture_output=True, text=True, timeout=60)
+    assert disabled.returncode == 0, disabled.stderr
+    with pytest.raises(urllib.error.HTTPError) as ended:
+        opener.open(gateway.url + "/jobs", timeout=30)
+    assert ended.value.code == 401
+    bad = subprocess.run([*cli, "add", "x", "--role", "boss", "--data", str(gateway.data),
+                          "--password-stdin"], input="long enough pw\n", capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "role must be" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_pacs_started_late_the_job_waits_then_is_stored_exactly_once(
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The outbox: with the PACS down the job waits (a nurse sees when the next try is), the
+    worker tries again with backoff, and once the PACS is up the video is stored, once."""
+    data = tmp_path / "gw"
+    data.mkdir()
+    dicom_port = free_port()
+    destinations = tmp_path / "destinations.toml"
+    destinations.write_text(f'[destinations.pacs]\nae_title = "VID2DCMTEST"\n'
+                            f'host = "127.0.0.1"\nport = {dicom_port}\nretries = 1\n')
+    gateways = _gateway(data, free_port(), "NONE@127.0.0.1:1", destinations,
+                        extra="\nretry_first_s = 1\nretry_max_s = 2")
+    gateway = next(gateways)
+    try:
+        clip = synthesize(tmp_path / "late.mp4", ClipSpec(
+            width=64, height=48, options={"preset": "superfast", "profile": "high"}, frames=8))
+        _, upload = gateway.call("PUT", "/uploads/late.mp4", body=clip.read_bytes())
+        _, created = gateway.call("POST", "/jobs", json_body={
+            "upload_id": upload["id"], "metadata": {"patient_id": "LATE1",
+                                                    "patient_name": "Late^Pacs"}})
+        deadline = time.monotonic() + 60
+        while not (job := gateway.call("GET", f"/jobs/{created['id']}")[1])["state_text"
+                                                                           ].startswith(
+                "waiting for PACS (next try at"):
+            assert job["status"] in ("queued", "running", "waiting"), job
+            assert time.monotonic() < deadline, job
+            time.sleep(0.3)
+        time.sleep(3)  # a few more tries fail while the PACS is still down
+        with running_orthanc(tmp_path_factory.mktemp("late-pacs"),
+                             DicomPort=dicom_port) as pacs:
+            job = _wait(gateway, created["id"])
+            assert job["status"] == "done" and job["state_text"] == "stored in PACS", job
+            (delivery,) = job["result"]["deliveries"]
+            found = [f for f in pacs.get_json_post("/tools/lookup", delivery["sop_instance_uid"])
+                     if f["Type"] == "Instance"]
+            assert len(found) == 1
+            time.sleep(3)  # no late duplicate from a retry still in flight
+            assert len(pacs.get("/instances")) == 1
+        _, log = gateway.call("GET", "/audit", token=ADMIN)
+        assert [e["action"] for e in log if e["job"] == created["id"]
+                and e["role"] == "system"] == ["delivery"]
+    finally:
+        gateways.close()
+
+
+def test_api_docs_render_offline_behind_sign_in(gateway: Gateway) -> None:
+    """Swagger UI from local assets under the page's Content-Security-Policy (no bypass),
+    after signing in; nothing is fetched from outside loopback."""
+    from playwright.sync_api import sync_playwright
+
+    from vid2dcm.apps.gateway.auth import add_user
+    from vid2dcm.apps.gateway.settings import load_settings
+
+    add_user(load_settings(gateway.data), "docs-reader", "reviewer", "docs password 1")
+    outside: list[str] = []
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("request", lambda r: outside.append(r.url)
+                    if not r.url.startswith(gateway.url) else None)
+            page.goto(gateway.url + "/docs")
+            assert "sign in" in page.content()
+            page.goto(gateway.url + "/")
+            page.get_by_test_id("login-username").fill("docs-reader")
+            page.get_by_test_id("login-password").fill("docs password 1")
+            page.get_by_test_id("login-submit").click()
+            page.locator("#app").wait_for(timeout=15_000)
+            page.goto(gateway.url + "/docs")
+            page.locator(".swagger-ui .info .title").wait_for(timeout=15_000)
+            assert "vid2dcm gateway" in page.locator(".swagger-ui .info .title").inner_text()
+            assert page.locator(".opblock-summary-path", has_text="/jobs/{job_id}/assign"
+                                ).count() == 1
+        finally:
+            browser.close()
+    assert [u for u in outside if not u.startswith(("data:", "blob:"))] == []
+
+
+def test_a_reviewer_assigns_a_held_video_on_the_page(gateway: Gateway, pacs: Orthanc,
+                                                    tmp_path: Path) -> None:
+    """A nurse's unknown-patient video is held; the reviewer's page shows it with an
+    "Assign patient" button; choosing today's order sends it to the PACS under that order."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from vid2dcm.apps.gateway.auth import add_user
+    from vid2dcm.apps.gateway.settings import load_settings
+
+    clip = synthesize(tmp_path / "unknown.mp4", ClipSpec(
+        width=64, height=48, options={"preset": "superfast", "profile": "high"}, frames=8))
+    _, upload = gateway.call("PUT", "/uploads/unknown.mp4", body=clip.read_bytes())
+    _, created = gateway.call("POST", "/jobs", json_body={"upload_id": upload["id"],
+                                                          "unidentified": True})
+    add_user(load_settings(gateway.data), "reviewer-1", "reviewer", "review password 1")
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.goto(gateway.url + "/")
+            page.get_by_test_id("login-username").fill("reviewer-1")
+            page.get_by_test_id("login-password").fill("review password 1")
+            page.get_by_test_id("login-submit").click()
+            card = page.locator(f"[data-testid='job-card'][data-job='{created['id']}']")
+            expect(card).to_have_attribute("data-state", "held", timeout=60_000)
+            page.locator(".order[data-accession='GWACC1']").wait_for(timeout=15_000)
+            card.get_by_role("button", name="Assign patient").click()
+            page.select_option("#assign-order", "GWACC1")
+            page.get_by_test_id("assign-submit").click()
+            expect(card).to_have_attribute("data-state", "done", timeout=90_000)
+            expect(card).to_contain_text("stored in PACS")
+        finally:
+            browser.close()
+    job = _wait(gateway, created["id"])
+    (delivery,) = job["result"]["deliveries"]
+    instance = next(f["ID"] for f in pacs.get_json_post("/tools/lookup",
+                                                        delivery["sop_instance_uid"])
+                    if f["Type"] == "Instance")
+    tags = pacs.get(f"/instances/{instance}/simplified-tags")
+    assert (tags["PatientID"], tags["AccessionNumber"]) == ("ORD1", "GWACC1")

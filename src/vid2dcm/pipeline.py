@@ -88,11 +88,14 @@ class ConversionResult:
 
 def convert(source: str | Path, out: str | Path | None = None, *,
             metadata: Metadata | None = None, options: Request | None = None,
-            overwrite: bool = False, progress: Progress | None = None) -> ConversionResult:
+            overwrite: bool = False, progress: Progress | None = None,
+            first_instance: int = 1, predecessor: str | None = None) -> ConversionResult:
     """Convert one video file into one or more DICOM video instances.
 
     out may be a .dcm path or an existing folder; by default the .dcm lands beside the input.
-    On any failure nothing is left behind and the input is untouched.
+    On any failure nothing is left behind and the input is untouched. first_instance and
+    predecessor continue a series made of several inputs (a live recording's pieces): the
+    instances are numbered on, and the first refers to the previous piece's instance.
     """
     source = Path(source)
     metadata = metadata or Metadata()
@@ -100,7 +103,8 @@ def convert(source: str | Path, out: str | Path | None = None, *,
     say: Progress = progress or _quiet
     say("probing", None)
     info = probe(source, options.stream, options.frame_rate)
-    first = _convert_stream(source, info, out, metadata, options, overwrite, say)
+    first = _convert_stream(source, info, out, metadata, options, overwrite, say,
+                            first_instance, predecessor)
     if options.stream is not None:
         return first
     others = [i for i in info.video_stream_indexes if i != info.video.index]
@@ -138,7 +142,8 @@ def _more_streams(first: ConversionResult, source: Path, others: list[int],
 
 
 def _convert_stream(source: Path, info: MediaInfo, out: str | Path | None, metadata: Metadata,
-                    options: Request, overwrite: bool, say: Progress) -> ConversionResult:
+                    options: Request, overwrite: bool, say: Progress, first_instance: int = 1,
+                    predecessor: str | None = None) -> ConversionResult:
     """probe -> plan -> produce -> write for the one video stream info describes."""
     plan = plan_conversion(info, options)
     if not plan.storable:
@@ -151,7 +156,8 @@ def _convert_stream(source: Path, info: MediaInfo, out: str | Path | None, metad
             stats = quality = None
             wrapped, wrap_plan = info, plan
             if plan.frame_syntax is not None:
-                stats, frame_file = _frames(info, plan, options, metadata, base, work, say)
+                stats, frame_file = _frames(info, plan, options, metadata, base, work, say,
+                                            first_instance, predecessor)
                 written.append(frame_file)
             elif plan.needs_transcode:
                 stats, wrapped, wrap_plan = _transcode(info, plan, options, work, say)
@@ -161,7 +167,7 @@ def _convert_stream(source: Path, info: MediaInfo, out: str | Path | None, metad
             if plan.frame_syntax is None:
                 targets = numbered_paths(source, base, len(wrap_plan.segments), overwrite)
                 written = _wrap(info, wrapped, wrap_plan, plan, targets, metadata, options,
-                                work, say, written)
+                                work, say, written, first_instance, predecessor)
     except BaseException:
         for f in written:
             f.path.unlink(missing_ok=True)
@@ -202,7 +208,8 @@ def _transcode(info: MediaInfo, plan: Plan, options: Request, work: Path, say: P
 
 def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, targets: list[Path],
           metadata: Metadata, options: Request, work: Path, say: Progress,
-          written: list[WrittenFile]) -> list[WrittenFile]:
+          written: list[WrittenFile], first_instance: int = 1,
+          predecessor: str | None = None) -> list[WrittenFile]:
     """Copy packets into one container per instance and write each instance around it."""
     assert plan.container is not None and plan.transfer_syntax is not None
     assert plan.transfer_syntax_uid is not None
@@ -212,7 +219,9 @@ def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, target
     recorded_at = metadata.acquisition_datetime or source.creation_time
     provenance = describe_provenance(source, original)
     if plan.layout is Layout.SINGLE and _timing_survives_remux(info):
-        identity = InstanceIdentity(study_uid, series_uid, uids.new("instance-1"), 1)
+        identity = InstanceIdentity(study_uid, series_uid,
+                                    uids.new(f"instance-{first_instance}"), first_instance,
+                                    predecessor)
         instance = VideoInstance(
             iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid,
             pixels=describe_bitstream(info, plan.transfer_syntax, plan.copied_audio),
@@ -233,9 +242,10 @@ def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, target
     say("copying packets", 0.0)
     pieces = copy_packets(info, plan.copied_audio, plan.container, plan.segments, work,
                           lambda done: say("copying packets", done))
-    previous: str | None = None
-    for number, (piece, target) in enumerate(zip(pieces, targets, strict=True), 1):
-        say(f"writing {target.name}", (number - 1) / len(pieces))
+    previous: str | None = predecessor
+    for number, (piece, target) in enumerate(zip(pieces, targets, strict=True),
+                                             first_instance):
+        say(f"writing {target.name}", (number - first_instance) / len(pieces))
         assert piece.path is not None
         bitstream = probe(piece.path)
         _check_piece(bitstream, piece.segment.end_frame - piece.segment.first_frame,
@@ -244,7 +254,8 @@ def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, target
                                     number, previous)
         instance = VideoInstance(
             iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid,
-            pixels=describe_bitstream(bitstream, plan.transfer_syntax), identity=identity,
+            pixels=describe_bitstream(bitstream, plan.transfer_syntax,
+                                      max_item=options.max_item_bytes), identity=identity,
             acquired_at=_part_start(recorded_at, info, piece.segment) if recorded_at else None,
             converted_at=datetime.now(), metadata=metadata, provenance=provenance,
         )
@@ -260,7 +271,8 @@ def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, target
 
 
 def _frames(info: MediaInfo, plan: Plan, options: Request, metadata: Metadata, base: Path,
-            work: Path, say: Progress) -> tuple[TranscodeStats, WrittenFile]:
+            work: Path, say: Progress, first_instance: int = 1,
+            predecessor: str | None = None) -> tuple[TranscodeStats, WrittenFile]:
     """Decode, encode every picture on its own, and write one instance around the frames."""
     syntax, target = plan.frame_syntax, plan.video_target
     assert syntax is not None and target is not None and plan.transfer_syntax_uid is not None
@@ -270,7 +282,8 @@ def _frames(info: MediaInfo, plan: Plan, options: Request, metadata: Metadata, b
     uids = UidSource(metadata.uid_root, metadata.uid_seed)
     study_uid = metadata.study_instance_uid or uids.new("study")
     series_uid = metadata.series_instance_uid or uids.new("series")
-    identity = InstanceIdentity(study_uid, series_uid, uids.new("instance-1"), 1)
+    identity = InstanceIdentity(study_uid, series_uid, uids.new(f"instance-{first_instance}"),
+                                first_instance, predecessor)
     pixels = PixelDescription(
         rows=encoded.height, columns=encoded.width, photometric=syntax.photometric,
         timing=encoded.timing, stored_bytes=encoded.size_bytes,

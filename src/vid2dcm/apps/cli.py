@@ -514,16 +514,13 @@ def serve(
     verbose: Verbose = False,
 ) -> None:
     """Run the gateway's REST API (jobs run in `vid2dcm worker`)."""
-    import os
-
     with _errors(verbose):
-        os.environ["VID2DCM_DATA"] = str(data)
         import uvicorn
 
         from vid2dcm.apps.gateway.api import create_app
         from vid2dcm.apps.gateway.settings import load_settings
 
-        settings = load_settings(data)
+        settings = load_settings(data, tls=True if ssl_certfile else None)
         uvicorn.run(create_app(settings), host=host or settings.host,
                     port=port or settings.port, log_level="warning", access_log=False,
                     ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
@@ -537,16 +534,11 @@ def worker(
     verbose: Verbose = False,
 ) -> None:
     """Run conversion jobs from the queue (SQLite in the data folder, or VID2DCM_QUEUE_URL)."""
-    import os
-
     with _errors(verbose):
-        os.environ["VID2DCM_DATA"] = str(data)
-        from huey.consumer import Consumer
+        from vid2dcm.apps.gateway.queue import make_queue
+        from vid2dcm.apps.gateway.settings import load_settings
 
-        from vid2dcm.apps.gateway import jobs
-
-        assert jobs.huey is not None
-        Consumer(jobs.huey, workers=workers, worker_type="process").run()
+        make_queue(load_settings(data)).run_worker(workers)
 
 
 @app.command()
@@ -557,33 +549,24 @@ def gateway(
     verbose: Verbose = False,
 ) -> None:
     """Server and worker together on embedded defaults (SQLite queue): what `make run` starts.
-    A first run writes data/service.toml with an admin token kept in data/admin-token.txt."""
-    import os
-    import secrets
+    A first run writes data/service.toml, an admin token (data/admin-token.txt) and an admin
+    account for the page (data/admin-password.txt)."""
     import subprocess
 
     with _errors(verbose):
-        data.mkdir(parents=True, exist_ok=True)
-        config, token_file = data / "service.toml", data / "admin-token.txt"
-        if not config.exists():
-            from vid2dcm.apps.gateway.settings import hash_token
-
-            value = secrets.token_urlsafe(32)
-            token_file.write_text(value + "\n")
-            token_file.chmod(0o600)
-            config.write_text(f'[service]\ntokens = [{{ sha256 = "{hash_token(value)}", '
-                              'role = "admin", name = "make run" }]\n')
+        from vid2dcm.apps.gateway.bootstrap import embedded_defaults
         from vid2dcm.apps.gateway.settings import load_settings
 
+        shown, password = embedded_defaults(data)
         settings = load_settings(data)
-        shown = token_file.read_text().strip() if token_file.exists() else "(see service.toml)"
         bind_port = port or settings.port
         out.print(f"vid2dcm gateway: http://{settings.host}:{bind_port}/  token: {shown}",
                   markup=False, highlight=False)
+        out.print(f"sign in on the page as admin, password: {password}", markup=False,
+                  highlight=False)
         out.print("Ctrl-C stops it.", markup=False)
-        env = {**os.environ, "VID2DCM_DATA": str(data)}
         worker_proc = subprocess.Popen([sys.executable, "-m", "vid2dcm", "worker", "--data",
-                                        str(data)], env=env)
+                                        str(data)])
         try:
             serve(data, None, bind_port, None, None, verbose)
         finally:
@@ -593,7 +576,7 @@ def gateway(
 
 @app.command()
 def token(
-    role: Annotated[str, typer.Option(help="uploader or admin")] = "uploader",
+    role: Annotated[str, typer.Option(help="uploader, reviewer or admin")] = "uploader",
     name: Annotated[str, typer.Option(help="Who the token is for.")] = "",
 ) -> None:
     """Make a new API token; prints it once, and the line to add to service.toml."""
@@ -601,12 +584,47 @@ def token(
 
     from vid2dcm.apps.gateway.settings import hash_token
 
-    if role not in ("uploader", "admin"):
+    if role not in ("uploader", "reviewer", "admin"):
         raise typer.Exit(2)
     value = secrets.token_urlsafe(32)
     out.print(f"token: {value}", markup=False)
     out.print(f'tokens = [{{ sha256 = "{hash_token(value)}", role = "{role}", name = "{name}" }}]',
               markup=False, highlight=False)
+
+
+users = typer.Typer(help="Gateway accounts (people who sign in on the staff page).")
+app.add_typer(users, name="user")
+
+
+@users.command("add")
+def user_add(
+    name: str,
+    data: DataDir,
+    role: Annotated[str, typer.Option(help="uploader, reviewer or admin")] = "uploader",
+    ward: Annotated[str, typer.Option(help="An uploader also sees this ward's jobs.")] = "",
+    password_stdin: Annotated[bool, typer.Option("--password-stdin",
+                                                 help="Read the password from stdin.")] = False,
+) -> None:
+    """Create or reset an account (argon2 hash in the data folder's job store)."""
+    with _errors(False):
+        from vid2dcm.apps.gateway.auth import add_user
+        from vid2dcm.apps.gateway.settings import load_settings
+
+        password = (sys.stdin.readline().rstrip("\n") if password_stdin
+                    else typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+        add_user(load_settings(data), name, role, password, ward)
+        out.print(f"user {name} ({role}) saved", markup=False)
+
+
+@users.command("disable")
+def user_disable(name: str, data: DataDir) -> None:
+    """Disable an account; its sessions end at once."""
+    with _errors(False):
+        from vid2dcm.apps.gateway.auth import disable_user
+        from vid2dcm.apps.gateway.settings import load_settings
+
+        disable_user(load_settings(data), name)
+        out.print(f"user {name} disabled", markup=False)
 
 
 def _version(value: bool) -> None:

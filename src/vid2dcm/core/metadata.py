@@ -63,6 +63,8 @@ class Metadata(BaseModel):
     manufacturer: str = Field(default="", max_length=64)
     manufacturer_model_name: str = Field(default="", max_length=64)
     institution_name: str = Field(default="", max_length=64)
+    station_name: str = Field(default="", max_length=16)
+    """Station Name (SH): e.g. which camera of a multi-source recording made the series."""
     operators_name: str = Field(default="", max_length=64 * 5)
     acquisition_datetime: datetime | None = None
     burned_in_annotation: Literal["YES", "NO"] | None = None
@@ -91,7 +93,7 @@ class Metadata(BaseModel):
 
     @field_validator("patient_id", "accession_number", "study_id", "study_description",
                      "series_description", "manufacturer", "manufacturer_model_name",
-                     "institution_name")
+                     "institution_name", "station_name")
     @classmethod
     def _single_value(cls, value: str) -> str:
         return _no_backslash(value)
@@ -163,6 +165,7 @@ METADATA_ATTRIBUTES: tuple[AttributeMap, ...] = (
     AttributeMap("manufacturer_model_name", "ManufacturerModelName", "LO",
                  module="General Equipment"),
     AttributeMap("institution_name", "InstitutionName", "LO", module="General Equipment"),
+    AttributeMap("station_name", "StationName", "SH", module="General Equipment"),
     AttributeMap("acquisition_datetime", "AcquisitionDateTime", "DT", module="General Image"),
     AttributeMap("burned_in_annotation", "BurnedInAnnotation", "CS", module="General Image"),
     AttributeMap("anatomic_region", "AnatomicRegionSequence", "SQ", module="VL Image"),

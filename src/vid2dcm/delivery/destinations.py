@@ -50,7 +50,13 @@ class Destination(BaseModel):
     """May a video the peer refuses be sent frame by frame instead (no audio, larger)?"""
     storage_commitment: bool = False
     commitment_port: int | None = Field(default=None, ge=1, le=65535)
-    """Where we listen for an N-EVENT-REPORT the peer sends on a new association."""
+    """Where we listen for an N-EVENT-REPORT the peer sends on a new association (None: only
+    the same association is used)."""
+    commitment_listen_host: str = "127.0.0.1"
+    """Address to listen on for that association: a PACS on another machine needs this host's
+    LAN address (or 0.0.0.0); loopback only works with a PACS on this machine."""
+    commitment_ae_title: str | None = Field(default=None, min_length=1, max_length=16)
+    """Our AE title for that association (default: calling_ae_title), as the PACS knows us."""
     commitment_timeout_s: float = Field(default=30.0, gt=0)
     retries: int = Field(default=3, ge=0, le=20)
     retry_delay_s: float = Field(default=2.0, ge=0)

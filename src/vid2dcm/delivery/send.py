@@ -53,7 +53,9 @@ def _commit(receipts: list[Receipt], dest: Destination) -> list[Receipt]:
     if not stored:
         return receipts
     answers = request_commitment(dest, [(h.sop_class_uid, h.sop_instance_uid) for _, h in stored],
-                                 dest.commitment_port, dest.commitment_timeout_s)
+                                 dest.commitment_port, dest.commitment_timeout_s,
+                                 listen_host=dest.commitment_listen_host,
+                                 listen_ae_title=dest.commitment_ae_title)
     committed = {r.sop_instance_uid: answers.get(h.sop_instance_uid) for r, h in stored}
     return [replace(r, committed=committed.get(r.sop_instance_uid)) if r.ok else r
             for r in receipts]

@@ -18,16 +18,15 @@ from pathlib import Path
 from pydicom import Dataset, dcmread
 from pydicom.filewriter import dcmwrite
 from pydicom.multival import MultiValue
-from pydicom.uid import MPEG4HP41
+from pydicom.uid import MPEG4HP41, UID
 
 from vid2dcm.core.conformance import choose_transfer_syntax
 from vid2dcm.core.errors import InputError
-from vid2dcm.core.frame_syntaxes import FrameSyntax, frame_syntax_by_uid
 from vid2dcm.core.iods import iod_for_sop_class
 from vid2dcm.core.media_info import MediaInfo
 from vid2dcm.core.syntaxes import VideoTransferSyntax, allows_multiple_fragments, by_uid
 from vid2dcm.probing.probe import probe_opened
-from vid2dcm.reading.reader import VideoObject, iter_frames, open_video_object
+from vid2dcm.reading.reader import VideoObject, frame_count, iter_frames, open_video_object
 from vid2dcm.writing.encapsulation import write_pixel_data
 
 PIXEL_ATTRIBUTES = {
@@ -61,7 +60,8 @@ class Report:
     findings: tuple[Finding, ...]
     bitstream: MediaInfo | None = None
     dciodvfy: str = field(default="not run")
-    """'passed', 'failed', 'passed on twin', 'not installed' or 'not run'."""
+    """'passed', 'failed', 'crashed (...)', any of these '... on twin', 'not installed' or
+    'not run'."""
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -73,19 +73,23 @@ class Report:
 
 
 def validate(path: str | Path, use_dciodvfy: bool = True) -> Report:
+    """A video object is checked against its bitstream; any other image object (frames,
+    foreign or vid2dcm's own) by decoding its frames. A file with no Pixel Data is no image
+    vid2dcm can judge: InputError (exit 3)."""
     path = Path(path)
     video = open_video_object(path)
+    if "PixelData" not in video.dataset:
+        raise InputError(f"{path}: unsupported: holds no Pixel Data "
+                         f"({video.dataset.get('SOPClassUID', 'unknown SOP class')}); "
+                         "only image objects can be validated")
     findings: list[Finding] = []
     syntax = by_uid(video.transfer_syntax_uid)
-    frames = frame_syntax_by_uid(video.transfer_syntax_uid)
-    findings += _check_header(video.dataset, frames)
     bitstream = None
-    if frames is not None:
-        findings += _check_frames(video, frames)
-    elif syntax is None:
-        findings.append(_own(Severity.ERROR, f"transfer syntax {video.transfer_syntax_uid} is "
-                             "neither a video nor a frame encoding vid2dcm knows"))
+    if syntax is None:
+        findings += _check_frame_header(video.dataset)
+        findings += _check_frames(video)
     else:
+        findings += _check_header(video.dataset)
         findings += _check_encapsulation(video)
         if video.layout is not None and video.layout.fragments:
             bitstream, found = _check_bitstream(video, syntax)
@@ -101,7 +105,8 @@ def _own(severity: Severity, message: str) -> Finding:
     return Finding(severity, "vid2dcm", message)
 
 
-def _check_header(ds: Dataset, frames: FrameSyntax | None) -> list[Finding]:
+def _check_header(ds: Dataset) -> list[Finding]:
+    """A video object: a video IOD with the pixel description PS3.5 8.2 fixes for video."""
     found = []
     iod = iod_for_sop_class(str(ds.get("SOPClassUID", "")))
     if iod is None:
@@ -109,26 +114,50 @@ def _check_header(ds: Dataset, frames: FrameSyntax | None) -> list[Finding]:
     elif ds.get("Modality") != iod.modality:
         found.append(_own(Severity.ERROR, f"Modality {ds.get('Modality')} must be "
                           f"{iod.modality} for {iod.name}"))
-    elif iod.frames_only and frames is None:
+    elif iod.frames_only:
         found.append(_own(Severity.ERROR, f"{iod.name} is written frame by frame by vid2dcm"))
     expected_pixels = dict(PIXEL_ATTRIBUTES)
-    if frames is not None:
-        expected_pixels["PhotometricInterpretation"] = frames.photometric
     meta = getattr(ds, "file_meta", None)
     video_syntax = by_uid(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else None
-    if video_syntax is not None:
+    if video_syntax is not None:  # 16/10/9 for HEVC Main 10 (PS3.5 8.2.11)
         bits = video_syntax.bits
         expected_pixels.update(BitsAllocated=bits[0], BitsStored=bits[1], HighBit=bits[2])
     for keyword, expected in expected_pixels.items():
         if ds.get(keyword) != expected:
             found.append(_own(Severity.ERROR, f"{keyword} is {ds.get(keyword)!r}, "
                               f"video requires {expected!r}"))
+    return found + _check_multi_frame(ds)
+
+
+def _check_frame_header(ds: Dataset) -> list[Finding]:
+    """A frame object (vid2dcm's or anyone's): the IOD is left to dciodvfy; vid2dcm checks
+    what it relies on when it reads frames."""
+    found = []
+    iod = iod_for_sop_class(str(ds.get("SOPClassUID", "")))
+    if iod is not None and ds.get("Modality") != iod.modality:
+        found.append(_own(Severity.ERROR, f"Modality {ds.get('Modality')} must be "
+                          f"{iod.modality} for {iod.name}"))
+    if iod is None:
+        found.append(_own(Severity.NOTE, f"{_sop_name(ds)}: not an IOD vid2dcm writes; "
+                          "checked as a frame object (frames decode, count and size)"))
+    if "NumberOfFrames" in ds:
+        found += _check_multi_frame(ds)
+    return found
+
+
+def _sop_name(ds: Dataset) -> str:
+    uid = UID(str(ds.get("SOPClassUID", "")))
+    return uid.name if uid.is_valid else str(uid)
+
+
+def _check_multi_frame(ds: Dataset) -> list[Finding]:
+    found = []
     for pointer in _as_list(ds.get("FrameIncrementPointer")):
         if not isinstance(pointer, int) or pointer not in ds:
             found.append(_own(Severity.ERROR, f"Frame Increment Pointer names {pointer}, "
                               "which is absent"))
     vector = ds.get("FrameTimeVector")
-    if vector is not None and int(ds.get("NumberOfFrames", 0)) != len(_as_list(vector)):
+    if vector is not None and frame_count(ds) != len(_as_list(vector)):
         found.append(_own(Severity.ERROR, "Frame Time Vector length differs from Number of "
                           "Frames"))
     return found
@@ -142,22 +171,29 @@ def _as_list(value: object) -> list[object]:
     return [value]
 
 
-def _check_frames(video: VideoObject, frames: FrameSyntax) -> list[Finding]:
-    """Frame objects: one fragment per frame, offset table consistent, every frame decodes."""
+def _check_frames(video: VideoObject) -> list[Finding]:
+    """Frame objects: every frame decodes, as many as Number of Frames (1 when absent), at
+    the header's size. A frame may span several fragments (PS3.5 A.4), so fragments may
+    outnumber frames, never the reverse."""
     ds = video.dataset
-    expected = int(ds.get("NumberOfFrames", 0))
+    expected = frame_count(ds)
     found = []
     layout = video.layout
-    if frames.encapsulated:
+    if UID(video.transfer_syntax_uid).is_encapsulated:
         if layout is None:
             return [_own(Severity.ERROR, "Pixel Data is missing or not encapsulated")]
-        if len(layout.fragments) != expected:
+        if not layout.terminated:
+            found.append(_own(Severity.ERROR, "Pixel Data has no Sequence Delimitation Item "
+                              "(truncated file)"))
+        if len(layout.fragments) < expected:
             found.append(_own(Severity.ERROR, f"{len(layout.fragments)} fragments for "
-                              f"{expected} frames; vid2dcm writes one fragment per frame"))
+                              f"{expected} frames; every frame needs at least one"))
         if layout.basic_offset_table_length not in (0, 4 * expected):
             found.append(_own(Severity.ERROR, "the Basic Offset Table holds "
                               f"{layout.basic_offset_table_length // 4} entries for {expected} "
                               "frames"))
+        if found:
+            return found
     decoded = 0
     try:
         for pixels in iter_frames(video):
@@ -166,6 +202,9 @@ def _check_frames(video: VideoObject, frames: FrameSyntax) -> list[Finding]:
                 found.append(_own(Severity.ERROR, f"frame {decoded} is {pixels.shape[1]}x"
                                   f"{pixels.shape[0]}, header says {ds.Columns}x{ds.Rows}"))
                 break
+    except NotImplementedError as exc:  # no decoder here: no verdict either way
+        raise InputError(f"{video.path}: unsupported: no decoder for transfer syntax "
+                         f"{video.transfer_syntax_uid} ({exc})") from exc
     except Exception as exc:  # any decoder failure is a finding, not a crash
         found.append(_own(Severity.ERROR, f"frame {decoded + 1} does not decode: {exc}"))
         return found
@@ -227,6 +266,11 @@ def _check_bitstream(video: VideoObject, syntax: VideoTransferSyntax
     for keyword, (header, stream) in facts.items():
         if header != stream:
             found.append(_own(Severity.ERROR, f"{keyword} is {header}, the bitstream has {stream}"))
+    declared = len(ds.get("MultiplexedAudioChannelsDescriptionCodeSequence") or [])
+    if declared != len(info.audio):
+        found.append(_own(Severity.ERROR, f"the bitstream carries {len(info.audio)} audio "
+                          f"stream(s), the header declares {declared} (Multiplexed Audio "
+                          "Channels Description Code Sequence, PS3.3 C.7.6.5)"))
     frame_time = ds.get("FrameTime")
     if frame_time is not None and abs(float(frame_time) - v.timing.frame_time_ms) > 0.001:
         found.append(_own(Severity.ERROR, f"Frame Time {frame_time} ms, the bitstream runs at "
@@ -249,19 +293,13 @@ def _container_kind(info: MediaInfo) -> str:
 
 # --- dciodvfy ----------------------------------------------------------------------------------
 
-DCIODVFY_NOISE = ("would be needed to build DICOMDIR", "(7fe0,0003)")
-"""DICOMDIR hints and the (7FE0,0003) attribute this dicom3tools release predates."""
-
-
 def run_dciodvfy(video: VideoObject) -> tuple[str, list[Finding]]:
     exe = shutil.which("dciodvfy")
     if exe is None:
         return "not installed", [Finding(Severity.NOTE, "dciodvfy", "dciodvfy is not "
                                          "installed; IOD not checked by dicom3tools")]
     syntax = by_uid(video.transfer_syntax_uid)
-    if frame_syntax_by_uid(video.transfer_syntax_uid) is not None or (
-            syntax is not None and syntax.known_to_dciodvfy
-            and video.transfer_syntax_uid == syntax.uid):
+    if syntax is None or (syntax.known_to_dciodvfy and video.transfer_syntax_uid == syntax.uid):
         status, found = _dciodvfy(exe, video.path)
         return status, found
     with tempfile.TemporaryDirectory(prefix="vid2dcm-twin-") as tmp:
@@ -275,16 +313,27 @@ def run_dciodvfy(video: VideoObject) -> tuple[str, list[Finding]]:
 
 
 def _dciodvfy(exe: str, path: Path) -> tuple[str, list[Finding]]:
+    """Every Error and Warning line dciodvfy prints, none filtered (its DICOMDIR hints
+    included: media need those attributes). dciodvfy exits 0 when it found no error and 1
+    when it printed some; any other status, a signal above all (the PyPI release aborts on
+    VRs it does not know), or 1 with no error printed, means it gave no verdict: that is an
+    error, never "passed"."""
     proc = subprocess.run([exe, "-new", str(path)], capture_output=True, text=True,
                           errors="replace", timeout=300, check=False)
     found = []
     for line in (proc.stdout + proc.stderr).splitlines():
         m = DCIODVFY_LINE.match(line.strip())
-        if not m or any(noise in line for noise in DCIODVFY_NOISE):
+        if not m:
             continue
         severity = Severity.ERROR if m.group(1) == "Error" else Severity.WARNING
         found.append(Finding(severity, "dciodvfy", m.group(2)))
     failed = any(f.severity is Severity.ERROR for f in found)
+    if proc.returncode not in (0, 1) or (proc.returncode == 1 and not failed):
+        how = (f"signal {-proc.returncode}" if proc.returncode < 0
+               else f"exit status {proc.returncode}")
+        found.append(Finding(Severity.ERROR, "dciodvfy", f"dciodvfy crashed ({how}) before "
+                             "its verdict: the IOD was not checked"))
+        return f"crashed ({how})", found
     return ("failed" if failed else "passed"), found
 
 
@@ -295,6 +344,8 @@ def _write_twin(source: Path, twin: Path, tmp: Path) -> None:
     # the twin is labelled 8-bit H.264: a 10-bit syntax's 16/10/9 (PS3.5 8.2.11, checked by
     # vid2dcm's own header rule) would be judged against H.264's 8/8/7
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    if "EncapsulatedPixelDataValueTotalLength" in ds:  # the twin's token is one fragment
+        del ds.EncapsulatedPixelDataValueTotalLength
     token = tmp / "token.bin"
     token.write_bytes(b"\x00\x00")
     with twin.open("wb") as out:

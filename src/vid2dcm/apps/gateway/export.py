@@ -25,7 +25,7 @@ def export_job(settings: ServiceSettings, store: Store, job_id: str, profile: st
     job = store.job(job_id)
     if job is None or job.result is None or job.status != "done":
         raise HTTPException(404, "no finished job with files")
-    names = [str(f["name"]) for f in job.result.get("files", [])]
+    names = [f.name for f in job.result.files]
     if not names:
         raise HTTPException(404, "no files for this job")
     try:

@@ -1,87 +1,233 @@
-"""Conversion jobs on the huey queue: SQLite in the data folder by default, Redis when
-VID2DCM_QUEUE_URL=redis://... so several workers share one queue. One code path for both."""
+"""What a worker does with one job (convert, then deliver or hold), and the periodic clean-up.
+
+Queue-free: `make_queue` (queue.py) wires these functions to huey; tests may call them
+directly."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
 
-from huey import Huey, RedisHuey, SqliteHuey, crontab
-from pydantic import BaseModel, ConfigDict, Field
-
-from vid2dcm.apps.gateway.settings import QUEUE_ENV, ServiceSettings, load_settings
-from vid2dcm.apps.gateway.store import Store
-from vid2dcm.core.errors import Vid2DcmError
+from vid2dcm.apps.gateway.audit import record
+from vid2dcm.apps.gateway.models import (
+    DeliveryResult,
+    FailureKind,
+    FileResult,
+    JobRequest,
+    JobResult,
+)
+from vid2dcm.apps.gateway.settings import ServiceSettings
+from vid2dcm.apps.gateway.store import Store, open_store
+from vid2dcm.core.errors import (
+    DeliveryError,
+    InputError,
+    NotStorableError,
+    OutputError,
+    UsageError,
+    Vid2DcmError,
+)
 from vid2dcm.core.metadata import Metadata
 
-
-class JobRequest(BaseModel):
-    """What a client may ask of a job; destinations are names from the gateway's own
-    configuration, never addresses, so a client cannot make the gateway connect anywhere."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    upload_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    metadata: Metadata = Metadata()
-    sop: Literal["photographic", "endoscopic", "microscopic", "ultrasound", "sc"] = (
-        "photographic")
-    transcode: Literal["auto", "never", "always"] = "auto"
-    destinations: tuple[str, ...] = ()
-    accession: str | None = Field(default=None, max_length=16)
-    """Fill patient and order from the gateway's worklist entry with this accession number."""
+FAILURE_KINDS: tuple[tuple[type[BaseException], FailureKind], ...] = (
+    (InputError, "unreadable input"),
+    (NotStorableError, "not storable"),
+    (DeliveryError, "delivery"),
+    (OutputError, "output"),
+    (UsageError, "request"),
+)
+"""The exception class decides the kind (first match, subclasses included)."""
 
 
-def make_huey() -> Huey:
-    url = os.environ.get(QUEUE_ENV, "")
-    if url.startswith("redis://"):
-        return RedisHuey("vid2dcm", url=url)
-    settings = load_settings()
-    settings.prepare()
-    return SqliteHuey("vid2dcm", filename=str(settings.data_dir / "queue.sqlite"))
+def failure_kind(exc: BaseException) -> FailureKind:
+    for cls, kind in FAILURE_KINDS:
+        if isinstance(exc, cls):
+            return kind
+    return "internal"
 
 
-huey = make_huey() if os.environ.get("VID2DCM_DATA") or os.environ.get(QUEUE_ENV) else None
+def uid_seed(job_id: str, request: JobRequest) -> str:
+    """Repeatable UIDs: a re-run writes the same instances (the PACS keeps one copy); a job
+    whose patient was assigned later gets new ones (its first output was never sent)."""
+    return job_id if request.issue == 0 else f"{job_id}.{request.issue}"
 
 
-def enqueue(job_id: str) -> None:
-    if huey is None:
-        raise RuntimeError("no queue configured (set VID2DCM_DATA)")
-    run_job(job_id)
+Later = Callable[[str, float], None]
+"""Ask the queue to try a job's deliveries again in so many seconds."""
 
 
-if huey is not None:
-    @huey.task()  # type: ignore[untyped-decorator]
-    def run_job(job_id: str) -> None:
-        execute(load_settings(), job_id)
+def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) -> None:
+    """Convert one job, then hold it (no patient yet), finish it (no destination) or put its
+    deliveries in the outbox and try them; every outcome is recorded in the store."""
+    from pydicom import dcmread
 
-    @huey.on_startup()  # type: ignore[untyped-decorator]
-    def requeue_interrupted() -> None:
-        """A job left 'running' by a worker that died is run again from its input."""
-        store = Store(load_settings().database)
-        for job in store.jobs(limit=1000):
-            if job.status == "running":
-                run_job(job.id)
-    @huey.periodic_task(crontab(minute="*/15"))  # type: ignore[untyped-decorator]
-    def scheduled_cleanup() -> None:
-        clean_up(load_settings())
-else:  # imported without a queue (tests of the pure parts, the API in-process)
-    def run_job(job_id: str) -> None:
-        raise RuntimeError("no queue configured")
+    from vid2dcm.pipeline import convert
+    from vid2dcm.planning.plan import Request
+
+    store = open_store(settings)
+    if not store.claim(job_id):
+        return
+    job = store.job(job_id)
+    assert job is not None
+    request = job.request
+    try:
+        upload = store.upload(request.upload_id)
+        if upload is None:
+            raise InputError("the upload of this job no longer exists")
+        out_dir = settings.outputs / job_id
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True, mode=0o700)
+        metadata = request.metadata.model_copy(update={"uid_seed": uid_seed(job_id, request)})
+        if request.accession:
+            metadata = from_worklist(settings, request.accession, metadata)
+        result = convert(upload.path, out_dir / "video.dcm", metadata=metadata,
+                         options=Request(sop=request.sop,  # type: ignore[arg-type]
+                                         transcode=request.transcode),  # type: ignore[arg-type]
+                         overwrite=True,
+                         progress=lambda _stage, done: store.progress(job_id, done or 0.0))
+        files = tuple(FileResult(name=f.path.name, sop_instance_uid=f.sop_instance_uid,
+                                 transfer_syntax_uid=f.transfer_syntax_uid, frames=f.frames,
+                                 bytes=f.size_bytes) for f in result.files)
+        study = str(dcmread(result.files[0].path, stop_before_pixels=True).StudyInstanceUID)
+        summary = JobResult(files=files, action=result.plan.action.value,
+                            warnings=tuple(result.warnings), study_instance_uid=study,
+                            worker=f"{socket.gethostname()}:{os.getpid()}")
+    except Vid2DcmError as exc:
+        store.finish(job_id, None, str(exc), failure_kind(exc))
+        return
+    except Exception as exc:  # a job must end in a state, whatever happened
+        store.finish(job_id, None, f"internal error: {type(exc).__name__}", "internal")
+        return
+    destinations = request.destinations or settings.default_destinations
+    if request.unidentified or not destinations:
+        store.finish(job_id, summary, held=request.unidentified)
+        return
+    store.await_delivery(job_id, summary, tuple(destinations))
+    deliver_job(settings, job_id, later)
 
 
-UPLOAD_RETENTION_S = 24 * 3600
+DELIVERY_LEASE_S = 600.0
+"""A worker taking a parcel holds it this long; one that died mid-send frees it after."""
+
+
+def backoff(settings: ServiceSettings, attempts: int) -> float:
+    """Seconds before try number attempts+1: doubling from retry_first_s up to retry_max_s."""
+    return float(min(settings.retry_max_s, settings.retry_first_s * 2 ** (attempts - 1)))
+
+
+def deliver_job(settings: ServiceSettings, job_id: str, later: Later | None = None) -> None:
+    """Try every due parcel of a waiting job once. Sent: recorded. Not sent: tried again
+    after a backoff until the retry window (default 24 h) has passed, then given up with a
+    plain reason. The same files (same UIDs) go every time, so the PACS keeps one copy."""
+    store = open_store(settings)
+    job = store.job(job_id)
+    if job is None or job.status != "waiting" or job.result is None:
+        return
+    files = [settings.outputs / job_id / f.name for f in job.result.files]
+    for parcel in store.parcels(job_id):
+        if parcel.state != "waiting" or not store.take_parcel(job_id, parcel.destination,
+                                                              DELIVERY_LEASE_S):
+            continue
+        receipts, error = send_to(settings, parcel.destination, files)
+        now = time.time()
+        if error is None:
+            store.parcel_tried(job_id, parcel.destination, "sent", receipts, None, now)
+        elif (error == UNKNOWN_DESTINATION
+              or now - parcel.first_try >= settings.delivery_window_s):
+            store.parcel_tried(job_id, parcel.destination, "gave up", receipts, error, now)
+        else:
+            delay = backoff(settings, parcel.attempts + 1)
+            store.parcel_tried(job_id, parcel.destination, "waiting", receipts, error,
+                               now + delay)
+            if later is not None:
+                later(job_id, delay)
+            continue
+        record(store, settings, f"worker:{parcel.destination}",
+               "delivery" if error is None else "delivery failed", job=job_id,
+               study=job.result.study_instance_uid, role="system")
+    _conclude(store, job_id)
+
+
+def _conclude(store: Store, job_id: str) -> None:
+    job = store.job(job_id)
+    parcels = store.parcels(job_id)
+    if job is None or job.result is None or any(p.state == "waiting" for p in parcels):
+        return
+    deliveries = tuple(r for p in parcels for r in p.receipts) + tuple(
+        DeliveryResult(destination=p.destination, ok=False, message=p.error or "")
+        for p in parcels if p.state == "gave up" and not p.receipts)
+    result = job.result.model_copy(update={"deliveries": deliveries})
+    gave_up = [p for p in parcels if p.state == "gave up"]
+    if gave_up:
+        first = gave_up[0]
+        store.settle(job_id, result, f"not stored in {first.destination} after "
+                                     f"{first.attempts} tries: {first.error}", "delivery")
+    else:
+        store.settle(job_id, result, None, None)
+
+
+UNKNOWN_DESTINATION = "this gateway has no destination of that name"
+
+
+def send_to(settings: ServiceSettings, name: str, files: list[Path]
+            ) -> tuple[tuple[DeliveryResult, ...], str | None]:
+    """One attempt: the receipts, and the first problem (None when every file was stored)."""
+    from vid2dcm.delivery.destinations import load_destinations
+    from vid2dcm.delivery.send import deliver as send
+
+    named = load_destinations(settings.destinations_file) if settings.destinations_file else {}
+    if name not in named:
+        return (), UNKNOWN_DESTINATION
+    try:
+        receipts = send(files, named[name])
+    except Vid2DcmError as exc:
+        return (), str(exc)
+    results = tuple(DeliveryResult(destination=name, ok=r.ok, message=r.message,
+                                   sop_instance_uid=r.sop_instance_uid, committed=r.committed)
+                    for r in receipts)
+    failed = [r for r in results if not r.ok]
+    return results, failed[0].message if failed else None
+
+
+def order_fields(settings: ServiceSettings, accession: str) -> dict[str, object]:
+    """The patient and study of the worklist entry with this accession number."""
+    from vid2dcm.delivery.destinations import parse_destination
+    from vid2dcm.delivery.transports.worklist import the_order
+
+    if not settings.worklist:
+        raise UsageError("this gateway has no worklist configured")
+    return the_order(parse_destination(settings.worklist, settings.destinations_file),
+                     accession).metadata_fields()
+
+
+def from_worklist(settings: ServiceSettings, accession: str, metadata: Metadata) -> Metadata:
+    """The order's patient and study; typed fields the order lacks are kept (fields that
+    contradict the order were refused when the job was created)."""
+    order = order_fields(settings, accession)
+    typed = metadata.model_dump(exclude_unset=True)
+    return Metadata.model_validate({**typed, **order})
+
+
+TUS_EXPIRY_S = 7 * 24 * 3600
+"""Resumable uploads not finished within a week are given up (tus advertises the expiry)."""
 
 
 def clean_up(settings: ServiceSettings, now: float | None = None) -> list[str]:
     """Delete uploads once every job made from them has succeeded (or they arrived damaged)
-    and a day has passed; nothing is removed while a job might still need it. Returns ids."""
-    import shutil
-    import time
-
-    store = Store(settings.database)
+    and upload_retention_s has passed, and the outputs of jobs done output_retention_s ago;
+    nothing is removed while a job might still need it. Returns the ids removed."""
+    store = open_store(settings)
     removed = []
-    for upload_id, path in store.removable_uploads((now or time.time()) - UPLOAD_RETENTION_S):
+    now = now or time.time()
+    for job_id in store.finished_jobs(before=now - settings.output_retention_s):
+        folder = settings.outputs / job_id
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            removed.append(job_id)
+    for upload_id, path in store.removable_uploads(now - settings.upload_retention_s):
         if path.parent.parent == settings.uploads:
             shutil.rmtree(path.parent, ignore_errors=True)
         else:
@@ -89,12 +235,8 @@ def clean_up(settings: ServiceSettings, now: float | None = None) -> list[str]:
             path.with_name(path.name + ".info").unlink(missing_ok=True)
         store.forget_upload(upload_id)
         removed.append(upload_id)
-    removed += _expired_partial_uploads(settings, store, (now or time.time()) - TUS_EXPIRY_S)
+    removed += _expired_partial_uploads(settings, store, now - TUS_EXPIRY_S)
     return removed
-
-
-TUS_EXPIRY_S = 7 * 24 * 3600
-"""Resumable uploads not finished within a week are given up (tus advertises the expiry)."""
 
 
 def _expired_partial_uploads(settings: ServiceSettings, store: Store, older_than: float
@@ -110,83 +252,3 @@ def _expired_partial_uploads(settings: ServiceSettings, store: Store, older_than
             info.unlink(missing_ok=True)
             removed.append(data.name)
     return removed
-
-
-def execute(settings: ServiceSettings, job_id: str) -> None:
-    """Convert (and deliver) one job; every outcome is recorded in the store."""
-    from vid2dcm.pipeline import convert
-    from vid2dcm.planning.plan import Request
-
-    store = Store(settings.database)
-    if not store.claim(job_id):
-        return
-    job = store.job(job_id)
-    assert job is not None
-    try:
-        request = JobRequest.model_validate(job.request)
-        upload = store.upload(request.upload_id)
-        if upload is None:
-            raise Vid2DcmError("the upload of this job no longer exists")
-        _name, path, _size = upload
-        out_dir = settings.outputs / job_id
-        out_dir.mkdir(parents=True, exist_ok=True)
-        metadata = request.metadata.model_copy(update={"uid_seed": job_id})
-        if request.accession:
-            metadata = _from_worklist(settings, request.accession, metadata)
-        result = convert(path, out_dir, metadata=metadata,
-                         options=Request(sop=request.sop,  # type: ignore[arg-type]
-                                         transcode=request.transcode),  # type: ignore[arg-type]
-                         overwrite=True,
-                         progress=lambda _stage, done: store.progress(job_id, done or 0.0))
-        summary: dict[str, Any] = {
-            "files": [{"name": f.path.name, "sop_instance_uid": f.sop_instance_uid,
-                       "transfer_syntax_uid": f.transfer_syntax_uid, "frames": f.frames,
-                       "bytes": f.size_bytes} for f in result.files],
-            "action": result.plan.action.value,
-            "warnings": list(result.warnings),
-            "deliveries": _deliver(settings, request, [f.path for f in result.files]),
-            "worker": f"{socket.gethostname()}:{os.getpid()}",
-        }
-        failed = [d for d in summary["deliveries"] if not d["ok"]]
-        store.finish(job_id, summary, f"delivery failed: {failed[0]['message']}"
-                     if failed else None)
-    except Vid2DcmError as exc:
-        store.finish(job_id, None, str(exc))
-    except Exception as exc:  # a job must end in a state, whatever happened
-        store.finish(job_id, None, f"internal error: {type(exc).__name__}: {exc}")
-
-
-def _from_worklist(settings: ServiceSettings, accession: str, metadata: Metadata) -> Metadata:
-    """The order's patient and study, with anything the client typed in taking precedence."""
-    from vid2dcm.delivery.destinations import parse_destination
-    from vid2dcm.delivery.transports.worklist import the_order
-
-    if not settings.worklist:
-        raise Vid2DcmError("this gateway has no worklist configured")
-    order = the_order(parse_destination(settings.worklist, settings.destinations_file),
-                      accession).metadata_fields()
-    typed = metadata.model_dump(exclude_unset=True)
-    return Metadata.model_validate({**order, **typed})
-
-
-def _deliver(settings: ServiceSettings, request: JobRequest, files: list[Path]
-             ) -> list[dict[str, Any]]:
-    names = request.destinations or settings.default_destinations
-    if not names:
-        return []
-    from vid2dcm.delivery.destinations import load_destinations
-    from vid2dcm.delivery.send import deliver
-
-    named = load_destinations(settings.destinations_file) if settings.destinations_file else {}
-    done: list[dict[str, Any]] = []
-    for name in names:
-        if name not in named:
-            done.append({"destination": name, "ok": False, "message": "unknown destination"})
-            continue
-        try:
-            receipts = deliver(files, named[name])
-            done.extend({"destination": name, "ok": r.ok, "message": r.message,
-                         "sop_instance_uid": r.sop_instance_uid} for r in receipts)
-        except Vid2DcmError as exc:
-            done.append({"destination": name, "ok": False, "message": str(exc)})
-    return done

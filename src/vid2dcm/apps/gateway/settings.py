@@ -1,4 +1,8 @@
-"""Gateway settings: one data folder holds everything (uploads, outputs, job store, queue)."""
+"""Gateway settings: one data folder holds everything (uploads, outputs, job store, queue).
+
+Settings are a value passed to `create_app(settings)` and `make_queue(settings)`; nothing in the
+gateway reads process-wide state once they are made. `load_settings` is the one place that
+reads the data folder's service.toml (and, for the queue URL only, the environment)."""
 
 from __future__ import annotations
 
@@ -15,11 +19,16 @@ from vid2dcm.core.errors import UsageError
 DATA_ENV = "VID2DCM_DATA"
 QUEUE_ENV = "VID2DCM_QUEUE_URL"
 
+Role = Literal["uploader", "reviewer", "admin"]
+
 
 class TokenEntry(BaseModel):
+    """A machine token written in service.toml (kept for recorders and scripts set up before
+    tokens could be managed through the API)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    role: Literal["uploader", "admin"] = "uploader"
+    role: Role = "uploader"
     name: str = ""
 
 
@@ -36,6 +45,46 @@ class ServiceSettings(BaseModel):
     """Where a job goes when its request names no destination (names in destinations_file)."""
     worklist: str | None = None
     """Modality Worklist to offer: AE@HOST:PORT or a name in destinations_file."""
+    queue_url: str | None = None
+    """redis://... to share one queue between several workers; default: SQLite in data_dir."""
+    session_idle_s: int = Field(default=30 * 60, ge=10)
+    """A signed-in session ends after this long without a request."""
+    session_max_s: int = Field(default=12 * 3600, ge=10)
+    """... and after this long in any case (one shift)."""
+    login_failures_per_minute: int = Field(default=10, ge=1)
+    """Failed sign-ins for one user or one client address within a minute before 429."""
+    audit_syslog: str | None = Field(default=None,
+                                     pattern=r"^(udp|tcp|tls)://[^/:]+:\d{1,5}$")
+    """Forward every audit entry as a DICOM audit message in RFC 5424 syslog to this
+    collector: udp://host:514, tcp://host:601 or tls://host:6514 (RFC 5425)."""
+    audit_syslog_ca: Path | None = None
+    """CA certificate(s) that sign the tls:// collector's certificate (default: the
+    system's)."""
+    delivery_window_s: int = Field(default=24 * 3600, ge=0)
+    """How long a PACS may stay unreachable before a job gives up (the outbox retries)."""
+    retry_first_s: float = Field(default=30.0, gt=0)
+    retry_max_s: float = Field(default=900.0, gt=0)
+    """Backoff between delivery tries: doubling from retry_first_s up to retry_max_s."""
+    upload_retention_s: int = Field(default=24 * 3600, ge=0)
+    """An upload is deleted this long after every job made from it succeeded."""
+    output_retention_s: int = Field(default=7 * 24 * 3600, ge=0)
+    """The converted files of a job stored in its PACS are deleted this long after (the PACS
+    keeps the record; the gateway is not an archive)."""
+    store_key_file: Path | None = None
+    """AES-GCM key for patient fields in the job store; default data_dir/store.key, made on
+    first start. A key kept elsewhere must exist."""
+    oidc_issuer: str | None = None
+    """Hospital sign-on (OpenID Connect): the provider's issuer URL; unset: local accounts
+    only."""
+    oidc_client_id: str = "vid2dcm"
+    oidc_client_secret: str = ""
+    oidc_redirect_uri: str = ""
+    """This gateway's /auth/oidc/callback as the browser reaches it (registered at the
+    provider)."""
+    oidc_role_claim: str = "vid2dcm_role"
+    """The ID token claim holding uploader, reviewer or admin."""
+    tls: bool = False
+    """Served over HTTPS (cookies get Secure, responses HSTS)."""
 
     @property
     def uploads(self) -> Path:
@@ -49,18 +98,28 @@ class ServiceSettings(BaseModel):
     def database(self) -> Path:
         return self.data_dir / "jobs.sqlite"
 
+    @property
+    def key_file(self) -> Path:
+        return self.store_key_file or self.data_dir / "store.key"
+
     def prepare(self) -> None:
+        """Create the data folders, readable by the service's own user only (0700), and make
+        this process create every later file private (umask 077: 0600 files, 0700 folders),
+        including those libraries write (the tus upload and its .info, the huey queue)."""
+        os.umask(0o077)
         for folder in (self.data_dir, self.uploads, self.outputs):
             folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o700)
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def load_settings(data_dir: Path | None = None) -> ServiceSettings:
+def load_settings(data_dir: Path | None = None, **overrides: object) -> ServiceSettings:
     """data_dir/service.toml, if present, with [service] keys; the folder from the argument or
-    VID2DCM_DATA."""
+    VID2DCM_DATA; the queue URL from service.toml, else VID2DCM_QUEUE_URL; `overrides` (e.g.
+    from command-line options) on top."""
     folder = data_dir or (Path(os.environ[DATA_ENV]) if DATA_ENV in os.environ else None)
     if folder is None:
         raise UsageError(f"no data folder: pass --data or set {DATA_ENV}")
@@ -71,4 +130,10 @@ def load_settings(data_dir: Path | None = None) -> ServiceSettings:
             values = dict(tomllib.loads(config.read_text(encoding="utf-8")).get("service", {}))
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{config} is not valid TOML: {exc}") from exc
-    return ServiceSettings(data_dir=folder, **values)  # type: ignore[arg-type]
+    if "queue_url" not in values and os.environ.get(QUEUE_ENV):
+        values["queue_url"] = os.environ[QUEUE_ENV]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ServiceSettings(data_dir=folder, **values)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise UsageError(f"{config}: {exc}") from exc

@@ -1,8 +1,12 @@
 """Storage Commitment (push model): ask the peer to take responsibility for what was sent.
 
 The N-EVENT-REPORT with the answer may come back on the same association or on a new one the
-peer opens to us; both are listened for, up to a timeout. The result is per instance: committed,
-failed, or unknown (no answer in time)."""
+peer opens to us (PS3.4 J.3.3: the SCP chooses; Orthanc, dcm4chee and most PACS open a new one
+to the AE they know us by). Both are listened for, up to a timeout. For the new association we
+listen on a configurable address (a PACS on another machine must reach it: bind the host's LAN
+address, or 0.0.0.0) under a configurable AE title, and refuse calls addressed to another
+AE title. Without a listen port only the same association is used. The result is per instance:
+committed, failed, or unknown (no answer in time)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
+from vid2dcm.core.errors import DeliveryError
 from vid2dcm.delivery.destinations import Destination
 from vid2dcm.delivery.transports.dimse import with_association
 
@@ -24,9 +29,14 @@ INSTANCE_UID = "1.2.840.10008.1.20.1.1"
 
 
 def request_commitment(dest: Destination, instances: Sequence[tuple[str, str]],
-                       listen_port: int | None = None, timeout_s: float = 30.0
+                       listen_port: int | None = None, timeout_s: float = 30.0, *,
+                       listen_host: str = "127.0.0.1", listen_ae_title: str | None = None
                        ) -> dict[str, bool | None]:
-    """instances: (SOP Class UID, SOP Instance UID). Returns uid -> True/False/None."""
+    """instances: (SOP Class UID, SOP Instance UID). Returns uid -> True/False/None.
+
+    listen_host/listen_port/listen_ae_title: where the peer's N-EVENT-REPORT association is
+    accepted (the AE title defaults to our calling AE title, which is how PACS usually know
+    us)."""
     results: dict[str, bool | None] = {uid: None for _, uid in instances}
     transaction = str(generate_uid())
     answered = threading.Event()
@@ -45,10 +55,15 @@ def request_commitment(dest: Destination, instances: Sequence[tuple[str, str]],
     handlers: list[Any] = [(evt.EVT_N_EVENT_REPORT, on_report)]
     server = None
     if listen_port is not None:
-        listener = AE(ae_title=dest.calling_ae_title)
+        listener = AE(ae_title=listen_ae_title or dest.calling_ae_title)
+        listener.require_called_aet = True
         listener.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
-        server = listener.start_server(("127.0.0.1", listen_port), block=False,
-                                       evt_handlers=handlers)
+        try:
+            server = listener.start_server((listen_host, listen_port), block=False,
+                                           evt_handlers=handlers)
+        except OSError as exc:
+            raise DeliveryError(f"cannot listen for storage commitment on {listen_host}:"
+                                f"{listen_port}: {exc.strerror or exc}") from None
     request = Dataset()
     request.TransactionUID = transaction
     items = []

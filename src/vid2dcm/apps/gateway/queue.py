@@ -1,0 +1,75 @@
+"""The job queue, made from settings: huey on SQLite in the data folder by default, on Redis
+when settings.queue_url is redis://... so several workers share one queue. One code path for
+both; nothing is created at import time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from huey import Huey, RedisHuey, SqliteHuey, crontab
+
+from vid2dcm.apps.gateway.jobs import clean_up, deliver_job, execute
+from vid2dcm.apps.gateway.settings import ServiceSettings
+from vid2dcm.apps.gateway.store import open_store
+
+
+@dataclass(frozen=True)
+class JobQueue:
+    """A huey instance with the gateway's tasks registered on it."""
+
+    huey: Huey
+    run_job: Callable[[str], object]
+
+    def enqueue(self, job_id: str) -> None:
+        self.run_job(job_id)
+
+    def run_worker(self, workers: int = 1) -> None:
+        """Consume jobs until stopped (what `vid2dcm worker` runs)."""
+        from huey.consumer import Consumer
+
+        Consumer(self.huey, workers=workers, worker_type="process").run()
+
+
+def make_queue(settings: ServiceSettings) -> JobQueue:
+    settings.prepare()
+    url = settings.queue_url or ""
+    huey: Huey
+    if url.startswith("redis://"):
+        huey = RedisHuey("vid2dcm", url=url)
+    else:
+        huey = SqliteHuey("vid2dcm", filename=str(settings.data_dir / "queue.sqlite"))
+
+    def later(job_id: str, delay: float) -> None:
+        deliver_task.schedule(args=(job_id,), delay=delay)
+
+    @huey.task(name="run_job")  # type: ignore[untyped-decorator]
+    def run_job(job_id: str) -> None:
+        execute(settings, job_id, later)
+
+    @huey.task(name="deliver")  # type: ignore[untyped-decorator]
+    def deliver_task(job_id: str) -> None:
+        deliver_job(settings, job_id, later)
+
+    @huey.periodic_task(crontab(minute="*"))  # type: ignore[untyped-decorator]
+    def sweep_outbox() -> None:
+        """The outbox is the truth: a due parcel whose scheduled try was lost (queue wiped,
+        worker replaced) is tried within a minute."""
+        store = open_store(settings)
+        for job_id in sorted({job for job, _ in store.due_parcels(time.time())}):
+            deliver_task(job_id)
+
+    @huey.on_startup()  # type: ignore[untyped-decorator]
+    def requeue_interrupted() -> None:
+        """A job left 'running' by a worker that died is run again from its input."""
+        for job in open_store(settings).jobs(limit=1000):
+            if job.status == "running":
+                run_job(job.id)
+        sweep_outbox()
+
+    @huey.periodic_task(crontab(minute="*/15"))  # type: ignore[untyped-decorator]
+    def scheduled_cleanup() -> None:
+        clean_up(settings)
+
+    return JobQueue(huey, run_job)

@@ -1,0 +1,40 @@
+"""Today's scheduled procedures from the configured Modality Worklist, for picking the
+patient on the staff page."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from vid2dcm.apps.gateway.deps import AuditDep, Settings, needs
+from vid2dcm.apps.gateway.models import WorklistItem
+from vid2dcm.core.dates import parse_day
+from vid2dcm.core.errors import Vid2DcmError
+
+router = APIRouter(tags=["worklist"], dependencies=[Depends(needs("worklist"))])
+
+
+@router.get("/worklist", response_model=list[WorklistItem])
+def worklist(settings: Settings, audit: AuditDep, date: str | None = None,
+             modality: str | None = None) -> list[WorklistItem]:
+    """Scheduled procedures (date: today or YYYYMMDD; modality: a DICOM code such as ES)."""
+    from vid2dcm.delivery.destinations import parse_destination
+    from vid2dcm.delivery.transports.worklist import query
+
+    if not settings.worklist:
+        raise HTTPException(404, "no worklist is configured")
+    try:
+        day = parse_day(date) if date else None
+    except ValueError as exc:
+        raise HTTPException(400, "date must be today or YYYYMMDD") from exc
+    if modality is not None and not re.fullmatch(r"[A-Z]{2,3}", modality):
+        raise HTTPException(400, "modality must be a DICOM modality code such as ES")
+    try:
+        entries = query(parse_destination(settings.worklist, settings.destinations_file),
+                        day, modality)
+    except Vid2DcmError as exc:
+        raise HTTPException(502, f"worklist unavailable: {exc}") from exc
+    audit("worklist query")
+    return [WorklistItem.model_validate(asdict(e)) for e in entries]

@@ -1,0 +1,1 @@
+"""Live recording: sources, recorder, sessions, finalisation into DICOM, recovery."""
