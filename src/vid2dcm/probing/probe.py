@@ -140,6 +140,8 @@ def _describe(path: Path, size: int, container: Any, opener: Opener, wanted: int
     indexed = _from_index(container, vstream, audio_streams, size, opener)
     if indexed is not None:
         counter, keyframes, total_bytes, video_bytes, audio_packets, sizes = indexed
+    heard: set[int] = set()
+    """Audio streams with at least one packet (a track can be declared and empty)."""
     held: Any = None
     """The newest video packet, added once the next one shows it is complete."""
     last_end = 0
@@ -160,6 +162,7 @@ def _describe(path: Path, size: int, container: Any, opener: Opener, wanted: int
                     has_ts = False
             else:
                 audio_packets += 1
+                heard.add(packet.stream.index)
                 total_bytes += packet.size
     except av.error.FFmpegError as exc:
         if held is None and counter.count == 0:
@@ -224,7 +227,13 @@ def _describe(path: Path, size: int, container: Any, opener: Opener, wanted: int
     )
     streams = _summaries(container)
     warnings += _dropped_streams(streams, vstream.index, wanted is not None)
-    audio = tuple(_audio_info(a) for a in audio_streams)
+    if indexed is not None:
+        heard = {a.index for a in audio_streams if len(a.index_entries)}
+    for a in audio_streams:
+        if a.index not in heard:
+            warnings.append(f"audio stream #{a.index} ({a.codec_context.name}) holds no "
+                            "packets and is left out")
+    audio = tuple(_audio_info(a) for a in audio_streams if a.index in heard)
     duration = float(container.duration / av.time_base) if container.duration else 0.0
     return MediaInfo(
         path=path,
