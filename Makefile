@@ -27,9 +27,11 @@ $(STAMP): pyproject.toml scripts/install-system-deps tests/interop/node/package-
 
 ## Convert a synthesised sample (shows the pipeline), then start the gateway on embedded
 ## defaults (SQLite queue, data/ folder) and print its URL and token; Ctrl-C stops it.
+## make run PORT=8081 chooses the port; without PORT a taken 8080 is replaced by a free port.
+PORT ?=
 run: setup
 	$(BIN)/python -m vid2dcm.apps.demo sample
-	$(BIN)/vid2dcm gateway --data data
+	$(BIN)/vid2dcm gateway --data data $(if $(PORT),--port $(PORT))
 
 ## ruff + mypy --strict, then every test (real dcmdump / dciodvfy, synthesised fixtures).
 test: setup lint

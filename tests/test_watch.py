@@ -27,7 +27,7 @@ def test_dropped_files_end_in_done_or_failed(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "vid2dcm", "watch", str(folder), "--once",
                            "--interval", "0.2", "--settle", "0.5", "--sop", "endoscopic"],
                           capture_output=True, text=True, check=False, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # --once: the first failure's exit code
     assert sorted(p.name for p in (folder / "done").iterdir()) == ["rec0.mp4", "rec1.mp4"]
     assert sorted(p.name for p in (folder / "failed").iterdir()) == ["junk.mp4",
                                                                      "junk.mp4.reason.txt"]

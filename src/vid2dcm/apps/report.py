@@ -1,4 +1,6 @@
-"""Plain-data views of the pipeline's records, for --json output and for people."""
+"""What the command line reports, as typed records: the --json shapes (pydantic models, documented
+in docs/cli.md and checked against it by tests/test_cli_json.py) and the builders that fill them
+from the pipeline's records. Patient attributes never appear in any of them."""
 
 from __future__ import annotations
 
@@ -6,12 +8,21 @@ import dataclasses
 import enum
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import BaseModel, ConfigDict
+
+from vid2dcm.core.iods import iod_for_sop_class
 from vid2dcm.core.media_info import MediaInfo
 from vid2dcm.core.syntaxes import uid_name
 from vid2dcm.pipeline import ConversionResult
 from vid2dcm.planning.plan import Plan
+
+if TYPE_CHECKING:
+    from vid2dcm.delivery.receipts import Receipt
+    from vid2dcm.delivery.transports.worklist import WorklistEntry
+    from vid2dcm.reading.reader import VideoObject
+    from vid2dcm.validation.validate import Report
 
 
 def to_plain(value: Any) -> Any:
@@ -34,44 +45,347 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def conversion_report(result: ConversionResult) -> dict[str, Any]:
-    return {
-        "files": to_plain(result.files),
-        "study_instance_uid": result.study_instance_uid,
-        "series_instance_uid": result.series_instance_uid,
-        "action": result.plan.action.value,
-        "transfer_syntax": uid_name(result.files[0].transfer_syntax_uid),
-        "transcode": None if result.transcode is None else {
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+class ErrorDetail(_Shape):
+    code: int
+    """The process exit code (docs/cli.md, "Exit codes")."""
+    kind: str
+    """Its name: usage, input, not-storable, output, delivery, service, failed, interrupted."""
+    message: str
+    """The same line as on stderr, without the "vid2dcm: error: " prefix."""
+
+
+class ErrorReport(_Shape):
+    """What --json prints instead of a result when a command fails."""
+
+    error: ErrorDetail
+    source: str | None = None
+    """The input it concerns, for one failed file of a folder."""
+
+
+# --- delivery -----------------------------------------------------------------------------------
+
+class ReceiptReport(_Shape):
+    """What happened to one file at one destination."""
+
+    source: str
+    """The file given to send (or written by convert)."""
+    sent: str | None
+    """What went on the wire when it was not the file itself (twin, re-encode, frames)."""
+    sop_instance_uid: str | None
+    """SOP Instance UID the peer stored."""
+    transfer_syntax_uid: str | None
+    """Transfer syntax it was stored with."""
+    transfer_syntax: str | None
+    """Its name."""
+    kind: str
+    """How it went: as-is, twin, transcoded, frames, ... (the fallback step taken)."""
+    ok: bool
+    """Stored."""
+    committed: bool | None
+    """Storage Commitment answer (None: not asked or no answer)."""
+    message: str
+    """The peer's status or the reason for a failure."""
+    attempts: int
+    """Associations tried (retries included)."""
+
+
+class DeliveryReport(_Shape):
+    """Every file of one command at one destination; ok when all were stored (and committed,
+    where the destination asks for Storage Commitment)."""
+
+    destination: str
+    """AE@HOST:PORT or the STOW-RS URL."""
+    ok: bool
+    """Every file stored (and committed where asked)."""
+    receipts: list[ReceiptReport]
+    """One per file."""
+    error: str | None = None
+    """Why nothing was delivered (peer unreachable, TLS, HTTP auth), when no receipt came."""
+
+
+def receipt_report(receipt: Receipt) -> ReceiptReport:
+    syntax = receipt.transfer_syntax_uid
+    return ReceiptReport(
+        source=str(receipt.source), sent=str(receipt.sent) if receipt.sent else None,
+        sop_instance_uid=receipt.sop_instance_uid, transfer_syntax_uid=syntax,
+        transfer_syntax=uid_name(syntax) if syntax else None, kind=receipt.kind, ok=receipt.ok,
+        committed=receipt.committed, message=receipt.message, attempts=receipt.attempts)
+
+
+def delivery_report(destination: str, receipts: list[Receipt]) -> DeliveryReport:
+    return DeliveryReport(
+        destination=destination, receipts=[receipt_report(r) for r in receipts],
+        ok=bool(receipts) and all(r.ok and r.committed is not False for r in receipts))
+
+
+class EchoReport(_Shape):
+    destination: str
+    """AE@HOST:PORT."""
+    status: int
+    """C-ECHO response status (0 = success)."""
+    milliseconds: float
+
+
+# --- conversion ---------------------------------------------------------------------------------
+
+class WrittenFileReport(_Shape):
+    path: str
+    """The .dcm written."""
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    frames: int
+    """Number of Frames."""
+    rows: int
+    columns: int
+    size_bytes: int
+    """File size."""
+    bitstream_bytes: int
+    """Length of the embedded video stream (or frame data)."""
+    action: Literal["copy", "transcode", "frames"]
+    """copy: bitstream copied bit for bit; transcode: re-encoded; frames: frame by frame."""
+    study_instance_uid: str
+    series_instance_uid: str
+
+
+class ConvertReport(_Shape):
+    """One converted input (convert --json; a folder prints one line per input)."""
+
+    source: str
+    """The input video."""
+    files: list[WrittenFileReport]
+    """One per instance (several when a long stream was split)."""
+    study_instance_uid: str
+    series_instance_uid: str
+    action: str
+    """copy, transcode or frames."""
+    transfer_syntax: str
+    """Name of the transfer syntax written."""
+    transcode: dict[str, Any] | None
+    """Encoder statistics (frames in/out, lost_frames, frames_per_second...) when re-encoded."""
+    quality: dict[str, Any] | None
+    """PSNR/SSIM against the source, with --measure-quality."""
+    warnings: list[str]
+    """Also printed on stderr (unless --quiet)."""
+    delivery: list[DeliveryReport] = []
+    """One entry per --send/--stow destination; empty when nothing was sent."""
+
+
+def conversion_report(result: ConversionResult,
+                      delivery: list[DeliveryReport] | None = None) -> ConvertReport:
+    return ConvertReport(
+        source=str(result.source.path),
+        files=[WrittenFileReport.model_validate(to_plain(f)) for f in result.files],
+        study_instance_uid=result.study_instance_uid,
+        series_instance_uid=result.series_instance_uid,
+        action=result.plan.action.value,
+        transfer_syntax=uid_name(result.files[0].transfer_syntax_uid),
+        transcode=None if result.transcode is None else {
             **to_plain(result.transcode),
             "lost_frames": result.transcode.lost_frames,
             "frames_per_second": round(result.transcode.frames_per_second, 2),
         },
-        "quality": to_plain(result.quality),
-        "warnings": list(result.warnings),
-    }
+        quality=to_plain(result.quality),
+        warnings=list(result.warnings),
+        delivery=delivery or [],
+    )
 
 
-def probe_report(info: MediaInfo, plan: Plan) -> dict[str, Any]:
+# --- probe --------------------------------------------------------------------------------------
+
+class PlanReport(_Shape):
+    action: str
+    """copy, transcode or frames."""
+    iod: str
+    """The IOD name, e.g. Video Endoscopic Image."""
+    sop_class_uid: str
+    transfer_syntax_uid: str | None
+    transfer_syntax: str | None
+    container: str | None
+    """mp4 or ts inside Pixel Data (video syntaxes)."""
+    layout: str
+    """single, split or fragmentable."""
+    instances: int
+    """How many instances will be written."""
+    audio: list[dict[str, Any]]
+    video_target: dict[str, Any] | None
+    """Encoder, profile, level and size when transcoding."""
+    broken_rules: list[str]
+    """Why the bitstream cannot be copied (empty when it can)."""
+    decisions: list[dict[str, Any]]
+    """Every decision with its reason: topic, choice, reason."""
+    warnings: list[str]
+
+
+class ProbeReport(_Shape):
+    media: dict[str, Any]
+    """Container, size, duration, the video stream (codec, profile, level, timing...), audio."""
+    plan: PlanReport
+
+
+def probe_report(info: MediaInfo, plan: Plan) -> ProbeReport:
     media = to_plain(info)
     media["video"].pop("keyframes", None)
     media["video"]["keyframe_count"] = len(info.video.keyframes)
-    media["facts"] = to_plain(info.facts)  # each number with where it came from
-    return {
-        "media": media,
-        "plan": {
-            "action": plan.action.value,
-            "iod": plan.iod.name,
-            "sop_class_uid": plan.iod.sop_class_uid,
-            "transfer_syntax_uid": plan.transfer_syntax_uid,
-            "transfer_syntax": uid_name(plan.transfer_syntax_uid) if plan.transfer_syntax_uid
-            else None,
-            "container": plan.container.value if plan.container else None,
-            "layout": plan.layout.value,
-            "instances": len(plan.segments),
-            "audio": [{**to_plain(a), "action": a.action} for a in plan.audio],
-            "video_target": to_plain(plan.video_target),
-            "broken_rules": list(plan.broken_rules),
-            "decisions": to_plain(plan.decisions),
-            "warnings": list(plan.warnings),
-        },
-    }
+    media["facts"] = to_plain(info.facts)  # each number with where it came from (issue 10)
+    return ProbeReport(media=media, plan=PlanReport(
+        action=plan.action.value,
+        iod=plan.iod.name,
+        sop_class_uid=plan.iod.sop_class_uid,
+        transfer_syntax_uid=plan.transfer_syntax_uid,
+        transfer_syntax=uid_name(plan.transfer_syntax_uid) if plan.transfer_syntax_uid
+        else None,
+        container=plan.container.value if plan.container else None,
+        layout=plan.layout.value,
+        instances=len(plan.segments),
+        audio=[{**to_plain(a), "action": a.action} for a in plan.audio],
+        video_target=to_plain(plan.video_target),
+        broken_rules=list(plan.broken_rules),
+        decisions=to_plain(plan.decisions),
+        warnings=list(plan.warnings),
+    ))
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+class InfoReport(_Shape):
+    """Technical facts of a DICOM video file; no patient attributes."""
+
+    path: str
+    """The file described."""
+    sop_class: str
+    sop_class_uid: str
+    transfer_syntax: str
+    transfer_syntax_uid: str
+    modality: str | None
+    columns: int | None
+    rows: int | None
+    number_of_frames: int | None
+    """Number of Frames (0028,0008)."""
+    frame_time_ms: float | None
+    cine_rate: int | None
+    effective_duration_s: float | None
+    audio_channels: int
+    fragments: int
+    """Pixel Data fragments."""
+    bitstream_bytes: int | None
+    """Length of the embedded stream (pad byte excluded)."""
+    instance_number: int | None
+    series_instance_uid: str | None
+    sop_instance_uid: str | None
+
+
+def _number(value: Any, kind: type[int] | type[float]) -> Any:
+    try:
+        return None if value is None or value == "" else kind(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def info_report(path: Path, video: VideoObject) -> InfoReport:
+    ds = video.dataset
+    sop_class_uid = str(ds.get("SOPClassUID", ""))
+    iod = iod_for_sop_class(sop_class_uid)
+    return InfoReport(
+        path=str(path), sop_class=iod.name if iod else sop_class_uid,
+        sop_class_uid=sop_class_uid, transfer_syntax=uid_name(video.transfer_syntax_uid),
+        transfer_syntax_uid=video.transfer_syntax_uid,
+        modality=ds.get("Modality"), columns=_number(ds.get("Columns"), int),
+        rows=_number(ds.get("Rows"), int),
+        number_of_frames=_number(ds.get("NumberOfFrames"), int),
+        frame_time_ms=_number(ds.get("FrameTime"), float),
+        cine_rate=_number(ds.get("CineRate"), int),
+        effective_duration_s=_number(ds.get("EffectiveDuration"), float),
+        audio_channels=len(ds.get("MultiplexedAudioChannelsDescriptionCodeSequence", [])),
+        fragments=len(video.layout.fragments) if video.layout else 0,
+        bitstream_bytes=video.bitstream_length,
+        instance_number=_number(ds.get("InstanceNumber"), int),
+        series_instance_uid=_text(ds.get("SeriesInstanceUID")),
+        sop_instance_uid=_text(ds.get("SOPInstanceUID")))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class FindingReport(_Shape):
+    severity: Literal["error", "warning", "note"]
+    """error fails the file; warning and note do not."""
+    source: str
+    """own (vid2dcm's header-vs-bitstream checks) or dciodvfy."""
+    message: str
+
+
+class ValidateReport(_Shape):
+    path: str
+    ok: bool
+    """No finding of severity error."""
+    dciodvfy: str
+    """passed, failed, passed on twin, not installed or not run."""
+    findings: list[FindingReport]
+
+
+def validate_report(report: Report) -> ValidateReport:
+    return ValidateReport(path=str(report.path), ok=report.ok, dciodvfy=report.dciodvfy,
+                          findings=[FindingReport(severity=f.severity.value, source=f.source,
+                                                  message=f.message) for f in report.findings])
+
+
+class WorklistEntryReport(_Shape):
+    """One scheduled procedure (worklist --json prints a JSON array of these). The only
+    output that carries patient attributes, because choosing the patient is its purpose."""
+
+    patient_name: str
+    patient_id: str
+    patient_birth_date: str
+    patient_sex: str
+    accession_number: str
+    study_instance_uid: str
+    requested_procedure_id: str
+    requested_procedure_description: str
+    referring_physician_name: str
+    modality: str
+    scheduled_date: str
+    scheduled_time: str
+    scheduled_procedure_step_id: str
+    scheduled_procedure_step_description: str
+
+
+def worklist_report(entry: WorklistEntry) -> WorklistEntryReport:
+    return WorklistEntryReport.model_validate(to_plain(entry))
+
+
+# --- installation -------------------------------------------------------------------------------
+
+class CheckReport(_Shape):
+    name: str
+    """What was checked, e.g. encoder libx264, data folder, destination pacs."""
+    status: Literal["ok", "warning", "failed"]
+    """warning: an optional part is missing; failed: something needed does not work."""
+    detail: str
+    """What was found."""
+    fix: str
+    """What to do about it (empty when status is ok)."""
+
+
+class DoctorReport(_Shape):
+    ok: bool
+    """False when any check failed (warnings do not count)."""
+    checks: list[CheckReport]
+
+
+JSON_SHAPES: dict[str, type[BaseModel]] = {
+    "ErrorReport": ErrorReport, "ErrorDetail": ErrorDetail, "ConvertReport": ConvertReport,
+    "WrittenFileReport": WrittenFileReport, "DeliveryReport": DeliveryReport,
+    "ReceiptReport": ReceiptReport, "EchoReport": EchoReport, "ProbeReport": ProbeReport,
+    "PlanReport": PlanReport, "InfoReport": InfoReport, "ValidateReport": ValidateReport,
+    "FindingReport": FindingReport, "WorklistEntryReport": WorklistEntryReport,
+    "DoctorReport": DoctorReport, "CheckReport": CheckReport,
+}
+"""Every --json shape by name: docs/cli.md documents each, and a test holds the two together."""

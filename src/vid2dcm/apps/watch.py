@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vid2dcm.apps.batch import SKIPPED_SUFFIXES
-from vid2dcm.core.errors import OutputError, Vid2DcmError
+from vid2dcm.core.errors import DeliveryError, OutputError, Vid2DcmError
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.delivery.destinations import Destination
 from vid2dcm.pipeline import convert
@@ -24,6 +24,8 @@ class WatchEvent:
     source: Path
     ok: bool
     message: str
+    exit_code: int = 0
+    """The command line's exit code for this failure (0 when ok)."""
 
 
 Facts = tuple[int, float, float]
@@ -65,11 +67,12 @@ def process(path: Path, folder: Path, metadata: Metadata, options: Request,
                 problems += [f"{dest.describe()}: {r.message}"
                              for r in deliver([f.path for f in result.files], dest) if not r.ok]
         if problems:
-            return _finish(path, folder, False, "delivery failed: " + "; ".join(problems))
+            return _finish(path, folder, False, "delivery failed: " + "; ".join(problems),
+                           DeliveryError.exit_code)
         names = ", ".join(f.path.name for f in result.files)
         return _finish(path, folder, True, f"converted to {names}")
     except Vid2DcmError as exc:
-        return _finish(path, folder, False, str(exc))
+        return _finish(path, folder, False, str(exc), exc.exit_code)
 
 
 def free_output(out: Path, source: Path) -> Path:
@@ -90,7 +93,7 @@ def _glob_safe(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
 
 
-def _finish(path: Path, folder: Path, ok: bool, message: str) -> WatchEvent:
+def _finish(path: Path, folder: Path, ok: bool, message: str, code: int = 0) -> WatchEvent:
     target = folder / (DONE if ok else FAILED)
     target.mkdir(exist_ok=True)
     moved = target / path.name
@@ -101,7 +104,7 @@ def _finish(path: Path, folder: Path, ok: bool, message: str) -> WatchEvent:
     shutil.move(str(path), moved)
     if not ok:
         (target / (moved.name + ".reason.txt")).write_text(message + "\n", encoding="utf-8")
-    return WatchEvent(moved, ok, message)
+    return WatchEvent(moved, ok, message, code)
 
 
 def watch(folder: Path, metadata: Metadata, options: Request, destinations: list[Destination],

@@ -41,3 +41,10 @@ class DeliveryError(Vid2DcmError):
     """The destination could not be reached, or refused what was sent."""
 
     exit_code = 6
+
+
+class ServiceError(Vid2DcmError):
+    """A long-running service (gateway server, worker) could not start: its port is taken, its
+    data folder is not writable or holds files this version cannot use."""
+
+    exit_code = 7

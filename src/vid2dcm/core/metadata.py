@@ -5,6 +5,7 @@ Unknown keys are errors, so a typo in a metadata file never silently drops a pat
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from vid2dcm.core.dates import parse_da, parse_dt
+from vid2dcm.core.dates import parse_da, parse_dt, read_date, read_datetime, read_time
 from vid2dcm.core.errors import UsageError
 from vid2dcm.core.uids import is_valid_uid
 
@@ -91,12 +92,51 @@ class Metadata(BaseModel):
             raise ValueError("is not a valid UID root (digits and dots, at most 40 characters)")
         return value
 
+    @field_validator("patient_birth_date", "study_date", mode="before")
+    @classmethod
+    def _date(cls, value: object) -> object:
+        """DICOM DA (19700131) or ISO (1970-01-31): pydantic alone reads 19700131 as a Unix
+        time and refuses it with a message about datetimes."""
+        return read_date(value) if isinstance(value, str) else value
+
+    @field_validator("study_time", mode="before")
+    @classmethod
+    def _time(cls, value: object) -> object:
+        return read_time(value) if isinstance(value, str) else value
+
+    @field_validator("acquisition_datetime", mode="before")
+    @classmethod
+    def _datetime(cls, value: object) -> object:
+        return read_datetime(value) if isinstance(value, str) else value
+
     @field_validator("patient_id", "accession_number", "study_id", "study_description",
                      "series_description", "manufacturer", "manufacturer_model_name",
                      "institution_name", "station_name")
     @classmethod
     def _single_value(cls, value: str) -> str:
         return _no_backslash(value)
+
+
+class MetadataError(UsageError):
+    """A metadata value or key was refused; field names it, so a caller that took the value
+    from an option can name the option instead."""
+
+    def __init__(self, message: str, field: str, reason: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
+
+
+def describe_error(exc: ValidationError) -> tuple[str, str]:
+    """(field, reason) of the first problem, in words that name a good value. The value itself
+    is never repeated: metadata is patient data, and messages end up in logs."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "metadata"
+    if first["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(first["loc"][-1]), Metadata.model_fields, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return where, f"unknown key{hint}"
+    return where, str(first["msg"]).removeprefix("Value error, ")
 
 
 def load_metadata(path: Path | None, base: dict[str, object] | None = None,
@@ -118,9 +158,9 @@ def load_metadata(path: Path | None, base: dict[str, object] | None = None,
     try:
         return Metadata.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "metadata"
-        raise UsageError(f"metadata: {where}: {first['msg']}") from exc
+        where, reason = describe_error(exc)
+        source = f"metadata file {path}" if path is not None else "metadata"
+        raise MetadataError(f"{source}: {where}: {reason}", where, reason) from exc
 
 
 # --- the one map between Metadata fields and DICOM attributes -------------------------------

@@ -1,0 +1,7 @@
+"""python -m vid2dcm.apps.cli: the command line (as python -m vid2dcm)."""
+
+import sys
+
+from vid2dcm.apps.cli.main import main
+
+sys.exit(main())
