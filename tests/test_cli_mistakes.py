@@ -151,6 +151,9 @@ MISTAKES: list[Mistake] = [
       "no Patient ID", "no Patient ID to deliver with", json=True),
     M("send-not-dicom", "send clip.dcm --to PACS@127.0.0.1:104", 3,
       ("clip.dcm", "not a DICOM file"), "not a DICOM file", files={"clip.dcm": "x"}),
+    M("frame-rate", "convert clip.mp4 --frame-rate fast", 2,
+      ("--frame-rate", "'fast'", "30000/1001"), "is not a frame rate"),
+    M("stream-negative", "convert clip.mp4 --stream -1", 2, "--stream", "Invalid value for"),
     # --- convert --deidentify --------------------------------------------------------------------
     M("deidentify-profile", "convert clip.mp4 -o anon --deidentify xray", 2,
       ("--deidentify", "'xray'", "basic"), "is not a profile"),

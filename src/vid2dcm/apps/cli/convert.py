@@ -16,6 +16,7 @@ from vid2dcm.apps.cli.options import (
     AllowUnidentified,
     Config,
     Container,
+    FrameRate,
     Frames,
     Json,
     MaxSize,
@@ -24,12 +25,14 @@ from vid2dcm.apps.cli.options import (
     Quiet,
     Sop,
     SpeedOpt,
+    StreamOpt,
     Transcode,
     Verbose,
     build_metadata,
     build_request,
     config_file,
     destination,
+    frame_rate,
 )
 from vid2dcm.apps.cli.output import UI, ProgressReport, emit, line, problem, warn
 from vid2dcm.apps.report import (
@@ -82,6 +85,8 @@ def convert(
     quality: QualityOpt = Quality.STANDARD,
     speed: SpeedOpt = Speed.BALANCED,
     max_size: MaxSize = None,
+    stream_index: StreamOpt = None,
+    rate: FrameRate = None,
     measure_quality: Annotated[bool, typer.Option(
         help="Report PSNR/SSIM of a transcoded video against the source.")] = False,
     frames: Frames = None,
@@ -125,7 +130,8 @@ def convert(
     request = build_request(sop=sop, container=container, no_audio=no_audio,
                             transcode=transcode, max_size=max_size, fragmentable=fragmentable,
                             max_item_bytes=max_item_bytes, quality=quality, speed=speed,
-                            measure_quality=measure_quality, frames=frames)
+                            measure_quality=measure_quality, frames=frames, stream=stream_index,
+                            frame_rate=frame_rate(rate))
     if wl_source is not None and accession:
         from vid2dcm.delivery.transports.worklist import the_order
 

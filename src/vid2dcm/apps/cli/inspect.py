@@ -11,14 +11,17 @@ import typer
 from vid2dcm.apps.cli.codes import Reported
 from vid2dcm.apps.cli.options import (
     Container,
+    FrameRate,
     Json,
     MaxSize,
     NoAudio,
     Quiet,
     Sop,
+    StreamOpt,
     Transcode,
     Verbose,
     build_request,
+    frame_rate,
 )
 from vid2dcm.apps.cli.output import emit, line, styled
 from vid2dcm.apps.report import info_report, probe_report, validate_report
@@ -36,15 +39,18 @@ def probe(
     no_audio: NoAudio = False,
     transcode: Transcode = TranscodePolicy.AUTO,
     max_size: MaxSize = None,
+    stream_index: StreamOpt = None,
+    rate: FrameRate = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Media facts and the plan: copy or transcode, which transfer syntax and IOD, and why."""
     request = build_request(sop=sop, container=container, no_audio=no_audio,
-                            transcode=transcode, max_size=max_size)
+                            transcode=transcode, max_size=max_size, stream=stream_index,
+                            frame_rate=frame_rate(rate))
     from vid2dcm.probing.probe import probe as probe_media
 
-    info = probe_media(input)
+    info = probe_media(input, request.stream, request.frame_rate)
     plan = plan_conversion(info, request)
     if as_json:
         emit(probe_report(info, plan))
