@@ -33,7 +33,7 @@ from vid2dcm.apps.cli.options import (
     config_file,
     destination,
 )
-from vid2dcm.apps.cli.output import emit, line, note, warn
+from vid2dcm.apps.cli.output import UI, emit, err, line, warn
 from vid2dcm.core.errors import DeliveryError, OutputError, UsageError, Vid2DcmError
 from vid2dcm.core.iods import SopChoice
 from vid2dcm.core.metadata import load_metadata
@@ -222,7 +222,7 @@ def _run(session: RecordingSession, duration: float | None, keys: bool) -> str:
         session.start()
         if not session.armed:
             started.append(time.monotonic())
-        note(f"recording {len(session.recorders)} source(s); Ctrl-C stops")
+        _status(f"recording {len(session.recorders)} source(s); Ctrl-C stops")
         last_status = time.monotonic()
         while not stop.wait(0.2):
             reason = session.should_stop()
@@ -232,7 +232,7 @@ def _run(session: RecordingSession, duration: float | None, keys: bool) -> str:
                 return "duration"
             if sys.stderr.isatty() and time.monotonic() - last_status >= 5:
                 last_status = time.monotonic()
-                note(_status_line(session))
+                _status(_status_line(session))
         return why[0] if why else "stopped"
     finally:
         for sig, handler in previous.items():
@@ -252,6 +252,13 @@ def _keys(session: RecordingSession, stop: threading.Event, why: list[str],
             why.append("stopped")
             stop.set()
             return
+
+
+def _status(text: str) -> None:
+    """Progress on stderr without the "vid2dcm: " prefix: scripts (and the tests) wait for the
+    line starting "recording " to know the signal handlers are in place. --quiet hides it."""
+    if not UI.quiet:
+        err.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _status_line(session: RecordingSession) -> str:
