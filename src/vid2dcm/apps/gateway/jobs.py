@@ -64,12 +64,23 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
     deliveries in the outbox and try them; every outcome is recorded in the store."""
     from pydicom import dcmread
 
+    from vid2dcm.apps.gateway.integration import (
+        find_order,
+        mpps_finish,
+        mpps_start,
+        routed,
+        set_status,
+    )
+    from vid2dcm.core.uids import UidSource
+    from vid2dcm.orders.order import OrderStatus
     from vid2dcm.pipeline import convert
     from vid2dcm.planning.plan import Request
 
     store = open_store(settings)
     if not store.claim(job_id):
         return
+    notices: list[str] = []
+    order = None
     job = store.job(job_id)
     assert job is not None
     request = job.request
@@ -83,6 +94,14 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
         metadata = request.metadata.model_copy(update={"uid_seed": uid_seed(job_id, request)})
         if request.accession:
             metadata = from_worklist(settings, request.accession, metadata)
+        order = find_order(settings, request.accession)
+        if order is not None:  # MPPS IN PROGRESS needs the study UID before conversion
+            study_uid = metadata.study_instance_uid or UidSource(
+                metadata.uid_root, metadata.uid_seed).new("study")
+            metadata = metadata.model_copy(update={"study_instance_uid": study_uid})
+            set_status(settings, order, OrderStatus.IN_PROGRESS)
+            notices.append(mpps_start(settings, job_id, metadata,
+                                      order.modality or SOP_MODALITY.get(request.sop, "OT")))
         result = convert(upload.path, out_dir / "video.dcm", metadata=metadata,
                          options=Request(sop=request.sop,  # type: ignore[arg-type]
                                          transcode=request.transcode),  # type: ignore[arg-type]
@@ -92,16 +111,27 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
                                  transfer_syntax_uid=f.transfer_syntax_uid, frames=f.frames,
                                  bytes=f.size_bytes) for f in result.files)
         study = str(dcmread(result.files[0].path, stop_before_pixels=True).StudyInstanceUID)
+        if settings.kos:
+            files += (key_images(out_dir, [f.path for f in result.files], metadata),)
         summary = JobResult(files=files, action=result.plan.action.value,
                             warnings=tuple(result.warnings), study_instance_uid=study,
                             worker=f"{socket.gethostname()}:{os.getpid()}")
     except Vid2DcmError as exc:
-        store.finish(job_id, None, str(exc), failure_kind(exc))
+        notices.append(mpps_finish(settings, job_id, [], completed=False))
+        store.finish(job_id, _noticed(None, notices), str(exc), failure_kind(exc))
         return
     except Exception as exc:  # a job must end in a state, whatever happened
-        store.finish(job_id, None, f"internal error: {type(exc).__name__}", "internal")
+        notices.append(mpps_finish(settings, job_id, [], completed=False))
+        store.finish(job_id, _noticed(None, notices),
+                     f"internal error: {type(exc).__name__}", "internal")
         return
+    summary = _noticed(summary, notices) or summary
     destinations = request.destinations or settings.default_destinations
+    if not request.destinations and settings.routing is not None:
+        decision = routed(settings, order, [out_dir / f.name for f in files])
+        assert decision is not None
+        destinations = decision.destinations
+        summary = summary.model_copy(update={"routing": tuple(decision.explain())})
     if request.unidentified or not destinations:
         store.finish(job_id, summary, held=request.unidentified)
         return
@@ -148,10 +178,10 @@ def deliver_job(settings: ServiceSettings, job_id: str, later: Later | None = No
         record(store, settings, f"worker:{parcel.destination}",
                "delivery" if error is None else "delivery failed", job=job_id,
                study=job.result.study_instance_uid, role="system")
-    _conclude(store, job_id)
+    _conclude(store, job_id, settings)
 
 
-def _conclude(store: Store, job_id: str) -> None:
+def _conclude(store: Store, job_id: str, settings: ServiceSettings) -> None:
     job = store.job(job_id)
     parcels = store.parcels(job_id)
     if job is None or job.result is None or any(p.state == "waiting" for p in parcels):
@@ -167,6 +197,55 @@ def _conclude(store: Store, job_id: str) -> None:
                                      f"{first.attempts} tries: {first.error}", "delivery")
     else:
         store.settle(job_id, result, None, None)
+        stored(store, settings, job_id)
+
+
+def stored(store: Store, settings: ServiceSettings, job_id: str) -> None:
+    """After every parcel of a job was stored: MPPS COMPLETED, the order completed, the ORU
+    to the HIS and the ImagingStudy to the FHIR server; what happened goes in the notices."""
+    from vid2dcm.apps.gateway.integration import announce, find_order, mpps_finish, set_status
+    from vid2dcm.orders.order import OrderStatus
+
+    job = store.job(job_id)
+    if job is None or job.result is None or not job.result.study_instance_uid:
+        return
+    files = [settings.outputs / job_id / f.name for f in job.result.files]
+    order = find_order(settings, job.request.accession)
+    notes = [mpps_finish(settings, job_id, files, completed=True)]
+    notes += announce(settings, order, job.result.study_instance_uid, files)
+    if order is not None:
+        set_status(settings, order, OrderStatus.COMPLETED)
+    result = _noticed(job.result, notes)
+    if result is not None and result is not job.result:
+        store.settle(job_id, result, None, None)
+
+
+def _noticed(result: JobResult | None, notes: list[str]) -> JobResult | None:
+    """`result` with these notice lines added (empty lines are things not configured)."""
+    lines = tuple(n for n in notes if n)
+    if not lines:
+        return result
+    base = result or JobResult()
+    return base.model_copy(update={"notices": base.notices + lines})
+
+
+SOP_MODALITY = {"photographic": "XC", "endoscopic": "ES", "microscopic": "GM",
+                "ultrasound": "US", "sc": "OT"}
+"""Modality of the MPPS when the order names none: the one each SOP class writes."""
+
+
+def key_images(out_dir: Path, paths: list[Path], metadata: Metadata) -> FileResult:
+    """A Key Object Selection manifest (delivery.kos) referencing the job's instances,
+    delivered with them (the building block of an IHE XDS-I.b manifest)."""
+    from pydicom import dcmread
+
+    from vid2dcm.delivery.kos import build_kos
+
+    kos = build_kos(paths, out_dir / "kos.dcm", uid_seed=metadata.uid_seed)
+    ds = dcmread(kos, stop_before_pixels=True)
+    return FileResult(name=kos.name, sop_instance_uid=str(ds.SOPInstanceUID),
+                      transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID), frames=0,
+                      bytes=kos.stat().st_size)
 
 
 UNKNOWN_DESTINATION = "this gateway has no destination of that name"
@@ -193,10 +272,15 @@ def send_to(settings: ServiceSettings, name: str, files: list[Path]
 
 
 def order_fields(settings: ServiceSettings, accession: str) -> dict[str, object]:
-    """The patient and study of the worklist entry with this accession number."""
+    """The patient and study of the order (HL7/FHIR, kept by the gateway) or worklist entry
+    with this accession number: both bind a job by the same identity rules."""
+    from vid2dcm.apps.gateway.integration import find_order
     from vid2dcm.delivery.destinations import parse_destination
     from vid2dcm.delivery.transports.worklist import the_order
 
+    order = find_order(settings, accession)
+    if order is not None:
+        return order.metadata_fields()
     if not settings.worklist:
         raise UsageError("this gateway has no worklist configured")
     return the_order(parse_destination(settings.worklist, settings.destinations_file),
