@@ -21,7 +21,7 @@ from vid2dcm.apps.gateway.models import (
     JobResult,
 )
 from vid2dcm.apps.gateway.settings import ServiceSettings
-from vid2dcm.apps.gateway.store import Store, open_store
+from vid2dcm.apps.gateway.store import Job, Store, open_store
 from vid2dcm.core.errors import (
     DeliveryError,
     InputError,
@@ -196,28 +196,24 @@ def _conclude(store: Store, job_id: str, settings: ServiceSettings) -> None:
         store.settle(job_id, result, f"not stored in {first.destination} after "
                                      f"{first.attempts} tries: {first.error}", "delivery")
     else:
-        store.settle(job_id, result, None, None)
-        stored(store, settings, job_id)
+        store.settle(job_id, stored(settings, job, result), None, None)
 
 
-def stored(store: Store, settings: ServiceSettings, job_id: str) -> None:
+def stored(settings: ServiceSettings, job: Job, result: JobResult) -> JobResult:
     """After every parcel of a job was stored: MPPS COMPLETED, the order completed, the ORU
     to the HIS and the ImagingStudy to the FHIR server; what happened goes in the notices."""
     from vid2dcm.apps.gateway.integration import announce, find_order, mpps_finish, set_status
     from vid2dcm.orders.order import OrderStatus
 
-    job = store.job(job_id)
-    if job is None or job.result is None or not job.result.study_instance_uid:
-        return
-    files = [settings.outputs / job_id / f.name for f in job.result.files]
+    if not result.study_instance_uid:
+        return result
+    files = [settings.outputs / job.id / f.name for f in result.files]
     order = find_order(settings, job.request.accession)
-    notes = [mpps_finish(settings, job_id, files, completed=True)]
-    notes += announce(settings, order, job.result.study_instance_uid, files)
+    notes = [mpps_finish(settings, job.id, files, completed=True)]
+    notes += announce(settings, order, result.study_instance_uid, files)
     if order is not None:
         set_status(settings, order, OrderStatus.COMPLETED)
-    result = _noticed(job.result, notes)
-    if result is not None and result is not job.result:
-        store.settle(job_id, result, None, None)
+    return _noticed(result, notes) or result
 
 
 def _noticed(result: JobResult | None, notes: list[str]) -> JobResult | None:
