@@ -229,7 +229,7 @@ def test_orders_in_results_out(tmp_path: Path) -> None:
         assert step.PerformedProcedureStepStatus == "COMPLETED"
         refs = {r.ReferencedSOPInstanceUID for s in step.PerformedSeriesSequence
                 for r in s.ReferencedImageSequence}
-        assert video["sop_instance_uid"] in refs
+        assert refs == {video["sop_instance_uid"]}
         assert "MPPS COMPLETED sent" in one["result"]["notices"]
         # the order is done: it leaves the worklist
         assert "ACC100" not in {i["accession_number"] for i in doc.get("/worklist").json()}

@@ -152,6 +152,11 @@ def routed(settings: ServiceSettings, order: Order | None, files: list[Path]) ->
 
 # --- MPPS -----------------------------------------------------------------------------------
 
+STRUCTURED_DOCUMENTS = "1.2.840.10008.5.1.4.1.1.88."
+"""SR/KOS SOP classes (PS3.4 B.5): not images performed, so not in the Referenced Image
+Sequence of the Performed Series."""
+
+
 def _mpps_file(settings: ServiceSettings, job_id: str) -> Path:
     return settings.data_dir / "mpps" / f"{job_id}.json"
 
@@ -198,6 +203,8 @@ def mpps_finish(settings: ServiceSettings, job_id: str, files: list[Path], compl
     names: dict[str, str] = {}
     for f in files:
         ds = dcmread(f, stop_before_pixels=True)
+        if str(ds.SOPClassUID).startswith(STRUCTURED_DOCUMENTS):
+            continue  # the KOS is no image of the procedure; the series list is of images
         series.setdefault(str(ds.SeriesInstanceUID), []).append(
             (str(ds.SOPClassUID), str(ds.SOPInstanceUID)))
         names.setdefault(str(ds.SeriesInstanceUID), str(ds.get("SeriesDescription", "")))
