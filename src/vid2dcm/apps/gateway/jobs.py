@@ -133,6 +133,10 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
         destinations = decision.destinations
         summary = summary.model_copy(update={"routing": tuple(decision.explain())})
     if request.unidentified or not destinations:
+        if not request.unidentified:  # performed, kept here: the procedure step is complete
+            summary = _noticed(summary, [mpps_finish(
+                settings, job_id, [out_dir / f.name for f in files], completed=True)]) \
+                or summary
         store.finish(job_id, summary, held=request.unidentified)
         return
     store.await_delivery(job_id, summary, tuple(destinations))
