@@ -89,7 +89,7 @@ class World:
 
 
 @contextmanager
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, routing: dict[str, Any] | None = ROUTING) -> Iterator[World]:
     his_got: list[str] = []
 
     def his_handler(text: str) -> str:
@@ -115,7 +115,7 @@ def world(tmp_path: Path) -> Iterator[World]:
                 hl7=Hl7Settings(listen=f"127.0.0.1:{free_port()}",
                                 his=f"{his.address[0]}:{his.address[1]}"),
                 fhir=FhirSettings(server=fhir.url, version="R5"),
-                routing=RoutingTable.model_validate(ROUTING),
+                routing=RoutingTable.model_validate(routing) if routing else None,
                 mpps_destination=f"RIS@127.0.0.1:{mpps.port}", kos=True,
                 viewer_url="http://viewer.example/study/{study}")
             shutil.copytree(_accounts_once(), settings.data_dir)
@@ -262,6 +262,19 @@ def test_orders_in_results_out(tmp_path: Path) -> None:
     # the lifespan stopped the listener with the app
     with pytest.raises(DeliveryError, match="no acknowledgement"):
         send_message(*hl7_address(w.settings), ORM, timeout_s=2)
+
+
+def test_bound_job_kept_without_destination_completes_its_step(tmp_path: Path) -> None:
+    """No routing table, no default destination: converted and kept; the MPPS completes, and
+    no ORU goes (nothing was stored)."""
+    with world(tmp_path, routing=None) as w:
+        assert send_message(*hl7_address(w.settings), ORM).code == "AA"
+        job = w.job({"accession": "ACC100"})
+        assert job["status"] == "done" and job["result"]["deliveries"] == []
+        assert job["result"]["notices"] == ["MPPS IN PROGRESS sent", "MPPS COMPLETED sent"]
+        (step,) = w.mpps.instances.values()
+        assert step.PerformedProcedureStepStatus == "COMPLETED"
+        assert w.his == []
 
 
 def test_routing_table_naming_an_unknown_destination_stops_the_start(tmp_path: Path) -> None:
