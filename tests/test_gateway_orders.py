@@ -9,6 +9,7 @@ Everything listens on 127.0.0.1, on free ports, and is stopped by the test."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,7 +90,8 @@ class World:
 
 
 @contextmanager
-def world(tmp_path: Path, routing: dict[str, Any] | None = ROUTING) -> Iterator[World]:
+def world(tmp_path: Path, routing: dict[str, Any] | None = ROUTING, poll_s: float = 0.0,
+          bundle: list[dict[str, Any]] | None = None) -> Iterator[World]:
     his_got: list[str] = []
 
     def his_handler(text: str) -> str:
@@ -97,6 +99,7 @@ def world(tmp_path: Path, routing: dict[str, Any] | None = ROUTING) -> Iterator[
         return str(hl7.parse(text).create_ack("AA"))
 
     fhir = FhirStandIn("R5")
+    fhir.bundle["entry"] = bundle or []
     fhir.thread.start()
     mpps = MppsScp()
     (tmp_path / "pacs").mkdir()
@@ -114,7 +117,7 @@ def world(tmp_path: Path, routing: dict[str, Any] | None = ROUTING) -> Iterator[
                                    name="recorder"),),
                 hl7=Hl7Settings(listen=f"127.0.0.1:{free_port()}",
                                 his=f"{his.address[0]}:{his.address[1]}"),
-                fhir=FhirSettings(server=fhir.url, version="R5"),
+                fhir=FhirSettings(server=fhir.url, version="R5", poll_s=poll_s),
                 routing=RoutingTable.model_validate(routing) if routing else None,
                 mpps_destination=f"RIS@127.0.0.1:{mpps.port}", kos=True,
                 viewer_url="http://viewer.example/study/{study}")
@@ -255,6 +258,12 @@ def test_orders_in_results_out(tmp_path: Path) -> None:
         assert final == {"COMPLETED", "DISCONTINUED"}
         assert len(w.his) == 2  # no ORU for a failed job
 
+        # job 4: typed patient, no order, Secondary Capture (OT): no rule holds -> default
+        four = w.job({"sop": "sc", "metadata": {"patient_id": "P4", "patient_name": "Four^F"}})
+        assert four["status"] == "done", four
+        assert four["result"]["routing"] == [
+            "sent to pacs because no routing rule matched (default)"]
+
         # malformed HL7 gets AE with a reason and changes nothing
         broken = ORM.replace("PID|1||PAT001^^^HOSP^MR", "PID|1||").replace("MSG0001", "X9")
         answer = send_message(*hl7_address(w.settings), broken.replace("PLC100", "PLC999"))
@@ -275,6 +284,22 @@ def test_bound_job_kept_without_destination_completes_its_step(tmp_path: Path) -
         (step,) = w.mpps.instances.values()
         assert step.PerformedProcedureStepStatus == "COMPLETED"
         assert w.his == []
+
+
+def test_fhir_poller_runs_with_the_server(tmp_path: Path) -> None:
+    """[fhir] poll_s: ServiceRequests found on the FHIR server become orders in /worklist."""
+    entries = [{"resource": service_request("R5"), "search": {"mode": "match"}},
+               {"resource": PATIENT, "search": {"mode": "include"}}]
+    with world(tmp_path, poll_s=0.2, bundle=entries) as w:
+        doc = w.reviewer()
+        for _ in range(50):
+            listed = {i["accession_number"] for i in doc.get("/worklist").json()}
+            if "ACC42" in listed:
+                break
+            time.sleep(0.1)
+        assert "ACC42" in listed
+        assert any(r[0] == "GET" and r[1].startswith("/fhir/ServiceRequest?")
+                   for r in w.fhir.received)
 
 
 def test_routing_table_naming_an_unknown_destination_stops_the_start(tmp_path: Path) -> None:
