@@ -302,6 +302,27 @@ def test_fhir_poller_runs_with_the_server(tmp_path: Path) -> None:
                    for r in w.fhir.received)
 
 
+def test_hl7_listener_over_tls(tmp_path: Path) -> None:
+    """[hl7] tls_cert/tls_key: the listener speaks MLLP over TLS only."""
+    from pki import make_ca, make_leaf
+    from vid2dcm.orders.mllp import client_context
+
+    ca_key, ca = make_ca(tmp_path, "ca")
+    key, cert = make_leaf(tmp_path, "gateway", ca_key, ca)
+    port = free_port()
+    settings = ServiceSettings(
+        data_dir=tmp_path / "data",
+        tokens=(TokenEntry(sha256=hash_token(TOKEN), role="uploader", name="recorder"),),
+        hl7=Hl7Settings(listen=f"127.0.0.1:{port}", tls_cert=cert, tls_key=key))
+    with TestClient(create_app(settings)) as client:
+        with pytest.raises(DeliveryError):
+            send_message("127.0.0.1", port, ORM, timeout_s=3)
+        ack = send_message("127.0.0.1", port, ORM, ssl_context=client_context(str(ca)))
+        assert ack.code == "AA", ack.text
+        listed = client.get("/worklist", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert [i["accession_number"] for i in listed.json()] == ["ACC100"]
+
+
 def test_routing_table_naming_an_unknown_destination_stops_the_start(tmp_path: Path) -> None:
     from vid2dcm.core.errors import UsageError
 
