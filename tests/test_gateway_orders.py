@@ -111,6 +111,9 @@ def world(tmp_path: Path, routing: dict[str, Any] | None = ROUTING, poll_s: floa
             destinations = tmp_path / "destinations.toml"
             destinations.write_text("".join(f"[destinations.{n}]\n{dest}" for n in (
                 "pacs", "research", "ward", "service", "archive")))
+            with destinations.open("a") as more:  # nothing listens there
+                more.write(f'[destinations.dead]\nae_title = "DEAD"\nhost = "127.0.0.1"\n'
+                           f"port = {free_port()}\nretries = 0\n")
             settings = ServiceSettings(
                 data_dir=tmp_path / "data", destinations_file=destinations,
                 tokens=(TokenEntry(sha256=hash_token(TOKEN), role="uploader",
@@ -120,7 +123,7 @@ def world(tmp_path: Path, routing: dict[str, Any] | None = ROUTING, poll_s: floa
                 fhir=FhirSettings(server=fhir.url, version="R5", poll_s=poll_s),
                 routing=RoutingTable.model_validate(routing) if routing else None,
                 mpps_destination=f"RIS@127.0.0.1:{mpps.port}", kos=True,
-                viewer_url="http://viewer.example/study/{study}")
+                viewer_url="http://viewer.example/study/{study}", delivery_window_s=0)
             shutil.copytree(_accounts_once(), settings.data_dir)
             queue = make_queue(settings)
             queue.huey.immediate = True
@@ -283,6 +286,14 @@ def test_bound_job_kept_without_destination_completes_its_step(tmp_path: Path) -
         assert job["result"]["notices"] == ["MPPS IN PROGRESS sent", "MPPS COMPLETED sent"]
         (step,) = w.mpps.instances.values()
         assert step.PerformedProcedureStepStatus == "COMPLETED"
+        assert w.his == []
+        # bound, sent to a PACS that never answers, given up: DISCONTINUED, no ORU
+        assert send_message(*hl7_address(w.settings), OMI).code == "AA"
+        lost = w.job({"accession": "ACC200", "destinations": ["dead"]})
+        assert lost["status"] == "failed" and lost["failure_kind"] == "delivery"
+        assert "MPPS DISCONTINUED sent" in lost["result"]["notices"]
+        assert sorted(str(s.PerformedProcedureStepStatus) for s in w.mpps.instances.values()
+                      ) == ["COMPLETED", "DISCONTINUED"]
         assert w.his == []
 
 

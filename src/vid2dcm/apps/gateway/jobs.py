@@ -196,7 +196,12 @@ def _conclude(store: Store, job_id: str, settings: ServiceSettings) -> None:
     result = job.result.model_copy(update={"deliveries": deliveries})
     gave_up = [p for p in parcels if p.state == "gave up"]
     if gave_up:
+        from vid2dcm.apps.gateway.integration import mpps_finish
+
         first = gave_up[0]
+        files = [settings.outputs / job_id / f.name for f in result.files]
+        result = _noticed(result, [mpps_finish(settings, job_id, files, completed=False)]) \
+            or result
         store.settle(job_id, result, f"not stored in {first.destination} after "
                                      f"{first.attempts} tries: {first.error}", "delivery")
     else:
