@@ -271,6 +271,12 @@ def test_orders_in_results_out(tmp_path: Path) -> None:
         broken = ORM.replace("PID|1||PAT001^^^HOSP^MR", "PID|1||").replace("MSG0001", "X9")
         answer = send_message(*hl7_address(w.settings), broken.replace("PLC100", "PLC999"))
         assert answer.code == "AE" and "PID-3" in answer.text
+        admin = TestClient(w.client.app)
+        assert admin.post("/auth/login", json={"username": "it",
+                                               "password": PASSWORD}).status_code == 200
+        audited = [(e["who"], e["action"]) for e in admin.get("/audit").json()]
+        assert ("hl7-listener", "order message (HL7) AE") in audited
+        assert ("doc", "order created (FHIR)") in audited
     # the lifespan stopped the listener with the app
     with pytest.raises(DeliveryError, match="no acknowledgement"):
         send_message(*hl7_address(w.settings), ORM, timeout_s=2)

@@ -87,6 +87,8 @@ def check(settings: ServiceSettings) -> None:
 
 def start_services(settings: ServiceSettings) -> Services:
     """Start the MLLP order listener ([hl7] listen) and the FHIR poller ([fhir] poll_s)."""
+    from vid2dcm.apps.gateway.audit import record
+    from vid2dcm.apps.gateway.store import open_store
     from vid2dcm.orders.fhir import FhirServer, ServiceRequestPoller
     from vid2dcm.orders.inbox import handle
     from vid2dcm.orders.mllp import MllpServer, parse_address, server_context
@@ -94,6 +96,7 @@ def start_services(settings: ServiceSettings) -> Services:
     check(settings)
     services = Services()
     store = order_store(settings)
+    jobs = open_store(settings)  # the audit trail: every HL7 message and its answer code
     hl7s = settings.hl7
     try:
         if hl7s is not None and hl7s.listen:
@@ -101,10 +104,14 @@ def start_services(settings: ServiceSettings) -> Services:
             context = (server_context(str(hl7s.tls_cert), str(hl7s.tls_key),
                                       str(hl7s.tls_client_ca) if hl7s.tls_client_ca else None)
                        if hl7s.tls_cert and hl7s.tls_key else None)
-            listener = MllpServer(lambda text: handle(text, store,
-                                                      application=hl7s.application,
-                                                      facility=hl7s.facility)[0],
-                                  host, port, ssl_context=context)
+            def on_message(text: str) -> str:
+                ack, outcome = handle(text, store, application=hl7s.application,
+                                      facility=hl7s.facility)
+                record(jobs, settings, "hl7-listener", f"order message (HL7) {outcome.code}",
+                       role="system")
+                return ack
+
+            listener = MllpServer(on_message, host, port, ssl_context=context)
             services.stoppers.append(listener.start())
             log.info("HL7 order listener on %s:%d", *listener.address)
         fhirs = settings.fhir
