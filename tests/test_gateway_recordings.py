@@ -1,0 +1,220 @@
+"""Recordings in the gateway (issue 13): in-process TestClient, lavfi sources configured by
+name, a real Orthanc as the PACS and pynetdicom's MPPS SCP as the RIS, both on 127.0.0.1 and
+started and stopped by the tests."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from fastapi.testclient import TestClient
+
+from dcmtk_peers import free_port
+from gateway_app import PASSWORD, _accounts_once
+from orthanc import running_orthanc
+from readback import dciodvfy_errors, read_back
+from test_record_mpps import MppsScp
+from vid2dcm.apps.gateway.api import create_app
+from vid2dcm.apps.gateway.queue import make_queue
+from vid2dcm.apps.gateway.settings import ServiceSettings
+
+pytestmark = [pytest.mark.integration]
+
+SOURCES = {"scope": "lavfi:testsrc2=size=64x48:rate=25",
+           "room": "lavfi:testsrc=size=64x48:rate=25"}
+PATIENT = {"patient_id": "REC-1", "patient_name": "Doe^Jane"}
+
+
+@contextmanager
+def gateway(tmp_path: Path, pacs_port: int, mpps: str | None,
+            default_destinations: tuple[str, ...] = ("pacs",)) -> Iterator[TestClient]:
+    destinations = tmp_path / "destinations.toml"
+    destinations.write_text(f'[destinations.pacs]\nae_title = "VID2DCMTEST"\n'
+                            f'host = "127.0.0.1"\nport = {pacs_port}\nretries = 0\n')
+    settings = ServiceSettings(data_dir=tmp_path / "data", destinations_file=destinations,
+                               default_destinations=default_destinations,
+                               recording_sources=SOURCES, recording_mpps=mpps)
+    shutil.copytree(_accounts_once(), settings.data_dir)
+    queue = make_queue(settings)
+    queue.huey.immediate = True
+    app = create_app(settings, queue)
+    try:
+        with TestClient(app) as client:
+            yield client
+    finally:
+        live = getattr(app.state, "recordings", None)
+        for r in live.all() if live else []:  # a failed test leaves none running
+            if r.status == "recording":
+                r.session.stop()
+
+
+def person(client: TestClient, name: str) -> TestClient:
+    other = TestClient(client.app)
+    assert other.post("/auth/login", json={"username": name,
+                                           "password": PASSWORD}).status_code == 200
+    return other
+
+
+def wait_for(client: TestClient, rid: str, check: Any, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        state: dict[str, Any] = client.get(f"/recordings/{rid}").json()
+        if check(state):
+            return state
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
+
+
+def test_record_snapshot_stop_becomes_a_stored_job(tmp_path: Path) -> None:
+    scp = MppsScp()
+    try:
+        with running_orthanc(tmp_path / "pacs") as pacs, \
+                gateway(tmp_path, pacs.dicom_port, f"RIS@127.0.0.1:{scp.port}") as client:
+            nurse = person(client, "nurse")
+            answer = nurse.post("/recordings", json={"sources": ["scope", "room"],
+                                                     "metadata": PATIENT,
+                                                     "sop": "endoscopic"})
+            assert answer.status_code == 201, answer.text
+            rid = answer.json()["id"]
+            (step,) = scp.instances.values()
+            assert step.PerformedProcedureStepStatus == "IN PROGRESS"
+            assert step.PatientID == "REC-1" and step.Modality == "ES"
+
+            first = wait_for(nurse, rid, lambda s: all(x["frames"] > 0 for x in s["sources"]))
+            assert first["state"] == "recording" and first["mpps"] == "in progress"
+            assert "Doe" not in str(first) and "REC-1" not in str(first)  # no patient data
+            later = wait_for(nurse, rid, lambda s: s["frames"] > first["frames"] + 10)
+            assert later["bytes"] > first["bytes"] and later["duration_s"] > 0
+            assert later["reconnects"] == 0
+            assert nurse.post(f"/recordings/{rid}/snapshot",
+                              params={"source": "scope"}).status_code == 200
+            wait_for(nurse, rid, lambda s: s["snapshots"] >= 1)
+            time.sleep(0.5)
+            stopped = nurse.post(f"/recordings/{rid}/stop")
+            assert stopped.status_code == 200, stopped.text
+            state = nurse.get(f"/recordings/{rid}").json()
+            assert state["state"] == "stopped" and state["mpps"] == "completed"
+            assert nurse.post(f"/recordings/{rid}/stop").status_code == 409
+            assert nurse.post(f"/recordings/{rid}/snapshot").status_code == 409
+
+            job = nurse.get(f"/jobs/{state['job_id']}").json()
+            assert job["status"] == "done", job
+            assert job["state_text"] == "stored in PACS"
+            files = job["result"]["files"]
+            assert len(files) == len(job["result"]["deliveries"]) == 3  # 2 videos + 1 still
+            assert all(d["ok"] for d in job["result"]["deliveries"])
+            assert len(pacs.get("/instances")) == 3
+            assert len(pacs.get("/studies")) == 1
+
+            out = tmp_path / "data" / "outputs" / state["job_id"]
+            frames: dict[str, int] = {}
+            series: dict[str, str] = {}
+            for f in files:
+                path = out / f["name"]
+                if "still" in f["name"]:
+                    assert dciodvfy_errors(path) == []
+                    ds = pydicom.dcmread(path)
+                    assert ds.PatientID == "REC-1"
+                    continue
+                back = read_back(path, tmp_path)
+                ds = back.dataset
+                assert ds.PatientID == "REC-1" and str(ds.PatientName) == "Doe^Jane"
+                assert back.decoded_frames == int(ds.NumberOfFrames) == f["frames"]
+                frames[str(ds.SeriesDescription)] = (frames.get(str(ds.SeriesDescription), 0)
+                                                     + int(ds.NumberOfFrames))
+                series[str(ds.SeriesDescription)] = str(ds.SeriesInstanceUID)
+            # every frame the recorder counted is in PACS, per source
+            assert frames == {x["name"]: x["frames"] for x in state["sources"]}
+
+            (step,) = scp.instances.values()
+            assert step.PerformedProcedureStepStatus == "COMPLETED"
+            assert scp.refused_sets == []
+            assert sorted(s.SeriesInstanceUID for s in step.PerformedSeriesSequence) == \
+                sorted(series.values())
+
+            log = person(client, "it").get("/audit").json()
+            actions = [e["action"] for e in log if e["job"] == state["job_id"]
+                       or e["upload"] == rid]
+            for action in ("start recording", "snapshot", "stop recording", "create job",
+                           "delivery"):
+                assert action in actions, actions
+            assert "Doe" not in str(log)
+    finally:
+        scp.stop()
+
+
+def test_sources_are_names_never_urls_and_recordings_are_need_to_know(tmp_path: Path) -> None:
+    scp = MppsScp()
+    try:
+        with gateway(tmp_path, free_port(), f"RIS@127.0.0.1:{scp.port}",
+                     default_destinations=()) as client:
+            nurse = person(client, "nurse")
+            for sources in (["lavfi:testsrc"], ["rtsp://10.0.0.1/cam"], ["scope=udp://x:1"]):
+                answer = nurse.post("/recordings", json={"sources": sources,
+                                                         "metadata": PATIENT})
+                assert answer.status_code == 400, answer.text
+            answer = nurse.post("/recordings", json={"sources": ["scope"], "url": "udp://x:1",
+                                                     "metadata": PATIENT})
+            assert answer.status_code == 400
+            answer = nurse.post("/recordings", json={"sources": ["nosuch"],
+                                                     "metadata": PATIENT})
+            assert answer.status_code == 422 and "nosuch" in answer.text
+            answer = nurse.post("/recordings", json={"sources": ["scope"],
+                                                     "metadata": {"patient_id": "X"}})
+            assert answer.status_code == 422  # half an identity, as for jobs
+            assert client.post("/recordings", json={"sources": ["scope"]}).status_code == 401
+            assert scp.instances == {}  # nothing refused ever reached the RIS
+
+            rid = nurse.post("/recordings", json={"sources": ["scope"],
+                                                  "metadata": PATIENT}).json()["id"]
+            other = person(client, "nurse2")
+            assert other.get(f"/recordings/{rid}").status_code == 404
+            assert other.post(f"/recordings/{rid}/snapshot").status_code == 404
+            assert other.post(f"/recordings/{rid}/stop").status_code == 404
+            assert other.get("/recordings").json() == []
+            assert [r["id"] for r in person(client, "doc").get("/recordings").json()] == [rid]
+            assert nurse.get("/recordings/nothex").status_code == 400
+
+            wait_for(nurse, rid, lambda s: s["frames"] > 10)
+            answer = nurse.post(f"/recordings/{rid}/stop", json={"discontinued": "equipment"})
+            assert answer.status_code == 200, answer.text
+            state = nurse.get(f"/recordings/{rid}").json()
+            assert state["mpps"] == "discontinued"
+            (step,) = scp.instances.values()
+            assert step.PerformedProcedureStepStatus == "DISCONTINUED"
+            reason = step.PerformedProcedureStepDiscontinuationReasonCodeSequence[0]
+            assert reason.CodeValue == "110501"
+            job = nurse.get(f"/jobs/{state['job_id']}").json()
+            assert job["status"] == "done" and job["state_text"] == "converted (no destination)"
+            assert other.get(f"/jobs/{state['job_id']}").status_code == 404
+            (video,) = job["result"]["files"]
+            back = read_back(tmp_path / "data" / "outputs" / state["job_id"] / video["name"],
+                             tmp_path)
+            assert back.decoded_frames == state["frames"]
+    finally:
+        scp.stop()
+
+
+def test_unidentified_recording_is_held_without_mpps(tmp_path: Path) -> None:
+    scp = MppsScp()
+    try:
+        with gateway(tmp_path, free_port(), f"RIS@127.0.0.1:{scp.port}") as client:
+            nurse = person(client, "nurse")
+            answer = nurse.post("/recordings", json={"sources": ["scope"]})
+            assert answer.status_code == 422 and "unidentified" in answer.text
+            rid = nurse.post("/recordings", json={"sources": ["scope"],
+                                                  "unidentified": True}).json()["id"]
+            wait_for(nurse, rid, lambda s: s["frames"] > 10)
+            assert nurse.post(f"/recordings/{rid}/stop").status_code == 200
+            state = nurse.get(f"/recordings/{rid}").json()
+            assert state["mpps"] == "off" and scp.instances == {}
+            job = nurse.get(f"/jobs/{state['job_id']}").json()
+            assert job["status"] == "held", job
+    finally:
+        scp.stop()
