@@ -73,6 +73,7 @@ def wait_for(client: TestClient, rid: str, check: Any, timeout: float = 20.0) ->
 
 def test_record_snapshot_stop_becomes_a_stored_job(tmp_path: Path) -> None:
     scp = MppsScp()
+    (tmp_path / "pacs").mkdir()
     try:
         with running_orthanc(tmp_path / "pacs") as pacs, \
                 gateway(tmp_path, pacs.dicom_port, f"RIS@127.0.0.1:{scp.port}") as client:
