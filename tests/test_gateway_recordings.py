@@ -5,6 +5,8 @@ started and stopped by the tests."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -219,3 +221,78 @@ def test_unidentified_recording_is_held_without_mpps(tmp_path: Path) -> None:
             assert job["status"] == "held", job
     finally:
         scp.stop()
+
+
+def test_staff_page_records_for_the_confirmed_patient(tmp_path: Path) -> None:
+    """The real services (uvicorn `serve` records, the huey `worker` converts, two processes
+    sharing the data folder) driven from headless Chromium: confirm a typed patient, start,
+    watch the live state, take a still, stop; the job card reaches "stored in PACS"."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from dcmtk_peers import stop, wait_listening
+    from test_service import CHROMIUM, CHROMIUM_ARGS
+    from vid2dcm.apps.gateway.auth import add_user
+    from vid2dcm.apps.gateway.settings import load_settings
+
+    (tmp_path / "pacs").mkdir()
+    with running_orthanc(tmp_path / "pacs") as pacs:
+        data = tmp_path / "data"
+        data.mkdir()
+        port = free_port()
+        destinations = data / "destinations.toml"
+        destinations.write_text(f'[destinations.pacs]\nae_title = "{pacs.aet}"\n'
+                                f'host = "127.0.0.1"\nport = {pacs.dicom_port}\nretries = 1\n')
+        (data / "service.toml").write_text(
+            f'[service]\nport = {port}\ndestinations_file = "{destinations}"\n'
+            'default_destinations = ["pacs"]\n\n[service.recording_sources]\n'
+            f'scope = "{SOURCES["scope"]}"\n')
+        add_user(load_settings(data), "nurse", "uploader", PASSWORD)
+        cli = [sys.executable, "-m", "vid2dcm"]
+        log = (data / "gateway.log").open("wb")
+        worker = subprocess.Popen([*cli, "worker", "--data", str(data)], stdout=log,
+                                  stderr=log, start_new_session=True)
+        server = subprocess.Popen([*cli, "serve", "--data", str(data)], stdout=log,
+                                  stderr=log, start_new_session=True)
+        try:
+            wait_listening(port, server, seconds=30)
+            with sync_playwright() as driver:
+                browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                try:
+                    page = browser.new_page()
+                    page.goto(f"http://127.0.0.1:{port}/")
+                    page.get_by_test_id("login-username").fill("nurse")
+                    page.get_by_test_id("login-password").fill(PASSWORD)
+                    page.get_by_test_id("login-submit").click()
+                    page.locator("#typed summary").click()
+                    page.locator("#family").fill("Doe")
+                    page.locator("#given").fill("Jane")
+                    page.locator("#patient-id").fill("REC-1")
+                    page.get_by_test_id("confirm-patient").click()
+                    page.select_option("#procedure", "endoscopic")
+                    expect(page.get_by_test_id("record-stop")).to_be_disabled()
+                    page.get_by_test_id("record-start").click()
+                    state = page.get_by_test_id("record-state")
+                    expect(state).to_contain_text("recording: ", timeout=15_000)
+                    page.wait_for_function(
+                        "() => /, ([1-9][0-9]+) frames/.test("
+                        "document.querySelector('[data-testid=record-state]').textContent)",
+                        timeout=20_000)
+                    page.get_by_test_id("record-snapshot").click()
+                    expect(state).to_contain_text("1 stills", timeout=10_000)
+                    page.get_by_test_id("record-stop").click()
+                    expect(state).to_contain_text("stopped: ", timeout=30_000)
+                    expect(page.get_by_test_id("record-start")).to_be_enabled()
+                    done = page.locator("[data-testid='job-card'][data-state='done']").first
+                    done.wait_for(timeout=90_000)
+                    expect(done).to_contain_text("stored in PACS")
+                finally:
+                    browser.close()
+        finally:
+            stop(server)
+            stop(worker)
+            log.close()
+        instances = pacs.get("/instances")
+        assert len(instances) == 2  # the video and the still
+        for instance in instances:
+            tags = pacs.get(f"/instances/{instance}/simplified-tags")
+            assert (tags["PatientID"], tags["PatientName"]) == ("REC-1", "Doe^Jane")

@@ -6,6 +6,7 @@ audited; the polled views are not (they carry no patient data)."""
 from __future__ import annotations
 
 import re
+import weakref
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request
@@ -33,7 +34,17 @@ from vid2dcm.capture.session import RecordingSession
 from vid2dcm.core.errors import UsageError, Vid2DcmError
 from vid2dcm.core.metadata import Metadata
 
-router = APIRouter(tags=["recordings"])
+_REGISTRIES: weakref.WeakSet[Recordings] = weakref.WeakSet()
+
+
+def _stop_all() -> None:
+    """A gateway shutting down stops its recordings cleanly (each folder keeps its manifest
+    and closed pieces; `vid2dcm record --recover DIR` turns it into DICOM)."""
+    for live in list(_REGISTRIES):
+        live.stop_all()
+
+
+router = APIRouter(tags=["recordings"], on_shutdown=[_stop_all])
 
 SOURCE_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$"
 """A configured source's name; anything URL-like fails this pattern (400)."""
@@ -99,6 +110,7 @@ def registry(request: Request) -> Recordings:
     state = request.app.state
     if not hasattr(state, "recordings"):
         state.recordings = Recordings()
+        _REGISTRIES.add(state.recordings)
     found: Recordings = state.recordings
     return found
 
@@ -130,7 +142,7 @@ def visible(request: Request, who: Principal, recording_id: str) -> LiveRecordin
 
 @router.post("/recordings", status_code=201, response_model=Created)
 def start(body: RecordingRequest, request: Request, who: Uploader, settings: Settings,
-          audit: AuditDep) -> Created:
+          store: StoreDep, audit: AuditDep) -> Created:
     if len(set(body.sources)) != len(body.sources):
         raise HTTPException(422, "a source is named twice")
     for name in body.sources:
@@ -142,6 +154,8 @@ def start(body: RecordingRequest, request: Request, who: Uploader, settings: Set
         raise HTTPException(422, str(exc)) from exc
     check_identity(settings, body.accession, body.metadata, body.unidentified,
                    bool(body.destinations or settings.default_destinations))
+    if store.used_bytes() >= settings.quota_bytes:
+        raise HTTPException(413, "the gateway's storage quota is used up: no room to record")
     metadata = body.metadata
     if body.accession:
         try:
