@@ -35,13 +35,15 @@ PATIENT = {"patient_id": "REC-1", "patient_name": "Doe^Jane"}
 
 @contextmanager
 def gateway(tmp_path: Path, pacs_port: int, mpps: str | None,
-            default_destinations: tuple[str, ...] = ("pacs",)) -> Iterator[TestClient]:
+            default_destinations: tuple[str, ...] = ("pacs",), **extra: Any
+            ) -> Iterator[TestClient]:
     destinations = tmp_path / "destinations.toml"
     destinations.write_text(f'[destinations.pacs]\nae_title = "VID2DCMTEST"\n'
                             f'host = "127.0.0.1"\nport = {pacs_port}\nretries = 0\n')
     settings = ServiceSettings(data_dir=tmp_path / "data", destinations_file=destinations,
                                default_destinations=default_destinations,
-                               recording_sources=SOURCES, recording_mpps=mpps)
+                               recording_sources=SOURCES, recording_mpps=mpps,
+                               **extra)
     shutil.copytree(_accounts_once(), settings.data_dir)
     queue = make_queue(settings)
     queue.huey.immediate = True
@@ -156,7 +158,7 @@ def test_sources_are_names_never_urls_and_recordings_are_need_to_know(tmp_path: 
     scp = MppsScp()
     try:
         with gateway(tmp_path, free_port(), f"RIS@127.0.0.1:{scp.port}",
-                     default_destinations=()) as client:
+                     default_destinations=(), recording_max_segment_s=1.0) as client:
             nurse = person(client, "nurse")
             for sources in (["lavfi:testsrc"], ["rtsp://10.0.0.1/cam"], ["scope=udp://x:1"]):
                 answer = nurse.post("/recordings", json={"sources": sources,
@@ -184,7 +186,7 @@ def test_sources_are_names_never_urls_and_recordings_are_need_to_know(tmp_path: 
             assert [r["id"] for r in person(client, "doc").get("/recordings").json()] == [rid]
             assert nurse.get("/recordings/nothex").status_code == 400
 
-            wait_for(nurse, rid, lambda s: s["frames"] > 10)
+            wait_for(nurse, rid, lambda s: s["frames"] > 60)  # > 2 s at 25 fps
             answer = nurse.post(f"/recordings/{rid}/stop", json={"discontinued": "equipment"})
             assert answer.status_code == 200, answer.text
             state = nurse.get(f"/recordings/{rid}").json()
@@ -196,10 +198,14 @@ def test_sources_are_names_never_urls_and_recordings_are_need_to_know(tmp_path: 
             job = nurse.get(f"/jobs/{state['job_id']}").json()
             assert job["status"] == "done" and job["state_text"] == "converted (no destination)"
             assert other.get(f"/jobs/{state['job_id']}").status_code == 404
-            (video,) = job["result"]["files"]
-            back = read_back(tmp_path / "data" / "outputs" / state["job_id"] / video["name"],
-                             tmp_path)
-            assert back.decoded_frames == state["frames"]
+            videos = job["result"]["files"]
+            assert len(videos) >= 2  # cut into 1 s segments at key frames
+            out = tmp_path / "data" / "outputs" / state["job_id"]
+            backs = [read_back(out / v["name"], tmp_path) for v in videos]
+            assert sum(b.decoded_frames for b in backs) == state["frames"]
+            assert len({str(b.dataset.SeriesInstanceUID) for b in backs}) == 1
+            assert [int(b.dataset.InstanceNumber) for b in backs] == \
+                list(range(1, len(backs) + 1))
     finally:
         scp.stop()
 
@@ -219,6 +225,22 @@ def test_unidentified_recording_is_held_without_mpps(tmp_path: Path) -> None:
             assert state["mpps"] == "off" and scp.instances == {}
             job = nurse.get(f"/jobs/{state['job_id']}").json()
             assert job["status"] == "held", job
+            held_study = job["result"]["study_instance_uid"]
+            # a reviewer assigns the patient: converted again under new UIDs, then sent
+            doc = person(client, "doc")
+            answer = doc.post(f"/jobs/{job['id']}/assign",
+                              json={"metadata": {"patient_id": "REC-2",
+                                                 "patient_name": "Roe^Rita"}})
+            assert answer.status_code == 200, answer.text
+            job = nurse.get(f"/jobs/{state['job_id']}").json()
+            assert job["status"] == "waiting", job  # the test's PACS is not there
+            assert job["result"]["study_instance_uid"] != held_study
+            (video,) = job["result"]["files"]
+            back = read_back(tmp_path / "data" / "outputs" / job["id"] / video["name"],
+                             tmp_path)
+            assert back.dataset.PatientID == "REC-2"
+            assert str(back.dataset.StudyInstanceUID) == job["result"]["study_instance_uid"]
+            assert back.decoded_frames == state["frames"]
     finally:
         scp.stop()
 

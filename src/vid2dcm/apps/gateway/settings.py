@@ -91,6 +91,8 @@ class ServiceSettings(BaseModel):
     clients choose names only, never URLs ([service.recording_sources] in service.toml)."""
     recording_mpps: str | None = None
     """MPPS SCP (AE@HOST:PORT or a name in destinations_file) told about each recording."""
+    recording_max_segment_s: float | None = Field(default=None, gt=0)
+    """A long recording becomes several instances of its series, cut at key frames."""
 
     @property
     def uploads(self) -> Path:

@@ -30,6 +30,7 @@ from vid2dcm.apps.gateway.routes.jobs import check_identity
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import Store
 from vid2dcm.capture.finalize import MANIFEST
+from vid2dcm.capture.recorder import RecorderSettings
 from vid2dcm.capture.session import RecordingSession
 from vid2dcm.core.errors import UsageError, Vid2DcmError
 from vid2dcm.core.metadata import Metadata
@@ -164,7 +165,9 @@ def start(body: RecordingRequest, request: Request, who: Uploader, settings: Set
             raise HTTPException(502, f"worklist unavailable: {exc}") from exc
     recording_id, folder = new_folder(settings)
     try:
-        session = RecordingSession(specs, folder, metadata, sop=sop_choice(body.sop))
+        session = RecordingSession(
+            specs, folder, metadata, sop=sop_choice(body.sop),
+            settings=RecorderSettings(max_segment_s=settings.recording_max_segment_s))
     except Vid2DcmError as exc:
         raise HTTPException(422, str(exc)) from exc
     recording = LiveRecording(
@@ -225,7 +228,9 @@ def stop(recording_id: str, request: Request, who: Uploader, settings: Settings,
         recording.status = "stopping"
     recording.session.stop()
     own_stop = recording.session.manifest.stop_reason not in (None, "stopped")
-    reason = (body.discontinued if body else None) or ("equipment" if own_stop else None)
+    nothing = recording.state.frames == 0  # no source ever sent a picture
+    reason = (body.discontinued if body else None) or (
+        "equipment" if own_stop or nothing else None)
     finish_mpps(recording, reason)
     recording.job_id = to_job(settings, store, recording)
     recording.status = "stopped"
