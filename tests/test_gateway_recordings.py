@@ -25,8 +25,7 @@ from test_record_mpps import MppsScp
 from vid2dcm.apps.gateway.api import create_app
 from vid2dcm.apps.gateway.queue import make_queue
 from vid2dcm.apps.gateway.settings import ServiceSettings
-
-pytestmark = [pytest.mark.integration]
+from vid2dcm.core.metadata import Metadata
 
 SOURCES = {"scope": "lavfi:testsrc2=size=64x48:rate=25",
            "room": "lavfi:testsrc=size=64x48:rate=25"}
@@ -75,6 +74,8 @@ def wait_for(client: TestClient, rid: str, check: Any, timeout: float = 20.0) ->
         time.sleep(0.2)
 
 
+@pytest.mark.integration
+@pytest.mark.needs_orthanc
 def test_record_snapshot_stop_becomes_a_stored_job(tmp_path: Path) -> None:
     scp = MppsScp()
     (tmp_path / "pacs").mkdir()
@@ -154,6 +155,7 @@ def test_record_snapshot_stop_becomes_a_stored_job(tmp_path: Path) -> None:
         scp.stop()
 
 
+@pytest.mark.integration
 def test_sources_are_names_never_urls_and_recordings_are_need_to_know(tmp_path: Path) -> None:
     scp = MppsScp()
     try:
@@ -210,6 +212,7 @@ def test_sources_are_names_never_urls_and_recordings_are_need_to_know(tmp_path: 
         scp.stop()
 
 
+@pytest.mark.integration
 def test_unidentified_recording_is_held_without_mpps(tmp_path: Path) -> None:
     scp = MppsScp()
     try:
@@ -245,6 +248,9 @@ def test_unidentified_recording_is_held_without_mpps(tmp_path: Path) -> None:
         scp.stop()
 
 
+@pytest.mark.integration
+@pytest.mark.needs_orthanc
+@pytest.mark.needs_browser
 def test_staff_page_records_for_the_confirmed_patient(tmp_path: Path) -> None:
     """The real services (uvicorn `serve` records, the huey `worker` converts, two processes
     sharing the data folder) driven from headless Chromium: confirm a typed patient, start,
@@ -318,3 +324,72 @@ def test_staff_page_records_for_the_confirmed_patient(tmp_path: Path) -> None:
         for instance in instances:
             tags = pacs.get(f"/instances/{instance}/simplified-tags")
             assert (tags["PatientID"], tags["PatientName"]) == ("REC-1", "Doe^Jane")
+
+
+@pytest.mark.integration
+@pytest.mark.needs_dcmtk
+def test_recording_for_a_worklist_order(tmp_path: Path) -> None:
+    """The order's patient and study go into the recording at start: the MPPS step and the
+    instances carry the order's Study Instance UID and accession; typed fields that contradict
+    the order are 409, as for jobs."""
+    from dcmtk_peers import running_worklist
+    from test_service import ORDER
+
+    scp = MppsScp()
+    try:
+        with running_worklist(tmp_path / "wl", [ORDER]) as (aet, wl_port), \
+                gateway(tmp_path, free_port(), f"RIS@127.0.0.1:{scp.port}",
+                        default_destinations=(), worklist=f"{aet}@127.0.0.1:{wl_port}"
+                        ) as client:
+            nurse = person(client, "nurse")
+            answer = nurse.post("/recordings", json={"sources": ["scope"],
+                                                     "accession": "GWACC1",
+                                                     "metadata": {"patient_id": "OTHER"}})
+            assert answer.status_code == 409 and "patient_id" in answer.text
+            answer = nurse.post("/recordings", json={"sources": ["scope"],
+                                                     "accession": "NOSUCH"})
+            assert answer.status_code == 422
+            assert scp.instances == {}
+            answer = nurse.post("/recordings", json={"sources": ["scope"],
+                                                     "accession": "GWACC1",
+                                                     "sop": "endoscopic"})
+            assert answer.status_code == 201, answer.text
+            rid = answer.json()["id"]
+            (step,) = scp.instances.values()
+            item = step.ScheduledStepAttributesSequence[0]
+            assert (item.AccessionNumber, item.StudyInstanceUID) == ("GWACC1",
+                                                                     ORDER["study_uid"])
+            assert step.PatientID == "ORD1"
+            wait_for(nurse, rid, lambda s: s["frames"] > 10)
+            assert nurse.post(f"/recordings/{rid}/stop").status_code == 200
+            state = nurse.get(f"/recordings/{rid}").json()
+            assert state["mpps"] == "completed"
+            job = nurse.get(f"/jobs/{state['job_id']}").json()
+            assert job["status"] == "done", job
+            assert job["result"]["study_instance_uid"] == ORDER["study_uid"]
+            (video,) = job["result"]["files"]
+            back = read_back(tmp_path / "data" / "outputs" / job["id"] / video["name"],
+                             tmp_path)
+            ds = back.dataset
+            assert (ds.AccessionNumber, ds.PatientID) == ("GWACC1", "ORD1")
+            assert str(ds.StudyInstanceUID) == ORDER["study_uid"]
+            assert back.decoded_frames == state["frames"]
+    finally:
+        scp.stop()
+
+
+def test_stopped_recordings_are_forgotten_after_a_shift() -> None:
+    from vid2dcm.apps.gateway.recordings import LiveRecording, Recordings
+
+    def one(rid: str, status: str, started: float) -> LiveRecording:
+        return LiveRecording(id=rid, owner="n", ward="", session=None,  # type: ignore[arg-type]
+                             folder=Path("."), sop="sc", destinations=(), accession=None,
+                             unidentified=False, request_metadata=Metadata(),
+                             started=started, status=status)
+
+    live = Recordings()
+    long_ago = time.time() - Recordings.KEEP_S - 60
+    live.add(one("a", "stopped", long_ago))
+    live.add(one("b", "recording", long_ago))
+    live.add(one("c", "stopped", time.time()))
+    assert [r.id for r in live.all()] == ["c", "b"]

@@ -89,8 +89,15 @@ class Recordings:
         self._lock = threading.Lock()
         self._all: dict[str, LiveRecording] = {}
 
+    KEEP_S = 12 * 3600
+    """A stopped recording stays listed this long (one shift); its job stays in the store."""
+
     def add(self, recording: LiveRecording) -> None:
         with self._lock:
+            old = time.time() - self.KEEP_S
+            for rid in [r.id for r in self._all.values()
+                        if r.status == "stopped" and r.started < old]:
+                del self._all[rid]
             self._all[recording.id] = recording
 
     def get(self, recording_id: str) -> LiveRecording | None:
