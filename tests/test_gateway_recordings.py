@@ -258,7 +258,7 @@ def test_staff_page_records_for_the_confirmed_patient(tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     from dcmtk_peers import stop, wait_listening
-    from test_service import CHROMIUM, CHROMIUM_ARGS
+    from test_service import AXE, CHROMIUM, CHROMIUM_ARGS
     from vid2dcm.apps.gateway.auth import add_user
     from vid2dcm.apps.gateway.settings import load_settings
 
@@ -286,7 +286,8 @@ def test_staff_page_records_for_the_confirmed_patient(tmp_path: Path) -> None:
             with sync_playwright() as driver:
                 browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 try:
-                    page = browser.new_page()
+                    # bypass_csp only lets the test inject axe-core
+                    page = browser.new_context(bypass_csp=True).new_page()
                     page.goto(f"http://127.0.0.1:{port}/")
                     page.get_by_test_id("login-username").fill("nurse")
                     page.get_by_test_id("login-password").fill(PASSWORD)
@@ -305,6 +306,12 @@ def test_staff_page_records_for_the_confirmed_patient(tmp_path: Path) -> None:
                         "() => /, ([1-9][0-9]+) frames/.test("
                         "document.querySelector('[data-testid=record-state]').textContent)",
                         timeout=20_000)
+                    page.add_script_tag(path=str(AXE))
+                    found = page.evaluate("""async () => (await axe.run(document, {runOnly:
+                        ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}))
+                        .violations.filter(v => ['serious', 'critical'].includes(v.impact))
+                        .map(v => v.id + ': ' + v.nodes.map(n => n.target).join(' '))""")
+                    assert found == [], found
                     page.get_by_test_id("record-snapshot").click()
                     expect(state).to_contain_text("1 stills", timeout=10_000)
                     page.get_by_test_id("record-stop").click()
