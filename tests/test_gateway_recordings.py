@@ -300,6 +300,7 @@ def test_staff_page_records_for_the_confirmed_patient(tmp_path: Path) -> None:
                     page.select_option("#procedure", "endoscopic")
                     expect(page.get_by_test_id("record-stop")).to_be_disabled()
                     page.get_by_test_id("record-start").click()
+                    expect(page.locator("#change")).to_be_disabled()
                     state = page.get_by_test_id("record-state")
                     expect(state).to_contain_text("recording: ", timeout=15_000)
                     page.wait_for_function(
@@ -317,6 +318,7 @@ def test_staff_page_records_for_the_confirmed_patient(tmp_path: Path) -> None:
                     page.get_by_test_id("record-stop").click()
                     expect(state).to_contain_text("stopped: ", timeout=30_000)
                     expect(page.get_by_test_id("record-start")).to_be_enabled()
+                    expect(page.locator("#change")).to_be_enabled()
                     done = page.locator("[data-testid='job-card'][data-state='done']").first
                     done.wait_for(timeout=90_000)
                     expect(done).to_contain_text("stored in PACS")

@@ -27,6 +27,7 @@ function recordingButtons(active) {
   $("record-start").disabled = active;
   $("record-stop").disabled = !active;
   $("record-snapshot").disabled = !active;
+  $("change").disabled = active;  // the recording is for the confirmed patient: stop first
 }
 
 function describe(state) {
