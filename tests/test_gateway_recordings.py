@@ -402,3 +402,12 @@ def test_stopped_recordings_are_forgotten_after_a_shift() -> None:
     live.add(one("b", "recording", long_ago))
     live.add(one("c", "stopped", time.time()))
     assert [r.id for r in live.all()] == ["c", "b"]
+
+
+def test_recording_actions_are_patient_record_events() -> None:
+    """In the DICOM audit export a recording's start, stills and stop are Patient Record
+    events (CID 400), not the generic Application Activity."""
+    from vid2dcm.apps.gateway.audit import event_of
+
+    assert [event_of(a).event_id[0] for a in ("start recording", "snapshot",
+                                              "stop recording")] == ["110110"] * 3
