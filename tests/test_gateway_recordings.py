@@ -95,6 +95,8 @@ def test_record_snapshot_stop_becomes_a_stored_job(tmp_path: Path) -> None:
             first = wait_for(nurse, rid, lambda s: all(x["frames"] > 0 for x in s["sources"]))
             assert first["state"] == "recording" and first["mpps"] == "in progress"
             assert "Doe" not in str(first) and "REC-1" not in str(first)  # no patient data
+            manifest = tmp_path / "data" / "uploads" / rid / "session.json"
+            assert "Doe" not in manifest.read_text() and "REC-1" not in manifest.read_text()
             later = wait_for(nurse, rid, lambda s: s["frames"] > first["frames"] + 10)
             assert later["bytes"] > first["bytes"] and later["duration_s"] > 0
             assert later["reconnects"] == 0
@@ -138,6 +140,7 @@ def test_record_snapshot_stop_becomes_a_stored_job(tmp_path: Path) -> None:
             # every frame the recorder counted is in PACS, per source
             assert frames == {x["name"]: x["frames"] for x in state["sources"]}
 
+            assert "Doe" not in manifest.read_text()  # finalised, and private again
             (step,) = scp.instances.values()
             assert step.PerformedProcedureStepStatus == "COMPLETED"
             assert scp.refused_sets == []

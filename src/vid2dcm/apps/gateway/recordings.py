@@ -165,6 +165,14 @@ def finish_mpps(recording: LiveRecording, discontinued: str | None) -> None:
         recording.mpps = f"failed: {exc}"
 
 
+def identity_free(metadata: Metadata) -> Metadata:
+    """What the recording folder keeps while it records: the UIDs' inputs only. The patient
+    and order live in the job store (sealed) and in memory; they are written into the
+    manifest only for the moment the worker finalises it (privacy at rest)."""
+    return Metadata(study_instance_uid=metadata.study_instance_uid,
+                    series_number=metadata.series_number, uid_root=metadata.uid_root)
+
+
 def is_recording(path: Path) -> bool:
     """An upload that is a recording folder (its path is the folder's manifest)."""
     return path.name == MANIFEST
@@ -190,7 +198,12 @@ def finalize_recording(manifest_path: Path, out_dir: Path, metadata: Metadata, i
         "uid_seed": None, "study_instance_uid": manifest.study_instance_uid})
     manifest.finalized = False
     write_json(manifest_path, manifest)
-    result = finalize(folder, out_dir, overwrite=True)
+    try:
+        result = finalize(folder, out_dir, overwrite=True)
+    finally:  # the patient leaves the folder again (a re-run or an assign writes it anew)
+        done = SessionManifest.model_validate_json(manifest_path.read_text("utf-8"))
+        done.metadata = identity_free(done.metadata)
+        write_json(manifest_path, done)
     files = []
     for path in result.files:
         ds = dcmread(path, stop_before_pixels=True)

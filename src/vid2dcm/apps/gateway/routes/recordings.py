@@ -22,6 +22,7 @@ from vid2dcm.apps.gateway.recordings import (
     configured_source,
     finish_mpps,
     folder_bytes,
+    identity_free,
     new_folder,
     sop_choice,
     start_mpps,
@@ -166,7 +167,7 @@ def start(body: RecordingRequest, request: Request, who: Uploader, settings: Set
     recording_id, folder = new_folder(settings)
     try:
         session = RecordingSession(
-            specs, folder, metadata, sop=sop_choice(body.sop),
+            specs, folder, identity_free(metadata), sop=sop_choice(body.sop),
             settings=RecorderSettings(max_segment_s=settings.recording_max_segment_s))
     except Vid2DcmError as exc:
         raise HTTPException(422, str(exc)) from exc
