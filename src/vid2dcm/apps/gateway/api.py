@@ -18,7 +18,16 @@ from fastapi.responses import FileResponse, JSONResponse
 from vid2dcm.apps.gateway.deps import caller
 from vid2dcm.apps.gateway.integration import lifespan
 from vid2dcm.apps.gateway.queue import JobQueue, make_queue
-from vid2dcm.apps.gateway.routes import auth, fhir, jobs, ops, page, uploads, worklist
+from vid2dcm.apps.gateway.routes import (
+    auth,
+    fhir,
+    jobs,
+    ops,
+    page,
+    recordings,
+    uploads,
+    worklist,
+)
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import open_store
 
@@ -69,7 +78,7 @@ def create_app(settings: ServiceSettings, queue: JobQueue | None = None) -> Fast
         return response
 
     for router in (page.router, ops.router, auth.router, uploads.router, jobs.router,
-                   worklist.router, fhir.router):
+                   worklist.router, recordings.router, fhir.router):
         app.include_router(router)
     app.include_router(uploads.tus_router(settings, app.state.store))
 

@@ -71,6 +71,7 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
         routed,
         set_status,
     )
+    from vid2dcm.apps.gateway.recordings import finalize_recording, is_recording
     from vid2dcm.core.uids import UidSource
     from vid2dcm.orders.order import OrderStatus
     from vid2dcm.pipeline import convert
@@ -95,27 +96,38 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
         if request.accession:
             metadata = from_worklist(settings, request.accession, metadata)
         order = find_order(settings, request.accession)
-        if order is not None:  # MPPS IN PROGRESS needs the study UID before conversion
+        recording = is_recording(upload.path)  # a stopped recording (routes/recordings.py)
+        if order is not None:
+            set_status(settings, order, OrderStatus.IN_PROGRESS)
+        if order is not None and not recording:  # a recording told its own MPPS already
+            # MPPS IN PROGRESS needs the study UID before conversion
             study_uid = metadata.study_instance_uid or UidSource(
                 metadata.uid_root, metadata.uid_seed).new("study")
             metadata = metadata.model_copy(update={"study_instance_uid": study_uid})
-            set_status(settings, order, OrderStatus.IN_PROGRESS)
             notices.append(mpps_start(settings, job_id, metadata,
                                       order.modality or SOP_MODALITY.get(request.sop, "OT")))
-        result = convert(upload.path, out_dir / "video.dcm", metadata=metadata,
-                         options=Request(sop=request.sop,  # type: ignore[arg-type]
-                                         transcode=request.transcode),  # type: ignore[arg-type]
-                         overwrite=True,
-                         progress=lambda _stage, done: store.progress(job_id, done or 0.0))
-        files = tuple(FileResult(name=f.path.name, sop_instance_uid=f.sop_instance_uid,
-                                 transfer_syntax_uid=f.transfer_syntax_uid, frames=f.frames,
-                                 bytes=f.size_bytes) for f in result.files)
-        study = str(dcmread(result.files[0].path, stop_before_pixels=True).StudyInstanceUID)
+        if recording:
+            files, study = finalize_recording(upload.path, out_dir, metadata, request.issue)
+            summary = JobResult(files=files, action="recording", study_instance_uid=study,
+                                worker=f"{socket.gethostname()}:{os.getpid()}")
+        else:
+            result = convert(upload.path, out_dir / "video.dcm", metadata=metadata,
+                             options=Request(sop=request.sop,  # type: ignore[arg-type]
+                                             transcode=request.transcode),  # type: ignore[arg-type]
+                             overwrite=True,
+                             progress=lambda _stage, done: store.progress(job_id, done or 0.0))
+            files = tuple(FileResult(name=f.path.name, sop_instance_uid=f.sop_instance_uid,
+                                     transfer_syntax_uid=f.transfer_syntax_uid,
+                                     frames=f.frames, bytes=f.size_bytes)
+                          for f in result.files)
+            study = str(dcmread(result.files[0].path,
+                                stop_before_pixels=True).StudyInstanceUID)
+            summary = JobResult(files=files, action=result.plan.action.value,
+                                warnings=tuple(result.warnings), study_instance_uid=study,
+                                worker=f"{socket.gethostname()}:{os.getpid()}")
         if settings.kos:
-            files += (key_images(out_dir, [f.path for f in result.files], metadata),)
-        summary = JobResult(files=files, action=result.plan.action.value,
-                            warnings=tuple(result.warnings), study_instance_uid=study,
-                            worker=f"{socket.gethostname()}:{os.getpid()}")
+            files += (key_images(out_dir, [out_dir / f.name for f in files], metadata),)
+            summary = summary.model_copy(update={"files": files})
     except Vid2DcmError as exc:
         notices.append(mpps_finish(settings, job_id, [], completed=False))
         store.finish(job_id, _noticed(None, notices), str(exc), failure_kind(exc))

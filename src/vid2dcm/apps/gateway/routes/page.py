@@ -9,7 +9,8 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
 
 WEB = Path(__file__).resolve().parent.parent / "web"
-ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "docs.js": "text/javascript"}
+ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "docs.js": "text/javascript",
+          "recording.js": "text/javascript"}
 
 router = APIRouter(include_in_schema=False)
 
