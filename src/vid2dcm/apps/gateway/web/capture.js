@@ -413,7 +413,7 @@ async function follow(jobId) {
     await new Promise((r) => setTimeout(r, 1000));
   }
   $("capture-state").dataset.job = jobId;
-  cameraOn();
+  // the camera stays off until "Camera on" (the next patient may be someone else)
 }
 
 // ---- fallback: the phone's own camera app ------------------------------------------------
