@@ -5,6 +5,8 @@ the PACS. Driven with Playwright and Debian chromium's fake camera, on loopback 
 
 from __future__ import annotations
 
+import itertools
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,7 +78,8 @@ def _record(gateway: Gateway, page: Any, seconds: float, cut: float = 0.0) -> di
     uploaded = time.monotonic()
     stats = page.locator("#capture-stats")
     page.get_by_test_id("capture-send").click()
-    expect(state).to_have_attribute("data-state", "stored", timeout=120_000)
+    expect(state).to_have_attribute("data-state", re.compile("stored|failed|held"),
+                                    timeout=120_000)
     stored = time.monotonic()
     return {"job": state.get_attribute("data-job"), "stop_to_uploaded": uploaded - stopped,
             "stop_to_stored": stored - stopped,
@@ -113,7 +116,7 @@ def _recorded(gateway: Gateway, job: dict[str, Any]) -> tuple[int, float, float]
         assert container.duration is None  # no duration written: never trusted
         times = [float(f.time) for f in container.decode(video=0) if f.time is not None]
     assert len(times) == decode_count(upload)[0]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     return len(times), times[-1] - times[0], max(gaps)
 
 
@@ -176,3 +179,49 @@ def test_network_cut_mid_recording_loses_nothing(gateway: Gateway, pacs: Orthanc
     assert 5.3 <= span <= 7.5, span
     assert gap < 0.5, gap
     print(f"\ncapture 6 s, 2 s cut: {result} frames={recorded} span={span:.2f} gap={gap:.2f}")
+
+
+def test_webrtc_live_stream_is_recorded_and_stored(gateway: Gateway, pacs: Orthanc,
+                                                   tmp_path: Path) -> None:
+    """The page streams its camera over WebRTC for 5 s; the gateway (aiortc) records it,
+    and on stop the recording is a job stored in the PACS, valid, with exact frame count.
+    The page shows bitrate and latency from the sender's RTCP statistics."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as driver:
+        browser = _browser(driver)
+        try:
+            context = browser.new_context(viewport={"width": 390, "height": 844})
+            context.grant_permissions(["camera", "microphone"])
+            page = context.new_page()
+            page.goto(gateway.url + "/capture")
+            page.get_by_test_id("login-username").fill("ward")
+            page.get_by_test_id("login-password").fill("ward password 1")
+            page.get_by_test_id("login-submit").click()
+            page.locator(".order[data-accession='GWACC1']").click(timeout=15_000)
+            page.get_by_test_id("confirm-patient").click()
+            state = page.get_by_test_id("capture-state")
+            expect(state).to_have_attribute("data-state", "ready", timeout=15_000)
+            page.get_by_test_id("live-start").click()
+            expect(state).to_have_attribute("data-state", "live", timeout=20_000)
+            time.sleep(5.0)
+            stats = page.get_by_test_id("live-stats")
+            expect(stats).to_have_attribute("data-kbps", re.compile(r"^[1-9]\d*$"))
+            latency = stats.get_attribute("data-latency-ms")
+            kbps = stats.get_attribute("data-kbps")
+            page.screenshot(path=str(DOCS_IMG / "capture-live.png"), full_page=True)
+            page.get_by_test_id("live-stop").click()
+            stopped = time.monotonic()
+            expect(state).to_have_attribute("data-state", re.compile("stored|failed|held"),
+                                    timeout=120_000)
+            stop_to_stored = time.monotonic() - stopped
+            job_id = state.get_attribute("data-job")
+        finally:
+            browser.close()
+    back, _ = _stored_instance(gateway, pacs, str(job_id), tmp_path)
+    assert back.decoded_frames == int(back.dataset.NumberOfFrames)
+    assert back.decoded_frames >= 40, back.decoded_frames  # 5 s of a 20 fps camera, less drops
+    # the live piece is kept by the gateway, never by the browser
+    assert (gateway.data / "webrtc").is_dir()
+    print(f"\nwebrtc 5 s: frames={back.decoded_frames} kbps={kbps} latency_ms={latency} "
+          f"stop_to_stored={stop_to_stored:.2f}")

@@ -174,7 +174,7 @@ async function cameraOn() {
   }
   $("camera").srcObject = stream;
   $("camera").hidden = false; $("review").hidden = true;
-  $("start").disabled = false;
+  $("start").disabled = false; $("live-start").disabled = false;
   setState("ready", "Ready to record");
 }
 
@@ -182,7 +182,7 @@ function cameraOff() {
   if (stream) for (const track of stream.getTracks()) track.stop();
   stream = null;
   $("camera").srcObject = null;
-  $("start").disabled = true;
+  $("start").disabled = true; $("live-start").disabled = true;
 }
 
 // ---- tus with a length known only at the end -------------------------------------------
@@ -416,6 +416,80 @@ async function follow(jobId) {
   // the camera stays off until "Camera on" (the next patient may be someone else)
 }
 
+// ---- live: WebRTC to the gateway, which records (nothing is stored on the device) ----------
+
+let live = null;  // {pc, id, timer, last}
+
+async function liveStart() {
+  $("capture-error").textContent = "";
+  if (!stream || !patient || live || recorder) return;
+  const pc = new RTCPeerConnection({iceServers: []});
+  for (const track of stream.getVideoTracks()) pc.addTrack(track, stream);
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {  // no trickle: the offer carries every candidate
+    if (pc.iceGatheringState === "complete") return resolve();
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") resolve();
+    });
+  });
+  let answer;
+  try {
+    answer = await (await postJson("/webrtc/offer", {sdp: pc.localDescription.sdp,
+                                                     type: "offer"})).json();
+  } catch (e) { pc.close(); $("capture-error").textContent = e.message; return; }
+  await pc.setRemoteDescription({type: answer.type, sdp: answer.sdp});
+  live = {pc, id: answer.id, timer: setInterval(liveStats, 1000), last: null};
+  pc.addEventListener("connectionstatechange", () => {
+    if (pc.connectionState === "connected") setState("live", "Streaming live to the gateway");
+    if (pc.connectionState === "failed") setState("offline", "Live stream lost");
+  });
+  setState("connecting", "Connecting");
+  $("start").hidden = true; $("live-start").hidden = true; $("live-stop").hidden = false;
+  $("change").disabled = true;
+}
+
+async function liveStats() {
+  if (!live) return;
+  const report = await live.pc.getStats();
+  let bytes = 0, rtt = null, at = performance.now();
+  report.forEach((s) => {
+    if (s.type === "outbound-rtp" && s.kind === "video") bytes = s.bytesSent;
+    if (s.type === "remote-inbound-rtp" && s.kind === "video" && s.roundTripTime !== undefined) {
+      rtt = s.roundTripTime;
+    }
+    if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined &&
+        rtt === null) rtt = s.currentRoundTripTime;
+  });
+  const el = $("live-stats");
+  if (live.last) {
+    const kbit = Math.round((bytes - live.last.bytes) * 8 / (at - live.last.at));
+    el.dataset.kbps = String(kbit);
+    el.textContent = `${kbit} kbit/s`;
+  }
+  if (rtt !== null) {
+    el.dataset.latencyMs = String(Math.round(rtt * 500));  // one way: half the round trip
+    el.textContent += ` · latency ≈ ${Math.round(rtt * 500)} ms`;
+  }
+  live.last = {bytes, at};
+}
+
+async function liveStop() {
+  if (!live) return;
+  const {pc, id, timer} = live;
+  clearInterval(timer);
+  live = null;
+  try {
+    const body = {sop: $("procedure").value, ...patient.body};
+    const job = await (await postJson(`/webrtc/${id}/stop`, body)).json();
+    pc.close();
+    cameraOff();
+    $("live-stop").hidden = true; $("live-start").hidden = false; $("start").hidden = false;
+    $("change").disabled = false;
+    setState("sent", "Sent: converting");
+    follow(job.id);
+  } catch (e) { pc.close(); $("capture-error").textContent = e.message; setState("error", "Live stream failed"); }
+}
+
 // ---- fallback: the phone's own camera app ------------------------------------------------
 
 async function sendFile(file) {
@@ -448,6 +522,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("stop").addEventListener("click", stop);
   $("send").addEventListener("click", send);
   $("discard").addEventListener("click", discard);
+  $("live-start").addEventListener("click", liveStart);
+  $("live-stop").addEventListener("click", liveStop);
   $("native").addEventListener("change", (e) => {
     const file = e.target.files[0]; e.target.value = ""; sendFile(file);
   });
