@@ -46,7 +46,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, pacs: Orthanc) -> Iterator
             yield server
 
 
-def _record(gateway: Gateway, page: Any, seconds: float, cut: float = 0.0) -> dict[str, Any]:
+def _record(gateway: Gateway, page: Any, seconds: float, cut: float = 0.0,
+            shot: Path | None = None) -> dict[str, Any]:
     """Sign in, confirm the order's patient, record `seconds` (with the gateway unreachable
     for `cut` seconds in the middle), stop, send; the job id and timings."""
     from playwright.sync_api import expect
@@ -71,6 +72,9 @@ def _record(gateway: Gateway, page: Any, seconds: float, cut: float = 0.0) -> di
         expect(state).to_have_attribute("data-state", "offline", timeout=5_000)
         time.sleep(max(0.0, cut - 1.0))
         page.unroute("**/files/**")
+    if shot:
+        time.sleep(1.5)
+        page.screenshot(path=str(shot), full_page=True)
     time.sleep(max(0.0, seconds - (time.monotonic() - begun)))
     page.get_by_test_id("capture-stop").click()
     stopped = time.monotonic()
@@ -137,9 +141,9 @@ def test_record_four_seconds_on_a_phone_lands_in_the_pacs(gateway: Gateway, pacs
             context = browser.new_context(viewport={"width": 390, "height": 844})
             context.grant_permissions(["camera", "microphone"])
             page = context.new_page()
-            result = _record(gateway, page, 4.0)
             DOCS_IMG.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(DOCS_IMG / "capture-phone.png"), full_page=True)
+            result = _record(gateway, page, 4.0, shot=DOCS_IMG / "capture-phone-recording.png")
+            page.screenshot(path=str(DOCS_IMG / "capture-phone-stored.png"), full_page=True)
             page.set_viewport_size({"width": 360, "height": 740})
             overflow = page.evaluate("() => document.documentElement.scrollWidth - "
                                      "document.documentElement.clientWidth")

@@ -15,6 +15,7 @@ Sessions live in this process (`vid2dcm serve` runs one uvicorn process)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -149,6 +150,8 @@ async def offer(body: Offer, request: Request, who: Uploader, settings: Settings
     """Answer a sender's SDP offer and record its video track until POST /webrtc/{id}/stop."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+    if "\nm=video " not in body.sdp.replace("\r\n", "\n"):
+        raise HTTPException(400, "sdp: the offer carries no video track")
     sessions = _sessions(request)
     if len(sessions) >= MAX_SESSIONS:
         raise HTTPException(503, "too many live streams at once; try again shortly")
@@ -170,6 +173,7 @@ async def offer(body: Offer, request: Request, who: Uploader, settings: Settings
         await pc.setLocalDescription(await pc.createAnswer())
     except (ValueError, RuntimeError) as exc:
         await pc.close()
+        shutil.rmtree(folder, ignore_errors=True)
         raise HTTPException(400, f"sdp: the offer cannot be answered ({exc})") from exc
     sessions[live_id] = session
     asyncio.get_running_loop().call_later(START_TIMEOUT_S, _drop_if_silent, sessions, live_id)

@@ -315,6 +315,7 @@ async function record() {
   started = performance.now();
   setState("recording", "Recording");
   $("start").hidden = true; $("pause").hidden = false; $("stop").hidden = false;
+  $("live-start").hidden = true; $("camera-on").hidden = true; $("fallback").hidden = true;
   $("change").disabled = true;
   stats = setInterval(showStats, 500);
 }
@@ -372,6 +373,7 @@ function forget() {
   $("review").removeAttribute("src"); $("review").load(); $("review").hidden = true;
   $("send").hidden = true; $("discard").hidden = true;
   $("start").hidden = false; $("change").disabled = false;
+  $("live-start").hidden = false; $("camera-on").hidden = false; $("fallback").hidden = false;
   $("pause").textContent = "Pause";
   cameraOff();
 }
@@ -445,6 +447,7 @@ async function liveStart() {
   });
   setState("connecting", "Connecting");
   $("start").hidden = true; $("live-start").hidden = true; $("live-stop").hidden = false;
+  $("camera-on").hidden = true; $("fallback").hidden = true;
   $("change").disabled = true;
 }
 
@@ -484,6 +487,7 @@ async function liveStop() {
     pc.close();
     cameraOff();
     $("live-stop").hidden = true; $("live-start").hidden = false; $("start").hidden = false;
+    $("camera-on").hidden = false; $("fallback").hidden = false;
     $("change").disabled = false;
     setState("sent", "Sent: converting");
     follow(job.id);
