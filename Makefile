@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench robustness clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,11 @@ test: setup lint
 bench: setup
 	scripts/install-system-deps --bench
 	$(BIN)/python benchmarks/run.py
+
+## The large randomised robustness run (issue 10): >= 1000 FFmpeg-made cases, success rate by
+## class, every failure named; writes docs/robustness.md (about 15 min on 2 cores).
+robustness: setup
+	nice -n 10 $(BIN)/python benchmarks/robustness.py --cases 1000
 
 ## ruff, mypy --strict, and the import contract (layers point down, no cycles: pyproject.toml).
 lint: setup

@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-from vid2dcm.core.errors import NotStorableError, OutputError, UsageError
+from vid2dcm.core.errors import NotStorableError, OutputError, UsageError, Vid2DcmError
 from vid2dcm.core.media_info import MediaInfo
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.core.syntaxes import lossy_method_for
@@ -102,7 +102,49 @@ def convert(source: str | Path, out: str | Path | None = None, *,
     options = options or Request()
     say: Progress = progress or _quiet
     say("probing", None)
-    info = probe(source)
+    info = probe(source, options.stream, options.frame_rate)
+    first = _convert_stream(source, info, out, metadata, options, overwrite, say,
+                            first_instance, predecessor)
+    if options.stream is not None:
+        return first
+    others = [i for i in info.video_stream_indexes if i != info.video.index]
+    return _more_streams(first, source, others, metadata, options, overwrite, say)
+
+
+def _more_streams(first: ConversionResult, source: Path, others: list[int],
+                  metadata: Metadata, options: Request, overwrite: bool, say: Progress
+                  ) -> ConversionResult:
+    """Every further video stream (a room camera beside the scope) becomes its own instance in
+    its own series of the same study, named <output>_stream<N>.dcm. A stream that cannot be
+    converted is named in a warning; the others are kept."""
+    files = list(first.files)
+    warnings = list(first.warnings)
+    base = first.files[0].path
+    for index in others:
+        target = base.with_name(f"{base.stem}_stream{index}{base.suffix or '.dcm'}")
+        seed = f"{metadata.uid_seed}/stream{index}" if metadata.uid_seed else None
+        stream_meta = metadata.model_copy(update={
+            "study_instance_uid": first.study_instance_uid, "series_instance_uid": None,
+            "series_number": metadata.series_number + len({f.series_instance_uid
+                                                           for f in files}),
+            "uid_seed": seed})
+        try:
+            info = probe(source, index, options.frame_rate)
+            more = _convert_stream(source, info, target, stream_meta,
+                                   replace(options, stream=index), overwrite, say)
+        except Vid2DcmError as exc:
+            warnings.append(f"video stream #{index} not converted: {exc}")
+            continue
+        files += more.files
+        warnings += [f"stream #{index}: {w}" for w in more.warnings
+                     if w not in warnings and not w.startswith("video stream #")]
+    return replace(first, files=tuple(files), warnings=tuple(warnings))
+
+
+def _convert_stream(source: Path, info: MediaInfo, out: str | Path | None, metadata: Metadata,
+                    options: Request, overwrite: bool, say: Progress, first_instance: int = 1,
+                    predecessor: str | None = None) -> ConversionResult:
+    """probe -> plan -> produce -> write for the one video stream info describes."""
     plan = plan_conversion(info, options)
     if not plan.storable:
         raise _not_storable(plan, options)
@@ -134,6 +176,8 @@ def convert(source: str | Path, out: str | Path | None = None, *,
     if stats is not None and stats.lost_frames:
         warnings.append(f"{stats.lost_frames} of {stats.packets_in} frames could not be decoded "
                         "(damaged input) and are missing from the output")
+    if plan.video_target is None and plan.frame_syntax is None:
+        stats = None  # only audio was re-encoded: the video was copied, not transcoded
     return ConversionResult(info, plan, tuple(written), written[0].study_instance_uid,
                             written[0].series_instance_uid, tuple(warnings), stats, quality)
 
@@ -150,11 +194,15 @@ def _transcode(info: MediaInfo, plan: Plan, options: Request, work: Path, say: P
                       lambda done: say(stage, done))
     wrapped = probe(encoded)
     wrap_plan = plan_conversion(wrapped, replace(options, transcode=TranscodePolicy.NEVER))
-    if not wrap_plan.storable or wrap_plan.transfer_syntax is not plan.transfer_syntax:
+    wanted = plan.transfer_syntax
+    got = wrap_plan.transfer_syntax
+    if not wrap_plan.storable or got is None or wanted is None or got.codec != wanted.codec:
         rules = "; ".join(wrap_plan.broken_rules) or (
-            f"{wrap_plan.transfer_syntax.name if wrap_plan.transfer_syntax else '?'} instead of "
-            f"{plan.transfer_syntax.name if plan.transfer_syntax else '?'}")
+            f"{got.name if got else '?'} instead of {wanted.name if wanted else '?'}")
         raise OutputError(f"the encoder's output does not qualify for DICOM: {rules}")
+    # The encoded stream is labelled with the syntax it qualifies for, which may be a narrower
+    # one than the target (a High@4.1 encode at a BD size and rate is BD-compatible, .103):
+    # every such label is legal for the stream, so a good encode is never failed.
     return stats, wrapped, wrap_plan
 
 

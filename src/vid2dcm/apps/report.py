@@ -233,6 +233,7 @@ def probe_report(info: MediaInfo, plan: Plan) -> ProbeReport:
     media = to_plain(info)
     media["video"].pop("keyframes", None)
     media["video"]["keyframe_count"] = len(info.video.keyframes)
+    media["facts"] = to_plain(info.facts)  # each number with where it came from (issue 10)
     return ProbeReport(media=media, plan=PlanReport(
         action=plan.action.value,
         iod=plan.iod.name,

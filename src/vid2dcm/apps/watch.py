@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vid2dcm.apps.batch import SKIPPED_SUFFIXES
-from vid2dcm.core.errors import DeliveryError, Vid2DcmError
+from vid2dcm.core.errors import DeliveryError, OutputError, Vid2DcmError
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.delivery.destinations import Destination
 from vid2dcm.pipeline import convert
@@ -58,7 +58,7 @@ def process(path: Path, folder: Path, metadata: Metadata, options: Request,
     out = folder / DICOM
     out.mkdir(exist_ok=True)
     try:
-        result = convert(path, out, metadata=metadata, options=options, overwrite=True)
+        result = convert(path, free_output(out, path), metadata=metadata, options=options)
         problems = []
         if destinations:
             from vid2dcm.delivery.send import deliver
@@ -75,13 +75,35 @@ def process(path: Path, folder: Path, metadata: Metadata, options: Request,
         return _finish(path, folder, False, str(exc), exc.exit_code)
 
 
+def free_output(out: Path, source: Path) -> Path:
+    """A name in out that no earlier output uses: case.mp4 and case.mov dropped together
+    become case.dcm and case_mov.dcm (then case_mov_2.dcm ...), never one over the other.
+    A name is taken when it or any of its numbered parts (name_001.dcm, name_stream1.dcm)
+    exists."""
+    ext = source.suffix.lstrip(".").lower()
+    stems = [source.stem, *([f"{source.stem}_{ext}"] if ext else [])]
+    stems += [f"{stems[-1]}_{n}" for n in range(2, 10_000)]
+    for stem in stems:
+        if not (out / f"{stem}.dcm").exists() and not any(out.glob(f"{_glob_safe(stem)}_*.dcm")):
+            return out / f"{stem}.dcm"
+    raise OutputError(f"no free output name for {source.name} in {out}")
+
+
+def _glob_safe(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
 def _finish(path: Path, folder: Path, ok: bool, message: str, code: int = 0) -> WatchEvent:
     target = folder / (DONE if ok else FAILED)
     target.mkdir(exist_ok=True)
     moved = target / path.name
+    n = 1
+    while moved.exists():  # the same name dropped again: keep both inputs
+        n += 1
+        moved = target / f"{path.stem}_{n}{path.suffix}"
     shutil.move(str(path), moved)
     if not ok:
-        (target / (path.name + ".reason.txt")).write_text(message + "\n", encoding="utf-8")
+        (target / (moved.name + ".reason.txt")).write_text(message + "\n", encoding="utf-8")
     return WatchEvent(moved, ok, message, code)
 
 

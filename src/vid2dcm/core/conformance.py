@@ -60,8 +60,11 @@ def _common_rules(v: VideoStreamInfo) -> list[str]:
     broken = []
     if v.chroma != "4:2:0":
         broken.append(f"chroma is {v.chroma} ({v.pix_fmt}); DICOM video needs 4:2:0")
-    if v.bit_depth != 8:
-        broken.append(f"{v.bit_depth}-bit samples ({v.pix_fmt}); the video IODs need 8 bits")
+    depths = {s.bit_depth for s in ts.for_codec(v.codec)} or {8}
+    if v.bit_depth not in depths:
+        allowed = " or ".join(str(d) for d in sorted(depths))
+        broken.append(f"{v.bit_depth}-bit samples ({v.pix_fmt}); DICOM stores {v.codec} "
+                      f"with {allowed} bits")
     if v.rotation:
         broken.append(f"the container asks players to rotate by {v.rotation} degrees; DICOM "
                       "viewers ignore that, so the pixels must be rotated")
@@ -73,20 +76,31 @@ def _square(v: VideoStreamInfo) -> bool:
 
 
 def _h264(v: VideoStreamInfo) -> tuple[VideoTransferSyntax | None, list[str]]:
+    if v.profile in ts.H264_STEREO_HP42.profiles:
+        level = levels.h264_level(ts.H264_STEREO_HP42.max_level)
+        limit = (None if (v.level or 0) <= level.level_idc else
+                 f"H.264 Level {(v.level or 0) / 10:g} signalled; Stereo High stops at 4.2")
+        limit = limit or levels.h264_fits(level, v.width, v.height, float(v.timing.rate))
+        return (None, [limit]) if limit else (ts.H264_STEREO_HP42, [])
     if v.profile not in ts.H264_HP41.profiles:
         return None, [f"H.264 {v.profile or 'unknown'} profile; DICOM stores H.264 High "
                       "profile only"]
     signalled = v.level or 0
     rate = float(v.timing.rate)
     l41, l42 = ts.H264_HP41.max_level, ts.H264_HP42_2D.max_level
-    if signalled <= l41:
-        limit = levels.h264_fits(levels.h264_level(l41), v.width, v.height, rate)
+    stereo = v.stereo is not None
+    if signalled <= l41 and not stereo:
+        level = levels.h264_level(l41)
+        limit = (levels.h264_fits(level, v.width, v.height, rate)
+                 or levels.h264_bit_rate_fits(level, v.peak_bit_rate))
         if limit is None:
             return (ts.H264_HP41_BD if _is_bd(v) else ts.H264_HP41), []
     if signalled <= l42:
-        limit = levels.h264_fits(levels.h264_level(l42), v.width, v.height, rate)
+        level = levels.h264_level(l42)
+        limit = (levels.h264_fits(level, v.width, v.height, rate)
+                 or levels.h264_bit_rate_fits(level, v.peak_bit_rate))
         if limit is None:
-            return ts.H264_HP42_2D, []
+            return (ts.H264_HP42_3D if stereo else ts.H264_HP42_2D), []
         return None, [limit]
     return None, [f"H.264 Level {signalled // 10}.{signalled % 10} signalled; DICOM stores "
                   "H.264 up to Level 4.2"]
@@ -101,18 +115,24 @@ def _is_bd(v: VideoStreamInfo) -> bool:
 
 def _hevc(v: VideoStreamInfo) -> tuple[VideoTransferSyntax | None, list[str]]:
     broken = []
-    if v.profile not in ts.HEVC_MP51.profiles:
-        broken.append(f"HEVC {v.profile or 'unknown'} profile; only HEVC Main is storable "
-                      "in the 8-bit video IODs")
+    syntax = ts.HEVC_M10P51 if v.profile in ts.HEVC_M10P51.profiles else ts.HEVC_MP51
+    if v.profile not in syntax.profiles:
+        broken.append(f"HEVC {v.profile or 'unknown'} profile; DICOM stores HEVC Main and "
+                      "Main 10 only")
+    elif v.bit_depth != syntax.bit_depth and v.bit_depth in (8, 10):
+        broken.append(f"HEVC {v.profile} profile with {v.bit_depth}-bit samples; "
+                      f"{syntax.name} describes {syntax.bit_depth}-bit samples (Bits Stored "
+                      f"{syntax.bits[1]})")
     if v.level is None or v.level > ts.HEVC_MP51.max_level:
         shown = levels.hevc_level_name(v.level) if v.level else "unknown"
         broken.append(f"HEVC Level {shown} signalled; DICOM stores HEVC up to Level 5.1")
     if v.tier == "High":
         broken.append("HEVC High tier; DICOM stores HEVC Main tier only")
-    limit = levels.hevc_fits_51(v.width, v.height, float(v.timing.rate))
+    limit = (levels.hevc_fits_51(v.width, v.height, float(v.timing.rate))
+             or levels.hevc_bit_rate_fits_51(v.peak_bit_rate))
     if limit:
         broken.append(limit)
-    return (None if broken else ts.HEVC_MP51), broken
+    return (None if broken else syntax), broken
 
 
 def _mpeg2(v: VideoStreamInfo) -> tuple[VideoTransferSyntax | None, list[str]]:

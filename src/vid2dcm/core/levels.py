@@ -12,6 +12,10 @@ class H264Level:
     level_idc: int
     max_macroblocks_per_s: int
     max_frame_macroblocks: int
+    max_bit_rate_kbit: int = 0
+    """MaxBR of Table A-1 in units of 1000 bit/s (cpbBrVclFactor 1000: Baseline/Main)."""
+    max_cpb_kbit: int = 0
+    """MaxCPB of Table A-1 in units of 1000 bits."""
 
     @property
     def name(self) -> str:
@@ -19,22 +23,22 @@ class H264Level:
 
 
 H264_LEVELS: tuple[H264Level, ...] = (
-    H264Level(10, 1485, 99),
-    H264Level(11, 3000, 396),
-    H264Level(12, 6000, 396),
-    H264Level(13, 11880, 396),
-    H264Level(20, 11880, 396),
-    H264Level(21, 19800, 792),
-    H264Level(22, 20250, 1620),
-    H264Level(30, 40500, 1620),
-    H264Level(31, 108000, 3600),
-    H264Level(32, 216000, 5120),
-    H264Level(40, 245760, 8192),
-    H264Level(41, 245760, 8192),
-    H264Level(42, 522240, 8704),
-    H264Level(50, 589824, 22080),
-    H264Level(51, 983040, 36864),
-    H264Level(52, 2073600, 36864),
+    H264Level(10, 1485, 99, 64, 175),
+    H264Level(11, 3000, 396, 192, 500),
+    H264Level(12, 6000, 396, 384, 1000),
+    H264Level(13, 11880, 396, 768, 2000),
+    H264Level(20, 11880, 396, 2000, 2000),
+    H264Level(21, 19800, 792, 4000, 4000),
+    H264Level(22, 20250, 1620, 4000, 4000),
+    H264Level(30, 40500, 1620, 10000, 10000),
+    H264Level(31, 108000, 3600, 14000, 14000),
+    H264Level(32, 216000, 5120, 20000, 20000),
+    H264Level(40, 245760, 8192, 20000, 25000),
+    H264Level(41, 245760, 8192, 50000, 62500),
+    H264Level(42, 522240, 8704, 50000, 62500),
+    H264Level(50, 589824, 22080, 135000, 135000),
+    H264Level(51, 983040, 36864, 240000, 240000),
+    H264Level(52, 2073600, 36864, 240000, 240000),
 )
 
 
@@ -64,6 +68,42 @@ def h264_fits(level: H264Level, width: int, height: int, rate: float) -> str | N
             f"{width}x{height} at {rate:.3f} fps is {frame_mbs * rate:.0f} macroblocks/s, over the "
             f"{level.max_macroblocks_per_s} of Level {level.name}"
         )
+    return None
+
+
+HIGH_PROFILE_BR_FACTOR = 1.25
+"""H.264 Table A-2: High profile cpbBrVclFactor 1250 against 1000 for Main."""
+
+
+def h264_bit_rate_fits(level: H264Level, peak_bits_per_s: int | None, high: bool = True
+                       ) -> str | None:
+    """None when no one-second window holds more bits than the level's HRD could deliver in a
+    second (MaxBR x 1 s plus a full CPB: a necessary condition of Annex C), else the excess."""
+    if peak_bits_per_s is None or not level.max_bit_rate_kbit:
+        return None
+    factor = 1000 * (HIGH_PROFILE_BR_FACTOR if high else 1.0)
+    allowed = (level.max_bit_rate_kbit + level.max_cpb_kbit) * factor
+    if peak_bits_per_s > allowed:
+        return (f"a measured peak of {peak_bits_per_s / 1e6:.1f} Mbit in one second exceeds "
+                f"Level {level.name} (MaxBR {level.max_bit_rate_kbit * factor / 1e6:g} Mbit/s "
+                f"plus MaxCPB {level.max_cpb_kbit * factor / 1e6:g} Mbit, H.264 Table A-1)")
+    return None
+
+
+HEVC_L51_MAX_BR_KBIT = 40_000
+HEVC_L51_MAX_CPB_KBIT = 40_000
+"""H.265 Table A.8, Main tier Level 5.1 (CpbBrVclFactor 1000 for Main and Main 10)."""
+
+
+def hevc_bit_rate_fits_51(peak_bits_per_s: int | None) -> str | None:
+    """As h264_bit_rate_fits, for HEVC Main tier Level 5.1."""
+    if peak_bits_per_s is None:
+        return None
+    allowed = (HEVC_L51_MAX_BR_KBIT + HEVC_L51_MAX_CPB_KBIT) * 1000
+    if peak_bits_per_s > allowed:
+        return (f"a measured peak of {peak_bits_per_s / 1e6:.1f} Mbit in one second exceeds "
+                "HEVC Main tier Level 5.1 (MaxBR 40 Mbit/s plus MaxCPB 40 Mbit, H.265 "
+                "Table A.8)")
     return None
 
 

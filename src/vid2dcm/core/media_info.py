@@ -21,6 +21,12 @@ class FrameTiming:
     """Display-order frame intervals when the rate varies and there are few enough to keep."""
     count_source: str
     """Where the frame count came from, for people who must trust it."""
+    rate_source: str = "packet timestamps"
+    """Where the frame rate came from: packet timestamps (measured), a standard rate the
+    rounded timestamps fit exactly, the SPS/VPS VUI timing, the stream header, or --frame-rate."""
+    null_frames: int = 0
+    """Index entries without a coded picture (AVI 'drop'/repeat frames): the previous picture
+    stays on screen, so they lengthen the frame before them instead of counting as frames."""
 
     @property
     def cine_rate(self) -> int:
@@ -62,6 +68,31 @@ class VideoStreamInfo:
     packet_bytes: int
     has_timestamps: bool
     """False for raw elementary streams: timestamps must be made before muxing."""
+    peak_bit_rate: int | None = None
+    """Highest bit rate over any 1 s window of decode-order packets (bits/s), measured."""
+    stereo: str | None = None
+    """Stereo 3D signalling of the first picture (frame-packing SEI: 'side by side', ...)."""
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """Any stream of the input, as probe lists it (kept or not)."""
+
+    index: int
+    kind: str
+    """video, audio, subtitle, data or attachment."""
+    codec: str
+    detail: str = ""
+    """Size and rate for video, language or handler for the others."""
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One number probe reports, with where it came from."""
+
+    name: str
+    value: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -89,3 +120,35 @@ class MediaInfo:
     """ISO BMFF brand: 'qt  ' marks QuickTime, which is not an MP4 container for DICOM."""
     creation_time: datetime | None = None
     """When the recording started, as the container says (recorders and phones write it)."""
+    streams: tuple[StreamSummary, ...] = field(default=())
+    """Every stream of the input, in container order (the chosen video is `video`)."""
+    warnings: tuple[str, ...] = field(default=())
+    """What probing had to work around (truncation, index mismatch, ignored streams)."""
+
+    @property
+    def video_stream_indexes(self) -> tuple[int, ...]:
+        return tuple(s.index for s in self.streams if s.kind == "video") or (self.video.index,)
+
+    @property
+    def facts(self) -> tuple[Fact, ...]:
+        """Each number probe reports, with its source (index, packet count, VUI, measured)."""
+        v, t = self.video, self.video.timing
+        facts = [
+            Fact("frames", str(t.frame_count), t.count_source),
+            Fact("frame rate", f"{float(t.rate):.4f}", t.rate_source),
+            Fact("frame time (ms)", "vector" if t.frame_deltas_ms else f"{t.frame_time_ms:.4f}",
+                 "packet timestamps (display-order intervals)" if t.frame_deltas_ms
+                 else "1000 / frame rate"),
+            Fact("duration (s)", f"{t.duration_s:.3f}",
+                 "packet timestamps" if v.has_timestamps else "frames / frame rate"),
+            Fact("size", f"{v.width}x{v.height}", "codec parameters (sequence header)"),
+            Fact("level", str(v.level) if v.level is not None else "unknown",
+                 "bitstream (SPS/VPS/sequence header)"),
+        ]
+        if t.null_frames:
+            facts.append(Fact("null frames", str(t.null_frames),
+                              "container index entries without a coded picture"))
+        if v.peak_bit_rate is not None:
+            facts.append(Fact("peak bit rate (bit/s)", str(v.peak_bit_rate),
+                              "measured: most packet bytes in any 1 s window"))
+        return tuple(facts)

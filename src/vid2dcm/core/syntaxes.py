@@ -46,6 +46,17 @@ class VideoTransferSyntax:
     encoder_level: str | None = None
     transcode_box: tuple[int, int] | None = None
     """Largest picture a transcode to this syntax keeps (delivery re-encodes for a peer)."""
+    stereo_pairs: bool = False
+    """Stereo Pairs Present (0022,0028) is YES: the bitstream carries stereoscopic pictures
+    (PS3.5 8.2.8 Table 8-8: frame packing for .105, the Stereo High profile for .106)."""
+
+    @property
+    def bits(self) -> tuple[int, int, int]:
+        """(Bits Allocated, Bits Stored, High Bit) PS3.5 requires for this syntax: 8/8/7, and
+        16/10/9 for HEVC Main 10 (PS3.5 8.2.11)."""
+        if self.bit_depth == 8:
+            return 8, 8, 7
+        return 16, self.bit_depth, self.bit_depth - 1
 
 
 H264_HIGH = frozenset({"High", "Progressive High", "Constrained High"})
@@ -80,14 +91,39 @@ H264_HP42_2D = VideoTransferSyntax(
     "Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video", True,
     encoder="libx264", encoder_level="4.2", transcode_box=(1920, 1080),
 )
+H264_HP42_3D = VideoTransferSyntax(
+    pu.MPEG4HP423D, "MPEG-4 AVC/H.264 High Profile / Level 4.2 For 3D Video", "h264",
+    H264_HIGH, 42, ISO_H264, MP4_OR_TS, False, pu.MPEG4HP423DF,
+    "Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.2 For 3D Video", True,
+    stereo_pairs=True,
+)
+"""Chosen when the first picture carries an H.264 frame-packing arrangement SEI (FFmpeg's
+stereo-3D side data); never produced by the transcode path."""
+H264_STEREO_HP42 = VideoTransferSyntax(
+    pu.MPEG4HP42STEREO, "MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2", "h264",
+    frozenset({"Stereo High"}), 42, ISO_H264, MP4_OR_TS, False, pu.MPEG4HP42STEREOF,
+    "Fragmentable MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2", True,
+    stereo_pairs=True,
+)
+"""Only when the decoder reports the Stereo High profile. FFmpeg's H.264 decoder ignores
+MVC subset SPS and NAL types 15/20 and reports an MVC file by its base view (High), so
+in practice an MVC input is stored as its 2D base view; the dependent view is lost."""
 HEVC_MP51 = VideoTransferSyntax(
     pu.HEVCMP51, "HEVC/H.265 Main Profile / Level 5.1", "hevc", frozenset({"Main"}), 153,
     ISO_HEVC, MP4_OR_TS, True, None, None, False,
     encoder="libx265", encoder_level="5.1",
 )
+HEVC_M10P51 = VideoTransferSyntax(
+    pu.HEVCM10P51, "HEVC/H.265 Main 10 Profile / Level 5.1", "hevc", frozenset({"Main 10"}),
+    153, ISO_HEVC, MP4_OR_TS, True, None, None, False, bit_depth=10,
+)
+"""Stored as-is (copy only): 10-bit samples are kept. HEVC syntaxes already allow several
+fragments (PS3.5 8.2.10, 8.2.11), so there is no '.108.1' Fragmentable twin (PS3.6 has
+none; pydicom neither)."""
 
 VIDEO_TRANSFER_SYNTAXES: tuple[VideoTransferSyntax, ...] = (
-    MPEG2_MPML, MPEG2_MPHL, H264_HP41, H264_HP41_BD, H264_HP42_2D, HEVC_MP51,
+    MPEG2_MPML, MPEG2_MPHL, H264_HP41, H264_HP41_BD, H264_HP42_2D, H264_HP42_3D,
+    H264_STEREO_HP42, HEVC_MP51, HEVC_M10P51,
 )
 """The registry; core/conformance.py decides which entry a stream qualifies for."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from fractions import Fraction
 
 from vid2dcm.core import syntaxes as ts
 from vid2dcm.core.conformance import choose_transfer_syntax
@@ -76,8 +77,18 @@ class Request:
     """Compute PSNR/SSIM of a transcoded video against its source (costs a second decode)."""
     frames: FrameEncoding | None = None
     """Store frame by frame with this encoding (default JPEG for the US and SC IODs)."""
+    stream: int | None = None
+    """Convert only this video stream (container index, as probe lists it); by default every
+    video stream becomes its own instance in its own series of the same study."""
+    frame_rate: Fraction | None = None
+    """Rate for raw elementary streams (.h264/.hevc/.m2v), which carry no timestamps; it
+    overrides the SPS/VPS VUI timing. Ignored (with a warning) where timestamps exist."""
 
     def __post_init__(self) -> None:
+        if self.frame_rate is not None and not isinstance(self.frame_rate, Fraction):
+            object.__setattr__(self, "frame_rate", Fraction(str(self.frame_rate)))
+        if self.frame_rate is not None and self.frame_rate <= 0:
+            raise ValueError("frame_rate must be positive")
         for name, kind in (("sop", SopChoice), ("transcode", TranscodePolicy),
                            ("container", ContainerChoice), ("quality", Quality),
                            ("speed", Speed), ("frames", FrameEncoding)):
@@ -155,7 +166,7 @@ def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
     """Decide IOD, transfer syntax, copy or transcode, container, audio and layout."""
     iod = VIDEO_IODS[request.sop]
     decisions = [Decision("IOD", iod.name, _iod_reason(request.sop))]
-    warnings: list[str] = []
+    warnings: list[str] = list(info.warnings)
     encoding = request.frames or (FrameEncoding.JPEG if iod.frames_only else None)
     if encoding is not None:
         return _plan_frames(info, request, iod, encoding, decisions, warnings)
@@ -194,6 +205,10 @@ def plan_conversion(info: MediaInfo, request: Request = Request()) -> Plan:
         if not a.copy and not a.transcode_to and request.audio:
             warnings.append(f"audio stream #{a.stream_index} dropped: {a.reason}")
     _warn_about_video(info.video, warnings, copied=action is Action.COPY)
+    if request.fragmentable and syntax is not None and syntax.fragmentable_uid is None:
+        warnings.append(f"--fragmentable: {syntax.name} has no Fragmentable transfer syntax; "
+                        f"it is written as {syntax.uid}, which already allows several "
+                        "fragments")
     layout = Layout.SINGLE
     segments: tuple[Segment, ...] = (Segment(0, info.video.timing.frame_count),)
     ts_uid: str | None = None
@@ -294,7 +309,7 @@ def _warn_about_video(v: VideoStreamInfo, warnings: list[str], copied: bool) -> 
                         "the mean Frame Time is recorded, the bitstream keeps exact timing")
     if not v.has_timestamps:
         warnings.append(f"raw elementary stream without timestamps; frames are timed at "
-                        f"{float(v.timing.rate):.3f} fps from the stream header")
+                        f"{float(v.timing.rate):.3f} fps ({v.timing.rate_source})")
 
 
 # --- container ------------------------------------------------------------------------------
@@ -368,6 +383,11 @@ def choose_layout(info: MediaInfo, syntax: VideoTransferSyntax, container: Outpu
     if request.fragmentable and syntax.fragmentable_uid:
         return (Layout.FRAGMENTS, whole, syntax.fragmentable_uid,
                 "--fragmentable: one instance, Fragmentable transfer syntax")
+    if request.fragmentable and syntax.multi_fragment:
+        layout = Layout.FRAGMENTS if estimate > request.max_item_bytes else Layout.SINGLE
+        return (layout, whole, syntax.uid, f"--fragmentable: {syntax.name} has no "
+                "Fragmentable twin because it already allows several fragments (PS3.5 "
+                "8.2.10/8.2.11); one instance under its own UID")
     if estimate <= request.max_item_bytes:
         return Layout.SINGLE, whole, syntax.uid, "the bitstream fits one fragment"
     if syntax.multi_fragment:

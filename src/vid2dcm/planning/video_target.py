@@ -56,10 +56,16 @@ superfast 143 fps, veryfast 91 fps, medium 59 fps; x265 ultrafast 25 fps."""
 RATE_CAPS_KBIT: dict[str, tuple[int, int]] = {
     "4.1": (50_000, 62_500),
     "4.2": (50_000, 62_500),
-    "5.1": (40_000, 40_000),
+    "5.1": (36_000, 36_000),
 }
 """(VBV max rate, VBV buffer) in kbit/s and kbit: H.264 High Level 4.1/4.2 allow 62.5 Mbit/s,
-HEVC Main tier Level 5.1 40 Mbit/s; the max rate keeps a margin under the level."""
+HEVC Main tier Level 5.1 40 Mbit/s; the caps keep a margin under the level, so the re-plan's
+measured one-second peak (MaxBR + MaxCPB) is never reached by a VBV-conformant encode."""
+
+RATE_MARGIN = 1.01
+"""Targets are chosen for the measured rate plus 1 %: a rate measured from timestamps (60.044
+for '60 fps') must not put a planned encode a hair over its level's macroblock rate when the
+encoded stream is measured again."""
 
 DEFAULT_BOX = (4096, 2160)
 
@@ -133,14 +139,19 @@ def choose_video_target(v: VideoStreamInfo, quality: Quality = Quality.STANDARD,
                          "Level 5.1")
         shown_w, shown_h = new_w, new_h
         scaled = (new_h, new_w) if turned else (new_w, new_h)
-    padded = shown_w % 2 == 1 or shown_h % 2 == 1
-    if padded:
-        steps.append(f"padded {shown_w}x{shown_h} -> {shown_w + shown_w % 2}x"
-                     f"{shown_h + shown_h % 2} with black (4:2:0 needs even sizes)")
-        shown_w, shown_h = shown_w + shown_w % 2, shown_h + shown_h % 2
-    encoder, syntax, level = _codec_for(shown_w, shown_h, float(rate))
+    encoder, syntax, level = _codec_for(shown_w + shown_w % 2, shown_h + shown_h % 2,
+                                        float(rate))
     keep_interlace = v.interlaced and encoder == "libx264" and not (scaled or v.rotation)
     deinterlace = v.interlaced and not keep_interlace
+    # 4:2:0 needs even sizes; interlaced 4:2:0 codes each field's chroma, so 4 lines
+    pad_w = -shown_w % 2
+    pad_h = -shown_h % (4 if keep_interlace else 2)
+    padded = bool(pad_w or pad_h)
+    if padded:
+        steps.append(f"padded {shown_w}x{shown_h} -> {shown_w + pad_w}x{shown_h + pad_h} with "
+                     "black (4:2:0 needs even sizes" + (", interlaced 4:2:0 a multiple of 4 "
+                                                       "lines)" if pad_h > 1 else ")"))
+        shown_w, shown_h = shown_w + pad_w, shown_h + pad_h
     if deinterlace:
         steps.append("deinterlaced (the target cannot keep the fields)")
     if v.bit_depth != 8 or v.chroma != "4:2:0":
@@ -189,6 +200,7 @@ def _box_factor(width: int, height: int, box: tuple[int, int]) -> float:
 
 def _codec_for(width: int, height: int, rate: float) -> tuple[str, VideoTransferSyntax, str]:
     """The first encoder target of the registry whose level limits the picture fits."""
+    rate *= RATE_MARGIN
     for syntax in ts.ENCODER_TARGETS:
         assert syntax.encoder is not None and syntax.encoder_level is not None
         if syntax.codec == "h264":

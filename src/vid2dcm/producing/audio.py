@@ -3,6 +3,7 @@ MPEG-2 systems), mono kept mono, anything wider mixed down to stereo."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any, cast
 
 import av
@@ -28,6 +29,10 @@ class AudioTranscoder:
         formats = self.stream.codec_context.codec.audio_formats or []
         fmt = formats[0].name if formats else "fltp"
         self.resampler = av.AudioResampler(format=fmt, layout=layout, rate=SAMPLE_RATE)
+        self.next_sample: int | None = None
+        """Timestamps are counted in samples from the first decoded frame's time: some
+        demuxers (AC-3 in AVI) give packet times in a unit the decoder does not carry over,
+        and the encoder refuses times that go backwards."""
 
     def push(self, packet: Any) -> None:
         """Decode one source packet (None flushes) and mux whatever the encoder emits."""
@@ -38,6 +43,11 @@ class AudioTranscoder:
         for frame in frames:
             if self.mute:
                 frame = silence(frame, self.mute)
+            if self.next_sample is None:
+                start = (frame.pts * frame.time_base) if (
+                    frame.pts is not None and frame.time_base is not None) else 0
+                self.next_sample = max(0, round(start * SAMPLE_RATE))
+            frame.pts = None
             for resampled in self.resampler.resample(frame):
                 self._encode(resampled)
 
@@ -49,6 +59,9 @@ class AudioTranscoder:
             self.out.mux(packet)
 
     def _encode(self, frame: av.AudioFrame) -> None:
+        frame.pts = self.next_sample or 0
+        frame.time_base = Fraction(1, SAMPLE_RATE)
+        self.next_sample = (self.next_sample or 0) + frame.samples
         for packet in self.stream.encode(frame):
             self.out.mux(packet)
 

@@ -11,6 +11,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from math import ceil
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -54,22 +55,26 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
     if sink is None and out_dir is None:
         raise ValueError("copy_packets needs an out_dir or a sink")
     total = info.video.timing.frame_count
-    retimer = Retimer.for_elementary(info) if not info.video.has_timestamps else None
+    retimer: Retimer | CleanClock | None = (
+        Retimer.for_elementary(info) if not info.video.has_timestamps else None)
     cut_times = [_segment_start(info, s) for s in segments]
     results: list[CopiedStream] = []
+    frame = 0
     try:
         with av.open(str(info.path)) as source:
             vsrc = source.streams[info.video.index]
             asrcs = [source.streams[i] for i in audio_indexes]
             if retimer is None:
                 cut_times[0] = _start_time([vsrc, *asrcs])
+                retimer = CleanClock.for_stream(info, vsrc)
             writer: _SegmentWriter | None = None
             seg_no = 0
-            frame = 0
             for packet in source.demux([vsrc, *asrcs]):
                 if packet.size == 0:
                     continue
                 is_video = packet.stream.index == vsrc.index
+                if is_video and frame >= total:
+                    break  # a cut-off last frame or trailing damage probe left out
                 if is_video:
                     while seg_no < len(segments) and frame >= segments[seg_no].end_frame:
                         seg_no += 1
@@ -81,7 +86,8 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
                         target = sink if sink is not None else cast(Path, out_dir) / name
                         writer = _SegmentWriter(target, container, vsrc, asrcs, seg,
                                                 cut_times[seg_no], _muxer_options(
-                                                    container, info, sink is not None))
+                                                    container, info, sink is not None),
+                                                retimer.time_base if retimer else None)
                     if retimer is not None:
                         retimer.stamp(packet, frame)
                     writer.mux(packet, video=True)
@@ -97,7 +103,9 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
             if writer is not None:
                 results.append(writer.close())
     except av.error.FFmpegError as exc:
-        raise OutputError(f"rewriting the container failed: {exc}") from exc
+        if frame < total or writer is None or not isinstance(exc, av.error.InvalidDataError):
+            raise OutputError(f"rewriting the container failed: {exc}") from exc
+        results.append(writer.close())  # damage after the last frame probe kept
     if frame != info.video.timing.frame_count:
         raise InputError(f"{info.path}: read {frame} frames, probe counted "
                          f"{info.video.timing.frame_count}; the file changed or is damaged")
@@ -139,13 +147,16 @@ def moov_reserve(info: MediaInfo) -> int:
 class _SegmentWriter:
     def __init__(self, target: Path | BinaryIO, container: OutputContainer, vsrc: Any,
                  asrcs: list[Any], segment: Segment, start_s: float,
-                 options: dict[str, str]) -> None:
+                 options: dict[str, str], video_time_base: Fraction | None = None) -> None:
         self.path = target if isinstance(target, Path) else None
         self.segment = segment
         self.offset_s = start_s
         self.out = av.open(str(target) if isinstance(target, Path) else target, "w",
                            format=container.value, options=options)
         self.map = {vsrc.index: self.out.add_stream_from_template(vsrc)}
+        tag_for_apple(self.map[vsrc.index], container)
+        if video_time_base is not None:
+            self.map[vsrc.index].time_base = video_time_base
         for a in asrcs:
             self.map[a.index] = self.out.add_stream_from_template(a)
         self.video_packets = 0
@@ -168,6 +179,55 @@ class _SegmentWriter:
     def close(self) -> CopiedStream:
         self.out.close()
         return CopiedStream(self.path, self.segment, self.video_packets, self.audio_packets)
+
+
+def tag_for_apple(stream: Any, container: OutputContainer) -> None:
+    """HEVC in MP4 as 'hvc1' (FFmpeg's default is 'hev1'): Apple's players (QuickTime,
+    Safari, iOS) play only 'hvc1'; other players accept both (ISO/IEC 14496-15 8.4.1)."""
+    if container is OutputContainer.MP4 and stream.codec_context.name in ("hevc", "libx265"):
+        stream.codec_context.codec_tag = "hvc1"
+
+
+class CleanClock:
+    """Exact timestamps for a constant-rate stream whose own are only rounded.
+
+    Matroska, WebM and FLV count milliseconds, so 30 fps arrives as 0, 33, 67, 100 ... and,
+    copied as they are, a demuxer measures 33/34 ms steps (a Frame Time Vector, or a Frame
+    Time that disagrees with the header). Each timestamp is moved to the nearest slot of the
+    exact rate on a time base fine enough for the start offset (>= 90 kHz), so the stored
+    container is as constant as the stream's rate says. Frames keep their order and slots."""
+
+    def __init__(self, rate: Fraction, source_time_base: Fraction, start_s: float) -> None:
+        multiple = max(1, ceil(90000 / rate.numerator))
+        self.time_base = Fraction(1, rate.numerator * multiple)
+        self.period = rate.denominator * multiple
+        self.rate = float(rate)
+        self.source_tick = float(source_time_base)
+        self.start_s = start_s
+        self.start_ticks = round(Fraction(start_s).limit_denominator(10**9) / self.time_base)
+
+    @classmethod
+    def for_stream(cls, info: MediaInfo, stream: Any) -> CleanClock | None:
+        """A clock when the probed timing is constant (None for variable-rate streams)."""
+        timing = info.video.timing
+        if timing.variable or stream.time_base is None:
+            return None
+        first = next((k.pts_s for k in info.video.keyframes if k.pts_s is not None), None)
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None \
+            else (first or 0.0)
+        return cls(timing.rate, stream.time_base, start)
+
+    def ticks(self, ts: int) -> int:
+        slot = round((ts * self.source_tick - self.start_s) * self.rate)
+        return self.start_ticks + slot * self.period
+
+    def stamp(self, packet: Any, _frame: int = 0) -> None:
+        if packet.pts is not None:
+            packet.pts = self.ticks(packet.pts)
+        if packet.dts is not None:
+            packet.dts = self.ticks(packet.dts)
+        packet.duration = self.period
+        packet.time_base = self.time_base
 
 
 class Retimer:

@@ -23,7 +23,7 @@ from vid2dcm.core.media_info import MediaInfo
 from vid2dcm.planning.plan import AudioDecision, OutputContainer
 from vid2dcm.planning.video_target import VideoTarget
 from vid2dcm.producing.audio import AudioTranscoder
-from vid2dcm.producing.copy import MUXER_OPTIONS, Retimer
+from vid2dcm.producing.copy import MUXER_OPTIONS, CleanClock, Retimer, tag_for_apple
 from vid2dcm.producing.filters import MaskBox, PictureFilter
 
 
@@ -67,7 +67,8 @@ def transcode(info: MediaInfo, target: VideoTarget | None, audio: tuple[AudioDec
     masks (de-identification) are drawn into the decoded pictures before encoding; mute
     silences intervals (seconds on the source clock) of re-encoded audio."""
     started = time.monotonic()
-    retimer = Retimer.for_elementary(info) if not info.video.has_timestamps and not target else None
+    retimer: Retimer | CleanClock | None = (
+        Retimer.for_elementary(info) if not info.video.has_timestamps and not target else None)
     total = max(info.video.timing.frame_count, 1)
     packets_in = damaged = 0
     try:
@@ -77,13 +78,20 @@ def transcode(info: MediaInfo, target: VideoTarget | None, audio: tuple[AudioDec
             vin = next(s for s in source.streams.video if s.index == info.video.index)
             video: _VideoEncoder | None = None
             vcopy: Any = None
+            keep = info.video.has_timestamps and vin.time_base is not None
+            clock = CleanClock.for_stream(info, vin) if keep else None
             if target is not None:
                 vin.thread_type = "AUTO"
-                keep = info.video.has_timestamps and vin.time_base is not None
-                video = _VideoEncoder(out, target, vin.time_base if keep and vin.time_base
-                                      else 1 / target.rate, keep, masks)
+                base = clock.time_base if clock else (
+                    vin.time_base if keep and vin.time_base else 1 / target.rate)
+                video = _VideoEncoder(out, target, base, keep, clock, masks)
+                tag_for_apple(video.stream, container)
             else:
                 vcopy = out.add_stream_from_template(vin)
+                tag_for_apple(vcopy, container)
+                if clock is not None:
+                    vcopy.time_base = clock.time_base
+                    retimer = clock
             handlers = _audio_handlers(source, out, audio, mute)
             wanted = [vin, *(source.streams[i] for i in handlers)]
             try:
@@ -150,8 +158,12 @@ def _audio(handler: Any, packet: Any, out: Any) -> None:
 
 class _VideoEncoder:
     def __init__(self, out: Any, target: VideoTarget, time_base: Fraction,
-                 source_has_timestamps: bool, masks: tuple[MaskBox, ...] = ()) -> None:
+                 source_has_timestamps: bool, clock: CleanClock | None = None,
+                 masks: tuple[MaskBox, ...] = ()) -> None:
         self.out = out
+        self.clock = clock
+        """Moves a constant-rate source's rounded timestamps onto its exact rate."""
+        self.step = clock.period if clock is not None else 1
         self.target = target
         self.time_base = time_base
         self.keep_timestamps = source_has_timestamps
@@ -172,7 +184,10 @@ class _VideoEncoder:
         """Returns 1 when the packet could not be decoded (the decoder skips past damage)."""
         try:
             frames = source.decode(packet)
-        except av.error.InvalidDataError:
+        except av.error.FFmpegError:
+            # a damaged or cut-off packet (a truncated raw frame is EINVAL, a damaged PNG an
+            # "external library" error): skipped like any decoder skips damage; a stream that
+            # never decodes ends with "no picture could be decoded"
             return 1
         for frame in frames:
             self._filter_and_encode(frame)
@@ -184,8 +199,10 @@ class _VideoEncoder:
                                         frame.format.name, self.time_base, masks=self.masks)
         if not self.keep_timestamps or frame.pts is None:
             frame.pts = self.next_pts
+        elif self.clock is not None:
+            frame.pts = self.clock.ticks(frame.pts)
         frame.time_base = self.time_base
-        self.next_pts = frame.pts + 1
+        self.next_pts = frame.pts + self.step
         for ready in self.filter.push(frame):
             self._encode(ready)
 

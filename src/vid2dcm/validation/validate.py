@@ -116,7 +116,13 @@ def _check_header(ds: Dataset) -> list[Finding]:
                           f"{iod.modality} for {iod.name}"))
     elif iod.frames_only:
         found.append(_own(Severity.ERROR, f"{iod.name} is written frame by frame by vid2dcm"))
-    for keyword, expected in PIXEL_ATTRIBUTES.items():
+    expected_pixels = dict(PIXEL_ATTRIBUTES)
+    meta = getattr(ds, "file_meta", None)
+    video_syntax = by_uid(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else None
+    if video_syntax is not None:  # 16/10/9 for HEVC Main 10 (PS3.5 8.2.11)
+        bits = video_syntax.bits
+        expected_pixels.update(BitsAllocated=bits[0], BitsStored=bits[1], HighBit=bits[2])
+    for keyword, expected in expected_pixels.items():
         if ds.get(keyword) != expected:
             found.append(_own(Severity.ERROR, f"{keyword} is {ds.get(keyword)!r}, "
                               f"video requires {expected!r}"))
@@ -335,6 +341,9 @@ def _write_twin(source: Path, twin: Path, tmp: Path) -> None:
     ds = dcmread(source, stop_before_pixels=True)
     ds.file_meta.TransferSyntaxUID = MPEG4HP41
     ds.LossyImageCompressionMethod = "ISO_14496_10"
+    # the twin is labelled 8-bit H.264: a 10-bit syntax's 16/10/9 (PS3.5 8.2.11, checked by
+    # vid2dcm's own header rule) would be judged against H.264's 8/8/7
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
     if "EncapsulatedPixelDataValueTotalLength" in ds:  # the twin's token is one fragment
         del ds.EncapsulatedPixelDataValueTotalLength
     token = tmp / "token.bin"

@@ -81,6 +81,10 @@ class PixelDescription:
     """Length of the video bitstream (all fragments joined, no pad byte)."""
     fragments: int = 1
     """Pixel Data items the bitstream is split into: (7FE0,0003) is written only above 1."""
+    bits: tuple[int, int, int] = (8, 8, 7)
+    """Bits Allocated, Bits Stored, High Bit (16/10/9 for HEVC Main 10, PS3.5 8.2.11)."""
+    stereo_pairs: bool = False
+    """Stereo Pairs Present YES (.105/.106)."""
 
 
 def describe_bitstream(bitstream: MediaInfo, syntax: VideoTransferSyntax,
@@ -101,6 +105,8 @@ def describe_bitstream(bitstream: MediaInfo, syntax: VideoTransferSyntax,
         bitstream_length=bitstream.size_bytes,
         fragments=len(fragment_lengths(bitstream.size_bytes, max_item))
         if bitstream.size_bytes > 0 else 1,
+        bits=syntax.bits,
+        stereo_pairs=syntax.stereo_pairs,
     )
 
 
@@ -306,9 +312,9 @@ def _image_pixel(ds: Dataset, pixels: PixelDescription) -> None:
     ds.PlanarConfiguration = 0
     ds.Rows = pixels.rows
     ds.Columns = pixels.columns
-    ds.BitsAllocated = 8
-    ds.BitsStored = 8
-    ds.HighBit = 7
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = pixels.bits
+    if pixels.stereo_pairs:
+        ds.StereoPairsPresent = "YES"
     ds.PixelRepresentation = 0
     if pixels.pixel_aspect_ratio:
         ds.PixelAspectRatio = list(pixels.pixel_aspect_ratio)
