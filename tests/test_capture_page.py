@@ -254,3 +254,35 @@ def test_webrtc_live_stream_is_recorded_and_stored(gateway: Gateway, pacs: Ortha
     assert (gateway.data / "webrtc").is_dir()
     print(f"\nwebrtc 5 s: frames={back.decoded_frames} kbps={kbps} latency_ms={latency} "
           f"stop_to_stored={stop_to_stored:.2f}")
+
+
+def test_without_a_camera_the_phone_camera_app_file_is_sent(gateway: Gateway, pacs: Orthanc,
+                                                            tmp_path: Path) -> None:
+    """The fallback for browsers without MediaRecorder or camera permission: the file from
+    `<input type=file accept=video/* capture=environment>` goes through tus and is stored."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from vid2dcm.producing.synth import ClipSpec, synthesize
+
+    clip = synthesize(tmp_path / "phone.mp4", ClipSpec(
+        width=320, height=240, frames=30, options={"preset": "superfast", "profile": "high"}))
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 360, "height": 740}).new_page()
+            page.goto(gateway.url + "/capture")
+            page.get_by_test_id("login-username").fill("ward")
+            page.get_by_test_id("login-password").fill("ward password 1")
+            page.get_by_test_id("login-submit").click()
+            page.locator(".order[data-accession='GWACC1']").click(timeout=15_000)
+            page.get_by_test_id("confirm-patient").click()
+            state = page.get_by_test_id("capture-state")
+            expect(state).to_have_attribute("data-state", "unsupported", timeout=15_000)
+            page.get_by_test_id("capture-file").set_input_files(str(clip))
+            expect(state).to_have_attribute("data-state", re.compile("stored|failed|held"),
+                                            timeout=120_000)
+            job_id = state.get_attribute("data-job")
+        finally:
+            browser.close()
+    back, _ = _stored_instance(gateway, pacs, str(job_id), tmp_path)
+    assert back.decoded_frames == int(back.dataset.NumberOfFrames) == 30

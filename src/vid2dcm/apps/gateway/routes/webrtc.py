@@ -168,6 +168,13 @@ async def offer(body: Offer, request: Request, who: Uploader, settings: Settings
             session.video = True
             recorder.add(track)
 
+    @pc.on("connectionstatechange")
+    async def on_state() -> None:
+        # the sender vanished (page closed, network gone): close the piece so what arrived is
+        # a complete file; POST /webrtc/{id}/stop still makes it a job
+        if pc.connectionState in ("failed", "closed"):
+            await recorder.stop()
+
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body.sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
