@@ -19,7 +19,8 @@ from orthanc import Orthanc, running_orthanc
 from readback import decode_count, read_back
 from test_service import ADMIN, AXE, CHROMIUM, CHROMIUM_ARGS, ORDER, Gateway, _gateway
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.needs_orthanc,
+              pytest.mark.needs_dcmtk, pytest.mark.needs_browser]
 
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
