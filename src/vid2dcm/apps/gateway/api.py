@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from vid2dcm.apps.gateway.deps import caller
 from vid2dcm.apps.gateway.queue import JobQueue, make_queue
-from vid2dcm.apps.gateway.routes import auth, jobs, ops, page, uploads, webrtc, worklist
+from vid2dcm.apps.gateway.routes import auth, jobs, ops, page, recordings, uploads, webrtc, worklist
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import open_store
 
@@ -68,7 +68,7 @@ def create_app(settings: ServiceSettings, queue: JobQueue | None = None) -> Fast
         return response
 
     for router in (page.router, ops.router, auth.router, uploads.router, jobs.router,
-                   worklist.router):
+                   worklist.router, recordings.router):
         app.include_router(router)
     app.include_router(uploads.tus_router(settings, app.state.store))
     app.include_router(webrtc.router)  # live ingest from the capture page (issue 14)

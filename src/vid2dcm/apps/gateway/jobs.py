@@ -64,6 +64,7 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
     deliveries in the outbox and try them; every outcome is recorded in the store."""
     from pydicom import dcmread
 
+    from vid2dcm.apps.gateway.recordings import finalize_recording, is_recording
     from vid2dcm.pipeline import convert
     from vid2dcm.planning.plan import Request
 
@@ -83,18 +84,25 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
         metadata = request.metadata.model_copy(update={"uid_seed": uid_seed(job_id, request)})
         if request.accession:
             metadata = from_worklist(settings, request.accession, metadata)
-        result = convert(upload.path, out_dir / "video.dcm", metadata=metadata,
-                         options=Request(sop=request.sop,  # type: ignore[arg-type]
-                                         transcode=request.transcode),  # type: ignore[arg-type]
-                         overwrite=True,
-                         progress=lambda _stage, done: store.progress(job_id, done or 0.0))
-        files = tuple(FileResult(name=f.path.name, sop_instance_uid=f.sop_instance_uid,
-                                 transfer_syntax_uid=f.transfer_syntax_uid, frames=f.frames,
-                                 bytes=f.size_bytes) for f in result.files)
-        study = str(dcmread(result.files[0].path, stop_before_pixels=True).StudyInstanceUID)
-        summary = JobResult(files=files, action=result.plan.action.value,
-                            warnings=tuple(result.warnings), study_instance_uid=study,
-                            worker=f"{socket.gethostname()}:{os.getpid()}")
+        if is_recording(upload.path):  # a stopped recording (routes/recordings.py)
+            files, study = finalize_recording(upload.path, out_dir, metadata, request.issue)
+            summary = JobResult(files=files, action="recording", study_instance_uid=study,
+                                worker=f"{socket.gethostname()}:{os.getpid()}")
+        else:
+            result = convert(upload.path, out_dir / "video.dcm", metadata=metadata,
+                             options=Request(sop=request.sop,  # type: ignore[arg-type]
+                                             transcode=request.transcode),  # type: ignore[arg-type]
+                             overwrite=True,
+                             progress=lambda _stage, done: store.progress(job_id, done or 0.0))
+            files = tuple(FileResult(name=f.path.name, sop_instance_uid=f.sop_instance_uid,
+                                     transfer_syntax_uid=f.transfer_syntax_uid,
+                                     frames=f.frames, bytes=f.size_bytes)
+                          for f in result.files)
+            study = str(dcmread(result.files[0].path,
+                                stop_before_pixels=True).StudyInstanceUID)
+            summary = JobResult(files=files, action=result.plan.action.value,
+                                warnings=tuple(result.warnings), study_instance_uid=study,
+                                worker=f"{socket.gethostname()}:{os.getpid()}")
     except Vid2DcmError as exc:
         store.finish(job_id, None, str(exc), failure_kind(exc))
         return

@@ -85,6 +85,14 @@ class ServiceSettings(BaseModel):
     """The ID token claim holding uploader, reviewer or admin."""
     tls: bool = False
     """Served over HTTPS (cookies get Secure, responses HSTS)."""
+    # recordings (issue 13): live sources the staff page may record from
+    recording_sources: dict[str, str] = {}
+    """Name -> source (rtsp://, udp://, /dev/videoN, lavfi:...) as `vid2dcm record` takes it;
+    clients choose names only, never URLs ([service.recording_sources] in service.toml)."""
+    recording_mpps: str | None = None
+    """MPPS SCP (AE@HOST:PORT or a name in destinations_file) told about each recording."""
+    recording_max_segment_s: float | None = Field(default=None, gt=0)
+    """A long recording becomes several instances of its series, cut at key frames."""
 
     @property
     def uploads(self) -> Path:

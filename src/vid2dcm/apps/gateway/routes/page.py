@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "docs.js": "text/javascript",
+          "recording.js": "text/javascript",
           # capture page (record on a phone)
           "capture.js": "text/javascript", "capture.css": "text/css",
           "icon.svg": "image/svg+xml", "icon-192.png": "image/png"}
