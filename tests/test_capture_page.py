@@ -182,7 +182,7 @@ def test_record_four_seconds_on_a_phone_lands_in_the_pacs(gateway: Gateway, pacs
     # (less button latency), not the 5 s on the clock: the paused second is left out
     assert back.decoded_frames == int(back.dataset.NumberOfFrames) == recorded, (
         back.decoded_frames, back.dataset.NumberOfFrames, recorded)
-    assert 3.0 <= span <= 4.5, span
+    assert 2.8 <= span <= 4.5, span
     assert gap < 0.9, gap  # a lost 1 s chunk would leave a hole of 1 s or more
     print(f"\ncapture 4 s: {result} frames={recorded} span={span:.2f} gap={gap:.2f}")
 
@@ -206,7 +206,7 @@ def test_network_cut_mid_recording_loses_nothing(gateway: Gateway, pacs: Orthanc
     recorded, span, gap = _recorded(gateway, job)
     assert back.decoded_frames == int(back.dataset.NumberOfFrames) == recorded
     # nothing lost to the cut: the whole 6 s arrived, with no hole where the network was down
-    assert 5.3 <= span <= 7.5, span
+    assert 5.0 <= span <= 7.5, span  # a lost last chunk would cut about 1 s
     assert gap < 0.9, gap  # chunks are 1 s: a lost one leaves a hole of 1 s or more
     print(f"\ncapture 6 s, 2 s cut: {result} frames={recorded} span={span:.2f} gap={gap:.2f}")
 
