@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from vid2dcm.apps.gateway.deps import caller
 from vid2dcm.apps.gateway.queue import JobQueue, make_queue
-from vid2dcm.apps.gateway.routes import auth, jobs, ops, page, recordings, uploads, worklist
+from vid2dcm.apps.gateway.routes import auth, jobs, ops, page, recordings, uploads, webrtc, worklist
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import open_store
 
@@ -71,6 +71,7 @@ def create_app(settings: ServiceSettings, queue: JobQueue | None = None) -> Fast
                    worklist.router, recordings.router):
         app.include_router(router)
     app.include_router(uploads.tus_router(settings, app.state.store))
+    app.include_router(webrtc.router)  # live ingest from the capture page (issue 14)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(caller)])
     def openapi() -> JSONResponse:
