@@ -26,6 +26,7 @@ from vid2dcm.apps.gateway.routes import (
     page,
     recordings,
     uploads,
+    webrtc,
     worklist,
 )
 from vid2dcm.apps.gateway.settings import ServiceSettings
@@ -81,6 +82,7 @@ def create_app(settings: ServiceSettings, queue: JobQueue | None = None) -> Fast
                    worklist.router, recordings.router, fhir.router):
         app.include_router(router)
     app.include_router(uploads.tus_router(settings, app.state.store))
+    app.include_router(webrtc.router)  # live ingest from the capture page (issue 14)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(caller)])
     def openapi() -> JSONResponse:
