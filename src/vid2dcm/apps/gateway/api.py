@@ -16,8 +16,19 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 
 from vid2dcm.apps.gateway.deps import caller
+from vid2dcm.apps.gateway.integration import lifespan
 from vid2dcm.apps.gateway.queue import JobQueue, make_queue
-from vid2dcm.apps.gateway.routes import auth, jobs, ops, page, uploads, worklist
+from vid2dcm.apps.gateway.routes import (
+    auth,
+    fhir,
+    jobs,
+    ops,
+    page,
+    recordings,
+    uploads,
+    webrtc,
+    worklist,
+)
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import open_store
 
@@ -41,7 +52,7 @@ def create_app(settings: ServiceSettings, queue: JobQueue | None = None) -> Fast
     """The app for these settings; `queue` defaults to `make_queue(settings)`."""
     settings.prepare()
     app = FastAPI(title="vid2dcm gateway", version="0.2", docs_url=None, redoc_url=None,
-                  openapi_url=None)
+                  openapi_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.store = open_store(settings)
     app.state.queue = queue or make_queue(settings)
@@ -68,9 +79,10 @@ def create_app(settings: ServiceSettings, queue: JobQueue | None = None) -> Fast
         return response
 
     for router in (page.router, ops.router, auth.router, uploads.router, jobs.router,
-                   worklist.router):
+                   worklist.router, recordings.router, fhir.router):
         app.include_router(router)
     app.include_router(uploads.tus_router(settings, app.state.store))
+    app.include_router(webrtc.router)  # live ingest from the capture page (issue 14)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(caller)])
     def openapi() -> JSONResponse:

@@ -47,6 +47,10 @@ EVENTS: dict[str, AuditEvent] = {
     "upload (tus)": AuditEvent(("110107", "Import"), "C"),
     "create job": AuditEvent(("110110", "Patient Record"), "C"),
     "view job": AuditEvent(("110110", "Patient Record"), "R"),
+    # recordings (issue 13): a recording makes the patient's images, as a job does
+    "start recording": AuditEvent(("110110", "Patient Record"), "C"),
+    "snapshot": AuditEvent(("110110", "Patient Record"), "U"),
+    "stop recording": AuditEvent(("110110", "Patient Record"), "U"),
     "assign patient": AuditEvent(("110110", "Patient Record"), "U"),
     "cancel job": AuditEvent(("110110", "Patient Record"), "D"),
     "retry job": AuditEvent(("110110", "Patient Record"), "U"),

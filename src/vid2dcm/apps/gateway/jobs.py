@@ -21,7 +21,7 @@ from vid2dcm.apps.gateway.models import (
     JobResult,
 )
 from vid2dcm.apps.gateway.settings import ServiceSettings
-from vid2dcm.apps.gateway.store import Store, open_store
+from vid2dcm.apps.gateway.store import Job, Store, open_store
 from vid2dcm.core.errors import (
     DeliveryError,
     InputError,
@@ -64,12 +64,24 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
     deliveries in the outbox and try them; every outcome is recorded in the store."""
     from pydicom import dcmread
 
+    from vid2dcm.apps.gateway.integration import (
+        find_order,
+        mpps_finish,
+        mpps_start,
+        routed,
+        set_status,
+    )
+    from vid2dcm.apps.gateway.recordings import finalize_recording, is_recording
+    from vid2dcm.core.uids import UidSource
+    from vid2dcm.orders.order import OrderStatus
     from vid2dcm.pipeline import convert
     from vid2dcm.planning.plan import Request
 
     store = open_store(settings)
     if not store.claim(job_id):
         return
+    notices: list[str] = []
+    order = None
     job = store.job(job_id)
     assert job is not None
     request = job.request
@@ -83,26 +95,60 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
         metadata = request.metadata.model_copy(update={"uid_seed": uid_seed(job_id, request)})
         if request.accession:
             metadata = from_worklist(settings, request.accession, metadata)
-        result = convert(upload.path, out_dir / "video.dcm", metadata=metadata,
-                         options=Request(sop=request.sop,  # type: ignore[arg-type]
-                                         transcode=request.transcode),  # type: ignore[arg-type]
-                         overwrite=True,
-                         progress=lambda _stage, done: store.progress(job_id, done or 0.0))
-        files = tuple(FileResult(name=f.path.name, sop_instance_uid=f.sop_instance_uid,
-                                 transfer_syntax_uid=f.transfer_syntax_uid, frames=f.frames,
-                                 bytes=f.size_bytes) for f in result.files)
-        study = str(dcmread(result.files[0].path, stop_before_pixels=True).StudyInstanceUID)
-        summary = JobResult(files=files, action=result.plan.action.value,
-                            warnings=tuple(result.warnings), study_instance_uid=study,
-                            worker=f"{socket.gethostname()}:{os.getpid()}")
+        order = find_order(settings, request.accession)
+        recording = is_recording(upload.path)  # a stopped recording (routes/recordings.py)
+        if order is not None:
+            set_status(settings, order, OrderStatus.IN_PROGRESS)
+        if order is not None and not recording:  # a recording told its own MPPS already
+            # MPPS IN PROGRESS needs the study UID before conversion
+            study_uid = metadata.study_instance_uid or UidSource(
+                metadata.uid_root, metadata.uid_seed).new("study")
+            metadata = metadata.model_copy(update={"study_instance_uid": study_uid})
+            notices.append(mpps_start(settings, job_id, metadata,
+                                      order.modality or SOP_MODALITY.get(request.sop, "OT")))
+        if recording:
+            files, study = finalize_recording(upload.path, out_dir, metadata, request.issue)
+            summary = JobResult(files=files, action="recording", study_instance_uid=study,
+                                worker=f"{socket.gethostname()}:{os.getpid()}")
+        else:
+            result = convert(upload.path, out_dir / "video.dcm", metadata=metadata,
+                             options=Request(sop=request.sop,  # type: ignore[arg-type]
+                                             transcode=request.transcode),  # type: ignore[arg-type]
+                             overwrite=True,
+                             progress=lambda _stage, done: store.progress(job_id, done or 0.0))
+            files = tuple(FileResult(name=f.path.name, sop_instance_uid=f.sop_instance_uid,
+                                     transfer_syntax_uid=f.transfer_syntax_uid,
+                                     frames=f.frames, bytes=f.size_bytes)
+                          for f in result.files)
+            study = str(dcmread(result.files[0].path,
+                                stop_before_pixels=True).StudyInstanceUID)
+            summary = JobResult(files=files, action=result.plan.action.value,
+                                warnings=tuple(result.warnings), study_instance_uid=study,
+                                worker=f"{socket.gethostname()}:{os.getpid()}")
+        if settings.kos:
+            files += (key_images(out_dir, [out_dir / f.name for f in files], metadata),)
+            summary = summary.model_copy(update={"files": files})
     except Vid2DcmError as exc:
-        store.finish(job_id, None, str(exc), failure_kind(exc))
+        notices.append(mpps_finish(settings, job_id, [], completed=False))
+        store.finish(job_id, _noticed(None, notices), str(exc), failure_kind(exc))
         return
     except Exception as exc:  # a job must end in a state, whatever happened
-        store.finish(job_id, None, f"internal error: {type(exc).__name__}", "internal")
+        notices.append(mpps_finish(settings, job_id, [], completed=False))
+        store.finish(job_id, _noticed(None, notices),
+                     f"internal error: {type(exc).__name__}", "internal")
         return
+    summary = _noticed(summary, notices) or summary
     destinations = request.destinations or settings.default_destinations
+    if not request.destinations and settings.routing is not None:
+        decision = routed(settings, order, [out_dir / f.name for f in files])
+        assert decision is not None
+        destinations = decision.destinations
+        summary = summary.model_copy(update={"routing": tuple(decision.explain())})
     if request.unidentified or not destinations:
+        if not request.unidentified:  # performed, kept here: the procedure step is complete
+            summary = _noticed(summary, [mpps_finish(
+                settings, job_id, [out_dir / f.name for f in files], completed=True)]) \
+                or summary
         store.finish(job_id, summary, held=request.unidentified)
         return
     store.await_delivery(job_id, summary, tuple(destinations))
@@ -148,10 +194,10 @@ def deliver_job(settings: ServiceSettings, job_id: str, later: Later | None = No
         record(store, settings, f"worker:{parcel.destination}",
                "delivery" if error is None else "delivery failed", job=job_id,
                study=job.result.study_instance_uid, role="system")
-    _conclude(store, job_id)
+    _conclude(store, job_id, settings)
 
 
-def _conclude(store: Store, job_id: str) -> None:
+def _conclude(store: Store, job_id: str, settings: ServiceSettings) -> None:
     job = store.job(job_id)
     parcels = store.parcels(job_id)
     if job is None or job.result is None or any(p.state == "waiting" for p in parcels):
@@ -162,11 +208,61 @@ def _conclude(store: Store, job_id: str) -> None:
     result = job.result.model_copy(update={"deliveries": deliveries})
     gave_up = [p for p in parcels if p.state == "gave up"]
     if gave_up:
+        from vid2dcm.apps.gateway.integration import mpps_finish
+
         first = gave_up[0]
+        files = [settings.outputs / job_id / f.name for f in result.files]
+        result = _noticed(result, [mpps_finish(settings, job_id, files, completed=False)]) \
+            or result
         store.settle(job_id, result, f"not stored in {first.destination} after "
                                      f"{first.attempts} tries: {first.error}", "delivery")
     else:
-        store.settle(job_id, result, None, None)
+        store.settle(job_id, stored(settings, job, result), None, None)
+
+
+def stored(settings: ServiceSettings, job: Job, result: JobResult) -> JobResult:
+    """After every parcel of a job was stored: MPPS COMPLETED, the order completed, the ORU
+    to the HIS and the ImagingStudy to the FHIR server; what happened goes in the notices."""
+    from vid2dcm.apps.gateway.integration import announce, find_order, mpps_finish, set_status
+    from vid2dcm.orders.order import OrderStatus
+
+    if not result.study_instance_uid:
+        return result
+    files = [settings.outputs / job.id / f.name for f in result.files]
+    order = find_order(settings, job.request.accession)
+    notes = [mpps_finish(settings, job.id, files, completed=True)]
+    notes += announce(settings, order, result.study_instance_uid, files)
+    if order is not None:
+        set_status(settings, order, OrderStatus.COMPLETED)
+    return _noticed(result, notes) or result
+
+
+def _noticed(result: JobResult | None, notes: list[str]) -> JobResult | None:
+    """`result` with these notice lines added (empty lines are things not configured)."""
+    lines = tuple(n for n in notes if n)
+    if not lines:
+        return result
+    base = result or JobResult()
+    return base.model_copy(update={"notices": base.notices + lines})
+
+
+SOP_MODALITY = {"photographic": "XC", "endoscopic": "ES", "microscopic": "GM",
+                "ultrasound": "US", "sc": "OT"}
+"""Modality of the MPPS when the order names none: the one each SOP class writes."""
+
+
+def key_images(out_dir: Path, paths: list[Path], metadata: Metadata) -> FileResult:
+    """A Key Object Selection manifest (delivery.kos) referencing the job's instances,
+    delivered with them (the building block of an IHE XDS-I.b manifest)."""
+    from pydicom import dcmread
+
+    from vid2dcm.delivery.kos import build_kos
+
+    kos = build_kos(paths, out_dir / "kos.dcm", uid_seed=metadata.uid_seed)
+    ds = dcmread(kos, stop_before_pixels=True)
+    return FileResult(name=kos.name, sop_instance_uid=str(ds.SOPInstanceUID),
+                      transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID), frames=0,
+                      bytes=kos.stat().st_size)
 
 
 UNKNOWN_DESTINATION = "this gateway has no destination of that name"
@@ -193,10 +289,15 @@ def send_to(settings: ServiceSettings, name: str, files: list[Path]
 
 
 def order_fields(settings: ServiceSettings, accession: str) -> dict[str, object]:
-    """The patient and study of the worklist entry with this accession number."""
+    """The patient and study of the order (HL7/FHIR, kept by the gateway) or worklist entry
+    with this accession number: both bind a job by the same identity rules."""
+    from vid2dcm.apps.gateway.integration import find_order
     from vid2dcm.delivery.destinations import parse_destination
     from vid2dcm.delivery.transports.worklist import the_order
 
+    order = find_order(settings, accession)
+    if order is not None:
+        return order.metadata_fields()
     if not settings.worklist:
         raise UsageError("this gateway has no worklist configured")
     return the_order(parse_destination(settings.worklist, settings.destinations_file),

@@ -86,6 +86,12 @@ class JobResult(BaseModel):
     deliveries: tuple[DeliveryResult, ...] = ()
     worker: str = ""
     study_instance_uid: str | None = None
+    # orders and results (issue 15)
+    routing: tuple[str, ...] = ()
+    """Why each destination was chosen ("sent to A because rule 'x' matched ..."), when the
+    routing table chose them."""
+    notices: tuple[str, ...] = ()
+    """MPPS, ORU^R01 and ImagingStudy outcomes: sent, or why not (no patient data)."""
 
 
 class JobView(BaseModel):

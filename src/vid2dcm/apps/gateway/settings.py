@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vid2dcm.core.errors import UsageError
+from vid2dcm.orders.routing import RoutingTable
 
 DATA_ENV = "VID2DCM_DATA"
 QUEUE_ENV = "VID2DCM_QUEUE_URL"
@@ -30,6 +31,41 @@ class TokenEntry(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     role: Role = "uploader"
     name: str = ""
+
+
+# orders and results (issue 15)
+class Hl7Settings(BaseModel):
+    """`[hl7]`: the order listener (MLLP, TLS optional) and the HIS that gets ORU^R01."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    listen: str | None = "127.0.0.1:2575"
+    """HOST:PORT the MLLP listener binds while the gateway runs; empty: no listener."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    """Listener certificate and key: MLLP over TLS when both are set."""
+    tls_client_ca: Path | None = None
+    """Senders must present a certificate signed by this CA (mutual TLS)."""
+    his: str | None = None
+    """HOST:PORT of the HIS's MLLP listener for the ORU^R01 "images available"."""
+    his_ca: Path | None = None
+    """Reach the HIS over TLS, verified against this CA."""
+    application: str = "VID2DCM"
+    facility: str = ""
+
+
+class FhirSettings(BaseModel):
+    """`[fhir]`: the FHIR server polled for ServiceRequests and given ImagingStudy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    server: str | None = Field(default=None, pattern=r"^https?://")
+    version: Literal["R4", "R5"] = "R5"
+    poll_s: float = Field(default=0.0, ge=0)
+    """Poll the server for ServiceRequests this often; 0: never (POST /fhir/ServiceRequest
+    only)."""
+    bearer_token: str | None = None
+    ca_file: Path | None = None
+    wado_rs_url: str = ""
+    """The PACS's DICOMweb base, written as the ImagingStudy endpoint."""
 
 
 class ServiceSettings(BaseModel):
@@ -85,6 +121,27 @@ class ServiceSettings(BaseModel):
     """The ID token claim holding uploader, reviewer or admin."""
     tls: bool = False
     """Served over HTTPS (cookies get Secure, responses HSTS)."""
+    # orders and results (issue 15)
+    hl7: Hl7Settings | None = None
+    fhir: FhirSettings | None = None
+    routing: RoutingTable | None = None
+    """Destinations of a job that names none, chosen by rule (replaces default_destinations
+    when set)."""
+    mpps_destination: str | None = None
+    """MPPS SCP (a name in destinations_file or AE@HOST:PORT) told about jobs bound to an
+    order."""
+    kos: bool = False
+    """Send a Key Object Selection (key images) manifest with each study."""
+    viewer_url: str = ""
+    """Viewer link put in the ORU; {study} is replaced by the Study Instance UID."""
+    # recordings (issue 13): live sources the staff page may record from
+    recording_sources: dict[str, str] = {}
+    """Name -> source (rtsp://, udp://, /dev/videoN, lavfi:...) as `vid2dcm record` takes it;
+    clients choose names only, never URLs ([service.recording_sources] in service.toml)."""
+    recording_mpps: str | None = None
+    """MPPS SCP (AE@HOST:PORT or a name in destinations_file) told about each recording."""
+    recording_max_segment_s: float | None = Field(default=None, gt=0)
+    """A long recording becomes several instances of its series, cut at key frames."""
 
     @property
     def uploads(self) -> Path:
@@ -127,7 +184,9 @@ def load_settings(data_dir: Path | None = None, **overrides: object) -> ServiceS
     values: dict[str, object] = {}
     if config.exists():
         try:
-            values = dict(tomllib.loads(config.read_text(encoding="utf-8")).get("service", {}))
+            document = tomllib.loads(config.read_text(encoding="utf-8"))
+            values = dict(document.get("service", {}))
+            values.update({k: document[k] for k in ("hl7", "fhir", "routing") if k in document})
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{config} is not valid TOML: {exc}") from exc
     if "queue_url" not in values and os.environ.get(QUEUE_ENV):

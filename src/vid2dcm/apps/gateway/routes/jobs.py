@@ -116,7 +116,8 @@ def create_job(request: JobRequest, who: Uploader, store: StoreDep, settings: Se
     if upload.problem:
         raise HTTPException(409, f"the upload cannot be used: {upload.problem}")
     check_identity(settings, request.accession, request.metadata, request.unidentified,
-                   bool(request.destinations or settings.default_destinations))
+                   bool(request.destinations or settings.default_destinations
+                        or settings.routing))
     job_id = store.add_job(request, owner=who.name, ward=who.ward)
     audit("create job", job=job_id, upload=request.upload_id,
           study=request.metadata.study_instance_uid)

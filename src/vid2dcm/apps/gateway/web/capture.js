@@ -1,0 +1,539 @@
+"use strict";
+// The capture page (/capture): sign in, confirm the patient, record with the camera, and
+// send. While recording, every MediaRecorder chunk goes straight to the gateway through tus
+// (Upload-Defer-Length: the size is known only at stop), so a dropped connection loses
+// nothing: the page keeps the unsent bytes and resumes from the server's offset. Nothing is
+// kept in the browser after "send" (the review copy is released).
+// Sign-in and patient confirmation are a small duplication of app.js (the staff page is a
+// plain script, not a module); no inline script (CSP), the DOM is built with textContent.
+
+const $ = (id) => document.getElementById(id);
+let me = null, orders = [], chosen = null, patient = null;
+let stream = null, recorder = null, upload = null, reviewUrl = null, kept = [];
+
+class ApiError extends Error {}
+
+async function api(path, options = {}) {
+  let response;
+  try {
+    response = await fetch(path, {credentials: "same-origin", ...options});
+  } catch (e) {
+    throw new ApiError("The gateway did not answer. Check the network, then try again.");
+  }
+  if (response.status === 401 && me && !path.startsWith("/auth/")) signedOut();
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
+    throw new ApiError(String(detail));
+  }
+  return response;
+}
+
+const postJson = (path, body) => api(path, {method: "POST",
+  headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+
+function setState(state, text) {
+  const el = $("capture-state");
+  el.dataset.state = state;
+  el.textContent = text;
+}
+
+// ---- people ------------------------------------------------------------------------------
+
+async function signIn(event) {
+  event.preventDefault();
+  $("signin-error").textContent = "";
+  try {
+    me = await (await postJson("/auth/login", {username: $("username").value.trim(),
+                                               password: $("password").value})).json();
+    $("password").value = "";
+    start();
+  } catch (e) { $("signin-error").textContent = e.message; }
+}
+
+function start() {
+  $("signin").hidden = true; $("app").hidden = false; $("who").hidden = false;
+  $("who-name").textContent = `${me.name} (${me.role})`;
+  loadWorklist();
+}
+
+function signedOut() {
+  me = null;
+  forget();
+  $("app").hidden = true; $("who").hidden = true; $("signin").hidden = false;
+  $("signin-error").textContent = "Your session has ended. Sign in again.";
+}
+
+async function signOut() {
+  try { await api("/auth/logout", {method: "POST"}); } catch (e) { /* gone already */ }
+  signedOut();
+  $("signin-error").textContent = "";
+}
+
+// ---- patient (as on the staff page) ------------------------------------------------------
+
+function personName(value) {
+  const [family = "", given = "", middle = ""] = String(value || "").split("=")[0].split("^");
+  const rest = [given, middle].filter(Boolean).join(" ");
+  return rest ? `${family}, ${rest}` : family || "(no name)";
+}
+
+function day(value) {
+  const v = String(value || "");
+  return /^\d{8}$/.test(v) ? `${v.slice(0, 4)}-${v.slice(4, 6)}-${v.slice(6)}` : v || "—";
+}
+
+async function loadWorklist() {
+  try { orders = await (await api("/worklist?date=today")).json(); } catch (e) { orders = []; }
+  const list = $("worklist");
+  list.replaceChildren();
+  $("worklist-empty").hidden = orders.length > 0;
+  for (const order of orders) {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button"; button.className = "order";
+    button.dataset.accession = order.accession_number;
+    button.setAttribute("aria-pressed", "false");
+    const name = document.createElement("span");
+    name.className = "name"; name.textContent = personName(order.patient_name);
+    const line = document.createElement("span");
+    line.textContent = ` · ID ${order.patient_id} · born ${day(order.patient_birth_date)}`;
+    const what = document.createElement("span");
+    what.className = "hint";
+    what.textContent = ` · ${order.requested_procedure_description || order.modality}` +
+      ` · accession ${order.accession_number}`;
+    button.append(name, line, what);
+    item.append(button);
+    list.append(item);
+  }
+}
+
+function choose(accession) {
+  chosen = orders.find((o) => o.accession_number === accession) || null;
+  for (const b of document.querySelectorAll(".order")) {
+    b.setAttribute("aria-pressed", String(b.dataset.accession === accession));
+  }
+  if (chosen) $("unknown").checked = false;
+  showCard();
+}
+
+function showCard() {
+  let card = null;
+  if (chosen) {
+    card = {name: personName(chosen.patient_name), id: chosen.patient_id,
+            birth: day(chosen.patient_birth_date), accession: chosen.accession_number,
+            procedure: chosen.requested_procedure_description || chosen.modality,
+            body: {accession: chosen.accession_number}};
+  } else if ($("unknown").checked) {
+    card = {name: "Patient not known yet", id: "—", birth: "—", accession: "—",
+            procedure: "—", body: {unidentified: true}};
+  }
+  $("patient-card").hidden = !card;
+  $("confirm").disabled = !card;
+  if (card) {
+    $("card-name").textContent = card.name; $("card-id").textContent = card.id;
+    $("card-birth").textContent = card.birth; $("card-accession").textContent = card.accession;
+    $("card-procedure").textContent = card.procedure;
+  }
+  showCard.current = card;
+}
+
+function confirmPatient() {
+  if (!showCard.current) return;
+  patient = showCard.current;
+  $("choose").hidden = true; $("confirm").hidden = true; $("change").hidden = false;
+  $("step-record").hidden = false;
+  cameraOn();
+}
+
+function changePatient() {
+  if (recorder) return;  // never switch patient under a running recording
+  patient = null;
+  $("choose").hidden = false; $("confirm").hidden = false; $("change").hidden = true;
+  $("step-record").hidden = true;
+  cameraOff();
+  choose(null);
+}
+
+// ---- camera ------------------------------------------------------------------------------
+
+async function cameraOn() {
+  $("capture-error").textContent = "";
+  if (!navigator.mediaDevices || !window.MediaRecorder) {
+    setState("unsupported", "This browser cannot record here: use the camera app below.");
+    return;
+  }
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      video: {facingMode: {ideal: "environment"}, width: {ideal: 1280}, height: {ideal: 720}},
+      audio: true});
+  } catch (e) {
+    setState("unsupported", "No camera (permission refused or no secure connection): " +
+                            "use the camera app below.");
+    return;
+  }
+  $("camera").srcObject = stream;
+  $("camera").hidden = false; $("review").hidden = true;
+  $("start").disabled = false; $("live-start").disabled = false;
+  setState("ready", "Ready to record");
+}
+
+function cameraOff() {
+  if (stream) for (const track of stream.getTracks()) track.stop();
+  stream = null;
+  $("camera").srcObject = null;
+  $("start").disabled = true; $("live-start").disabled = true;
+}
+
+// ---- tus with a length known only at the end -------------------------------------------
+
+function tus(method, url, headers, body) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(method, url);
+    xhr.setRequestHeader("Tus-Resumable", "1.0.0");
+    for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) return resolve(xhr);
+      if (xhr.status === 401) signedOut();
+      let detail = "the upload was refused";
+      try { detail = JSON.parse(xhr.responseText).detail || detail; } catch (e) { /* text */ }
+      const error = new ApiError(String(detail));
+      error.fatal = true;
+      reject(error);
+    };
+    xhr.onerror = () => reject(new ApiError("the network dropped"));
+    xhr.send(body);
+  });
+}
+
+class LiveUpload {
+  // Bytes before `base` are on the server; `pending` holds the rest, in order.
+  constructor(id) {
+    this.id = id; this.base = 0; this.pending = new Blob([]); this.total = 0;
+    this.final = false; this.done = false; this.busy = false; this.requests = 0;
+    this.retries = 0; this.waiters = [];
+  }
+
+  static async create(type) {
+    const ext = type.includes("mp4") ? "mp4" : type.includes("matroska") ? "mkv" : "webm";
+    const meta = "filename " + btoa(`capture.${ext}`) + ",filetype " + btoa(type || "video/webm");
+    const answer = await tus("POST", "/files", {"Upload-Defer-Length": "1",
+                                                "Upload-Metadata": meta}, null);
+    return new LiveUpload(answer.getResponseHeader("Location").replace(/\/$/, "").split("/").pop());
+  }
+
+  add(blob) {
+    this.pending = new Blob([this.pending, blob]);
+    this.total += blob.size;
+    this.pump();
+  }
+
+  finish() {
+    this.final = true;
+    this.pump();
+    return new Promise((resolve, reject) => {
+      if (this.done) resolve(); else this.waiters.push({resolve, reject});
+    });
+  }
+
+  async pump() {
+    if (this.busy || this.done) return;
+    this.busy = true;
+    try {
+      while (!this.done && (this.pending.size > 0 || this.final)) {
+        const body = this.pending;
+        const headers = {"Upload-Offset": String(this.base),
+                         "Content-Type": "application/offset+octet-stream"};
+        const last = this.final;
+        if (last) headers["Upload-Length"] = String(this.total);
+        try {
+          this.requests += 1;
+          const answer = await tus("PATCH", "/files/" + this.id, headers, body);
+          this.advance(Number(answer.getResponseHeader("Upload-Offset")));
+          if (last && this.base >= this.total) this.done = true;
+          if (this.retries && $("capture-state").dataset.state === "offline") {
+            setState(recorder ? "recording" : "uploading",
+                     recorder ? "Recording (connection back)" : "Finishing the upload");
+          }
+        } catch (e) {
+          if (e.fatal) throw e;
+          this.retries += 1;
+          if (recorder) setState("offline", "Recording — offline, will catch up");
+          await new Promise((r) => setTimeout(r, 500));
+          try {
+            this.advance(Number((await tus("HEAD", "/files/" + this.id, {}, null))
+              .getResponseHeader("Upload-Offset")));
+          } catch (ignored) { /* still offline: try again */ }
+        }
+      }
+      if (this.done) for (const w of this.waiters.splice(0)) w.resolve();
+    } catch (e) {
+      for (const w of this.waiters.splice(0)) w.reject(e);
+      $("capture-error").textContent = e.message;
+    } finally {
+      this.busy = false;
+    }
+    if (!this.done && (this.pending.size > 0 || this.final)) this.pump();
+  }
+
+  advance(offset) {
+    // the server has everything up to `offset`: drop that many bytes from the pending blob
+    if (Number.isFinite(offset) && offset > this.base) {
+      this.pending = this.pending.slice(offset - this.base);
+      this.base = offset;
+    }
+  }
+}
+
+// ---- recording ---------------------------------------------------------------------------
+
+let started = 0, stopAt = 0, stats = null;
+
+function chooseType() {
+  // what the browser offers; the server transcodes as needed and never trusts the duration
+  for (const t of ["video/webm;codecs=vp8,opus", "video/webm", "video/mp4;codecs=avc1,mp4a",
+                   "video/mp4"]) {
+    if (MediaRecorder.isTypeSupported(t)) return t;
+  }
+  return "";
+}
+
+async function record() {
+  $("capture-error").textContent = "";
+  if (!stream || !patient) return;
+  const type = chooseType();
+  try {
+    upload = await LiveUpload.create(type);
+  } catch (e) { $("capture-error").textContent = e.message; return; }
+  kept = [];
+  recorder = new MediaRecorder(stream, type ? {mimeType: type} : {});
+  recorder.ondataavailable = (e) => {
+    if (e.data && e.data.size) { kept.push(e.data); upload.add(e.data); }
+  };
+  recorder.start(1000);
+  started = performance.now();
+  setState("recording", "Recording");
+  $("start").hidden = true; $("pause").hidden = false; $("stop").hidden = false;
+  $("live-start").hidden = true; $("camera-on").hidden = true; $("fallback").hidden = true;
+  $("change").disabled = true;
+  stats = setInterval(showStats, 500);
+}
+
+function showStats() {
+  if (!upload) return;
+  const seconds = Math.round((performance.now() - started) / 1000);
+  $("capture-stats").textContent = `${seconds} s · ${Math.round(upload.total / 1024)} kB recorded` +
+    ` · ${Math.round(upload.base / 1024)} kB on the server`;
+}
+
+function pauseResume() {
+  if (!recorder) return;
+  if (recorder.state === "recording") {
+    recorder.pause(); setState("paused", "Paused"); $("pause").textContent = "Resume";
+  } else if (recorder.state === "paused") {
+    recorder.resume(); setState("recording", "Recording"); $("pause").textContent = "Pause";
+  }
+}
+
+async function stop() {
+  if (!recorder) return;
+  const stopped = new Promise((r) => { recorder.onstop = r; });
+  recorder.stop();
+  stopAt = performance.now();
+  await stopped;
+  recorder = null;
+  clearInterval(stats);
+  cameraOff();
+  $("pause").hidden = true; $("stop").hidden = true;
+  setState("uploading", "Finishing the upload");
+  try {
+    await upload.finish();
+  } catch (e) { $("capture-error").textContent = e.message; setState("error", "Upload failed"); return; }
+  const ms = Math.round(performance.now() - stopAt);
+  $("capture-stats").textContent = `${Math.round(upload.total / 1024)} kB uploaded in ` +
+    `${upload.requests} requests; complete on the server ${ms} ms after stop`;
+  $("capture-stats").dataset.uploadMs = String(ms);
+  $("capture-stats").dataset.requests = String(upload.requests);
+  $("capture-stats").dataset.bytes = String(upload.total);
+  reviewUrl = URL.createObjectURL(new Blob(kept, {type: kept.length ? kept[0].type : ""}));
+  $("camera").hidden = true;
+  $("review").src = reviewUrl; $("review").hidden = false;
+  $("send").hidden = false; $("discard").hidden = false;
+  setState("review", "Review, then send");
+}
+
+function forget() {
+  // nothing recorded stays in the browser
+  if (recorder && recorder.state !== "inactive") { recorder.onstop = null; recorder.stop(); }
+  recorder = null;
+  clearInterval(stats);
+  if (reviewUrl) URL.revokeObjectURL(reviewUrl);
+  reviewUrl = null; kept = [];
+  $("review").removeAttribute("src"); $("review").load(); $("review").hidden = true;
+  $("send").hidden = true; $("discard").hidden = true;
+  $("start").hidden = false; $("change").disabled = false;
+  $("live-start").hidden = false; $("camera-on").hidden = false; $("fallback").hidden = false;
+  $("pause").textContent = "Pause";
+  cameraOff();
+}
+
+async function send() {
+  if (!upload || !upload.done) return;
+  const id = upload.id;
+  $("send").disabled = true;
+  try {
+    const body = {upload_id: id, sop: $("procedure").value, ...patient.body};
+    const job = await (await postJson("/jobs", body)).json();
+    upload = null;
+    forget();
+    setState("sent", "Sent: converting");
+    follow(job.id);
+  } catch (e) {
+    $("capture-error").textContent = e.message;
+  } finally { $("send").disabled = false; }
+}
+
+async function discard() {
+  const id = upload && upload.id;
+  upload = null;
+  forget();
+  if (id) { try { await tus("DELETE", "/files/" + id, {}, null); } catch (e) { /* gone */ } }
+  setState("idle", "Discarded");
+  cameraOn();
+}
+
+async function follow(jobId) {
+  for (;;) {
+    let job;
+    try { job = await (await api(`/jobs/${jobId}`)).json(); } catch (e) { return; }
+    const el = $("capture-state");
+    el.dataset.job = jobId;
+    if (job.status === "done") { setState("stored", job.state_text); break; }
+    if (["failed", "held"].includes(job.status)) { setState(job.status, job.state_text); break; }
+    setState("sent", job.state_text);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  $("capture-state").dataset.job = jobId;
+  // the camera stays off until "Camera on" (the next patient may be someone else)
+}
+
+// ---- live: WebRTC to the gateway, which records (nothing is stored on the device) ----------
+
+let live = null;  // {pc, id, timer, last}
+
+async function liveStart() {
+  $("capture-error").textContent = "";
+  if (!stream || !patient || live || recorder) return;
+  const pc = new RTCPeerConnection({iceServers: []});
+  for (const track of stream.getVideoTracks()) pc.addTrack(track, stream);
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {  // no trickle: the offer carries every candidate
+    if (pc.iceGatheringState === "complete") return resolve();
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") resolve();
+    });
+  });
+  let answer;
+  try {
+    answer = await (await postJson("/webrtc/offer", {sdp: pc.localDescription.sdp,
+                                                     type: "offer"})).json();
+  } catch (e) { pc.close(); $("capture-error").textContent = e.message; return; }
+  await pc.setRemoteDescription({type: answer.type, sdp: answer.sdp});
+  live = {pc, id: answer.id, timer: setInterval(liveStats, 1000), last: null};
+  pc.addEventListener("connectionstatechange", () => {
+    if (pc.connectionState === "connected") setState("live", "Streaming live to the gateway");
+    if (pc.connectionState === "failed") setState("offline", "Live stream lost");
+  });
+  setState("connecting", "Connecting");
+  $("start").hidden = true; $("live-start").hidden = true; $("live-stop").hidden = false;
+  $("camera-on").hidden = true; $("fallback").hidden = true;
+  $("change").disabled = true;
+}
+
+async function liveStats() {
+  if (!live) return;
+  const report = await live.pc.getStats();
+  let bytes = 0, rtt = null, at = performance.now();
+  report.forEach((s) => {
+    if (s.type === "outbound-rtp" && s.kind === "video") bytes = s.bytesSent;
+    if (s.type === "remote-inbound-rtp" && s.kind === "video" && s.roundTripTime !== undefined) {
+      rtt = s.roundTripTime;
+    }
+    if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined &&
+        rtt === null) rtt = s.currentRoundTripTime;
+  });
+  const el = $("live-stats");
+  if (live.last) {
+    const kbit = Math.round((bytes - live.last.bytes) * 8 / (at - live.last.at));
+    el.dataset.kbps = String(kbit);
+    el.textContent = `${kbit} kbit/s`;
+  }
+  if (rtt !== null) {
+    el.dataset.latencyMs = String(Math.round(rtt * 500));  // one way: half the round trip
+    el.textContent += ` · latency ≈ ${Math.round(rtt * 500)} ms`;
+  }
+  live.last = {bytes, at};
+}
+
+async function liveStop() {
+  if (!live) return;
+  const {pc, id, timer} = live;
+  clearInterval(timer);
+  live = null;
+  try {
+    const body = {sop: $("procedure").value, ...patient.body};
+    const job = await (await postJson(`/webrtc/${id}/stop`, body)).json();
+    pc.close();
+    cameraOff();
+    $("live-stop").hidden = true; $("live-start").hidden = false; $("start").hidden = false;
+    $("camera-on").hidden = false; $("fallback").hidden = false;
+    $("change").disabled = false;
+    setState("sent", "Sent: converting");
+    follow(job.id);
+  } catch (e) { pc.close(); $("capture-error").textContent = e.message; setState("error", "Live stream failed"); }
+}
+
+// ---- fallback: the phone's own camera app ------------------------------------------------
+
+async function sendFile(file) {
+  if (!file || !patient) return;
+  $("capture-error").textContent = "";
+  setState("uploading", "Uploading");
+  try {
+    upload = await LiveUpload.create(file.type || "video/mp4");
+    upload.add(file);
+    await upload.finish();
+    await send();
+  } catch (e) { $("capture-error").textContent = e.message; setState("error", "Upload failed"); }
+}
+
+// ---- wiring ------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", async () => {
+  $("signin-form").addEventListener("submit", signIn);
+  $("signout").addEventListener("click", signOut);
+  $("worklist").addEventListener("click", (e) => {
+    const button = e.target.closest(".order");
+    if (button) choose(button.dataset.accession);
+  });
+  $("unknown").addEventListener("change", () => { chosen = null; choose(null); });
+  $("confirm").addEventListener("click", confirmPatient);
+  $("change").addEventListener("click", changePatient);
+  $("camera-on").addEventListener("click", cameraOn);
+  $("start").addEventListener("click", record);
+  $("pause").addEventListener("click", pauseResume);
+  $("stop").addEventListener("click", stop);
+  $("send").addEventListener("click", send);
+  $("discard").addEventListener("click", discard);
+  $("live-start").addEventListener("click", liveStart);
+  $("live-stop").addEventListener("click", liveStop);
+  $("native").addEventListener("change", (e) => {
+    const file = e.target.files[0]; e.target.value = ""; sendFile(file);
+  });
+  window.addEventListener("pagehide", forget);
+  try {
+    me = await (await api("/auth/me")).json();
+    start();
+  } catch (e) { me = null; }
+});
