@@ -105,7 +105,8 @@ def measure(instance: Path, folder: Path, reps: int, pdu: int, baseline: Path | 
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     reference = ["storescu", "-xn", "-R", "-aec", "BENCH", "127.0.0.1", str(port),
                  str(instance)]
-    ours = vid2dcm("send", str(instance), "--to", f"BENCH@127.0.0.1:{port}")
+    ours = vid2dcm("send", str(instance), "--to", f"BENCH@127.0.0.1:{port}",
+                   "--allow-unidentified")
     ref, mine, moved, before = Timing(), Timing(), Timing(), Timing()
     steps: list[tuple[str, Callable[[], None]]] = [
         ("storescu", lambda: run(reference, ref)), ("vid2dcm send", lambda: run(ours, mine)),

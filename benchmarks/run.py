@@ -172,7 +172,8 @@ def cases(folder: Path, gigabytes: float, servers: list[subprocess.Popen[bytes]]
         f"C-STORE of a {sent.stat().st_size / 1e9:.1f} GB instance to storescp",
         "storescu -xn", ["storescu", "-xn", "-R", "-aec", "BENCH", "127.0.0.1", str(port),
                          str(sent)],
-        vid2dcm("send", str(sent), "--to", f"BENCH@127.0.0.1:{port}"), empty_received,
+        vid2dcm("send", str(sent), "--to", f"BENCH@127.0.0.1:{port}", "--allow-unidentified"),
+        empty_received,
         "vid2dcm negotiates first (one extra association); 16 KiB PDUs written "
         "straight to the socket (benchmarks/cstore.py separates start-up)"))
     if has_ffmpeg:

@@ -143,11 +143,6 @@ def test_console_script_points_at_main() -> None:
     assert scripts["vid2dcm"] == "vid2dcm.apps.cli:main"
 
 
-@pytest.mark.parametrize("name", [name for name, f in COMMANDS
-                                  if not f.__module__.startswith("vid2dcm.apps.cli.")])
-def test_commands_from_other_modules_run_through_the_cli(name: str) -> None:
-    """Registered with one line in COMMANDS: their help comes through the real entry point."""
-    proc = subprocess.run([sys.executable, "-m", "vid2dcm", name, "--help"],
-                          capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(f"Usage: vid2dcm {name} ")
+def test_every_command_lives_in_the_cli_package() -> None:
+    """Every command fails the one way (apps/cli/failure.py) and imports its engine lazily."""
+    assert all(f.__module__.startswith("vid2dcm.apps.cli.") for _, f in COMMANDS)

@@ -135,7 +135,7 @@ def test_folder_json_is_one_object_per_input(clip: Path, tmp_path: Path) -> None
 def test_convert_json_send_includes_the_receipts(clip: Path, tmp_path: Path) -> None:
     with running_storescp(tmp_path / "pacs") as peer:
         proc = cli("convert", clip, "-o", tmp_path / "s.dcm", "--json", "--send",
-                   f"{peer.aet}@127.0.0.1:{peer.port}")
+                   f"{peer.aet}@127.0.0.1:{peer.port}", "--patient-id", "P-JSON-1")
         received = peer.received()
     assert proc.returncode == 0, proc.stderr
     report = ConvertReport.model_validate_json(one_object(proc))
@@ -153,7 +153,7 @@ def test_convert_json_send_to_nobody_reports_the_failure(clip: Path, tmp_path: P
     """The conversion is reported (its file stays: it is good), the delivery says why it
     failed, and the exit code is 6."""
     proc = cli("convert", clip, "-o", tmp_path / "n.dcm", "--json", "--send",
-               f"NOBODY@127.0.0.1:{free_port()}")
+               f"NOBODY@127.0.0.1:{free_port()}", "--allow-unidentified")
     assert proc.returncode == 6, proc.stderr
     report = ConvertReport.model_validate_json(one_object(proc))
     assert report.delivery[0].ok is False
@@ -169,7 +169,7 @@ def test_send_and_echo_json(dicom: Path, tmp_path: Path) -> None:
     with running_storescp(tmp_path / "pacs") as peer:
         dest = f"{peer.aet}@127.0.0.1:{peer.port}"
         echo = cli("echo", dest, "--json")
-        sent = cli("send", dicom, "--to", dest, "--json")
+        sent = cli("send", dicom, "--to", dest, "--json", "--allow-unidentified")
         received = peer.received()
     assert echo.returncode == 0, echo.stderr
     assert EchoReport.model_validate_json(one_object(echo)).status == 0
@@ -226,7 +226,7 @@ def test_folder_convert_delivers_every_result(clip: Path, tmp_path: Path) -> Non
     out.mkdir()
     with running_storescp(tmp_path / "pacs") as peer:
         proc = cli("convert", folder, "-o", out, "--json", "--jobs", "1", "--send",
-                   f"{peer.aet}@127.0.0.1:{peer.port}")
+                   f"{peer.aet}@127.0.0.1:{peer.port}", "--patient-id", "P-JSON-2")
         received = peer.received()
     assert proc.returncode == 0, proc.stderr
     reports = [ConvertReport.model_validate_json(line) for line in proc.stdout.splitlines()]

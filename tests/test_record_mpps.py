@@ -182,7 +182,7 @@ def test_record_command_sends_the_result(tmp_path: Path) -> None:
         proc = subprocess.run(
             [sys.executable, "-c", APP, f"cam={SMALL}", "-o", str(tmp_path / "out"),
              "--duration", "2", "--max-segment", "1", "--send",
-             f"{scp.aet}@127.0.0.1:{scp.port}", "--json"],
+             f"{scp.aet}@127.0.0.1:{scp.port}", "--json", "--allow-unidentified"],
             capture_output=True, text=True, timeout=90, check=False)
         assert proc.returncode == 0, proc.stderr
         report = json.loads(proc.stdout)

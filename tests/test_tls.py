@@ -64,7 +64,7 @@ def test_send_over_tls(tls_peer: StoreSCP, pki: dict[str, Path], tmp_path: Path)
     dcm = convert(clip, tmp_path / "c.dcm").files[0].path
     cfg = config(tmp_path, tls_peer, pki["ca"], pki)
     assert cli("echo", "secure", "--config", cfg).returncode == 0
-    proc = cli("send", dcm, "--to", "secure", "--config", cfg)
+    proc = cli("send", dcm, "--to", "secure", "--config", cfg, "--allow-unidentified")
     assert proc.returncode == 0, proc.stderr
     assert len(tls_peer.received()) == 1
 

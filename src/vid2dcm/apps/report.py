@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from vid2dcm.core.iods import iod_for_sop_class
-from vid2dcm.core.media_info import MediaInfo
 from vid2dcm.core.syntaxes import uid_name
-from vid2dcm.pipeline import ConversionResult
-from vid2dcm.planning.plan import Plan
 
 if TYPE_CHECKING:
+    from vid2dcm.capture.finalize import FinalizeResult
+    from vid2dcm.core.media_info import MediaInfo
+    from vid2dcm.deidentify.report import DeidReport
     from vid2dcm.delivery.receipts import Receipt
     from vid2dcm.delivery.transports.worklist import WorklistEntry
+    from vid2dcm.pipeline import ConversionResult
+    from vid2dcm.planning.plan import Plan
     from vid2dcm.reading.reader import VideoObject
     from vid2dcm.validation.validate import Report
 
@@ -55,7 +57,8 @@ class ErrorDetail(_Shape):
     code: int
     """The process exit code (docs/cli.md, "Exit codes")."""
     kind: str
-    """Its name: usage, input, not-storable, output, delivery, service, failed, interrupted."""
+    """Its name: usage, input, not-storable, output, delivery, service, unidentified, failed,
+    interrupted."""
     message: str
     """The same line as on stderr, without the "vid2dcm: error: " prefix."""
 
@@ -380,12 +383,128 @@ class DoctorReport(_Shape):
     checks: list[CheckReport]
 
 
+# --- live recording -----------------------------------------------------------------------------
+
+class RecordedSourceReport(_Shape):
+    """One source of a recording: one series."""
+
+    name: str
+    """The source's name (NAME= on the command line, else source1, source2...)."""
+    series_instance_uid: str
+    pieces: int
+    """Recorded pieces (segments between reconnections or cuts)."""
+    frames: int
+    """Frames in the written instances."""
+    files: list[str]
+    """The .dcm video instances written."""
+    stills: list[str]
+    """The snapshot instances (SIGUSR1 or 's')."""
+    skipped: list[str]
+    """Pieces that could not be used, with the reason."""
+
+
+class SyncReport(_Shape):
+    """How one source lines up with the others."""
+
+    source: str
+    method: str
+    """How the offset was found (e.g. wall clock, RTCP sender reports)."""
+    first_frame: str | None
+    """ISO time of the first frame, when known."""
+    offset_s: float | None
+    """Seconds from the first source (None when unknown)."""
+    drift_ms_per_min: float | None
+
+
+class RecordReport(_Shape):
+    """One recording (record --json, also record --recover --json)."""
+
+    study_instance_uid: str
+    stop_reason: str | None
+    """duration, interrupted, stopped, a lost source or the disk guard."""
+    sources: list[RecordedSourceReport]
+    sync: list[SyncReport]
+    delivery: list[DeliveryReport] = []
+    """One entry per --send destination; empty when nothing was sent."""
+
+
+def record_report(result: FinalizeResult,
+                  delivery: list[DeliveryReport] | None = None) -> RecordReport:
+    return RecordReport(
+        study_instance_uid=result.study_instance_uid, stop_reason=result.stop_reason,
+        sources=[RecordedSourceReport(
+            name=s.name, series_instance_uid=s.series_instance_uid, pieces=s.pieces,
+            frames=s.frames, files=[str(f.path) for f in s.files],
+            stills=[str(t.path) for t in s.stills], skipped=list(s.skipped))
+            for s in result.sources],
+        sync=[SyncReport(source=e.source, method=e.method,
+                         first_frame=e.first_frame.isoformat() if e.first_frame else None,
+                         offset_s=e.offset_s, drift_ms_per_min=e.drift_ms_per_min)
+              for e in result.sync],
+        delivery=delivery or [])
+
+
+# --- de-identification --------------------------------------------------------------------------
+
+class DeidentifyReport(_Shape):
+    """One de-identified input (deidentify --json prints one per input). The full report,
+    every attribute touched and every mask, is the JSON file written beside the output."""
+
+    source: str
+    """The identified input."""
+    output: str
+    """The de-identified file written."""
+    kind: str
+    """video or frames."""
+    profile: list[str]
+    """De-identification Method Code Sequence meanings written into the output."""
+    pseudonym: str
+    """The new Patient ID (a pseudonym; --lookup maps it back with the site secret)."""
+    pixels: str
+    """re-encoded with masks, copied (nothing to mask) or not cleaned."""
+    audio: str
+    """What happened to the audio (removed, kept, muted...)."""
+    frames_in: int
+    frames_out: int
+    masks: int
+    """Regions masked (device table, OCR, faces, --mask)."""
+    attributes_changed: int
+    """Header attributes removed, emptied, replaced or cleaned."""
+    verified: bool
+    """The OCR (and face) check ran on the output and found no identifier."""
+    verification: str
+    """passed, not run, or what was still found (the kind, never the value)."""
+    warnings: list[str]
+
+
+def deidentify_report(source: Path, output: Path, report: DeidReport) -> DeidentifyReport:
+    check, header = report.verification, report.header
+    if not check.ran:
+        verdict = "not run" + (f" ({check.note})" if check.note else "")
+    elif check.passed:
+        verdict = "passed"
+    else:
+        found = list(check.identifiers_readable) + (
+            [f"{check.faces_found} faces"] if check.faces_found else [])
+        verdict = "failed: " + ", ".join(found or ["see the report"])
+    return DeidentifyReport(
+        source=str(source), output=str(output), kind=report.kind,
+        profile=list(report.profile), pseudonym=report.pseudonym, pixels=report.pixels,
+        audio=report.audio,
+        frames_in=report.frames_in, frames_out=report.frames_out, masks=len(report.masks),
+        attributes_changed=header.removed + header.emptied + header.replaced + header.cleaned,
+        verified=check.ran and check.passed, verification=verdict,
+        warnings=list(report.warnings))
+
+
 JSON_SHAPES: dict[str, type[BaseModel]] = {
     "ErrorReport": ErrorReport, "ErrorDetail": ErrorDetail, "ConvertReport": ConvertReport,
     "WrittenFileReport": WrittenFileReport, "DeliveryReport": DeliveryReport,
     "ReceiptReport": ReceiptReport, "EchoReport": EchoReport, "ProbeReport": ProbeReport,
     "PlanReport": PlanReport, "InfoReport": InfoReport, "ValidateReport": ValidateReport,
     "FindingReport": FindingReport, "WorklistEntryReport": WorklistEntryReport,
-    "DoctorReport": DoctorReport, "CheckReport": CheckReport,
+    "DoctorReport": DoctorReport, "CheckReport": CheckReport, "RecordReport": RecordReport,
+    "RecordedSourceReport": RecordedSourceReport, "SyncReport": SyncReport,
+    "DeidentifyReport": DeidentifyReport,
 }
 """Every --json shape by name: docs/cli.md documents each, and a test holds the two together."""

@@ -2,6 +2,6 @@
 
 import sys
 
-from vid2dcm.apps.cli.main import main
+from vid2dcm.apps.cli import main
 
 sys.exit(main())

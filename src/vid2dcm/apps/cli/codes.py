@@ -28,6 +28,14 @@ class Reported(Vid2DcmError):
         self.exit_code = code
 
 
+class UnidentifiedError(Vid2DcmError):
+    """Delivery of an instance without a Patient ID (0010,0020) was refused (issue 11): a PACS
+    files it under an empty or made-up patient, where nobody finds it and where it may merge
+    with another unidentified patient's images. --allow-unidentified sends it anyway."""
+
+    exit_code = 8
+
+
 @dataclass(frozen=True)
 class ExitCode:
     code: int
@@ -72,6 +80,10 @@ EXIT_CODES: tuple[ExitCode, ...] = (
              "not writable or made by another version",
              "choose another --port (make run PORT=8081), fix the folder's permissions or "
              "pass another --data", (ServiceError,)),
+    ExitCode(8, "unidentified",
+             "delivery refused: an instance has no Patient ID",
+             "give --patient-id (or a --metadata file with patient_id, or --worklist), or "
+             "pass --allow-unidentified to deliver it anyway", (UnidentifiedError,)),
     ExitCode(130, "interrupted", "interrupted (Ctrl-C)", "run it again",
              (KeyboardInterrupt, typer.Abort)),
 )

@@ -13,8 +13,10 @@ import typer
 from vid2dcm.apps.cli.codes import Reported
 from vid2dcm.apps.cli.deliver import deliver_to
 from vid2dcm.apps.cli.options import (
+    AllowUnidentified,
     Config,
     Container,
+    FrameRate,
     Frames,
     Json,
     MaxSize,
@@ -23,12 +25,14 @@ from vid2dcm.apps.cli.options import (
     Quiet,
     Sop,
     SpeedOpt,
+    StreamOpt,
     Transcode,
     Verbose,
     build_metadata,
     build_request,
     config_file,
     destination,
+    frame_rate,
 )
 from vid2dcm.apps.cli.output import UI, ProgressReport, emit, line, problem, warn
 from vid2dcm.apps.report import (
@@ -40,7 +44,6 @@ from vid2dcm.apps.report import (
 from vid2dcm.core.errors import DeliveryError, UsageError
 from vid2dcm.core.iods import SopChoice, iod_for_sop_class
 from vid2dcm.core.syntaxes import uid_name
-from vid2dcm.pipeline import convert as convert_video
 from vid2dcm.planning.plan import TranscodePolicy
 from vid2dcm.planning.video_target import Quality, Speed
 
@@ -82,6 +85,8 @@ def convert(
     quality: QualityOpt = Quality.STANDARD,
     speed: SpeedOpt = Speed.BALANCED,
     max_size: MaxSize = None,
+    stream_index: StreamOpt = None,
+    rate: FrameRate = None,
     measure_quality: Annotated[bool, typer.Option(
         help="Report PSNR/SSIM of a transcoded video against the source.")] = False,
     frames: Frames = None,
@@ -95,6 +100,12 @@ def convert(
              "(repeatable).")] = None,
     stow: Annotated[str | None, typer.Option(metavar="URL",
                                              help="Deliver by STOW-RS to this URL.")] = None,
+    deidentify: Annotated[str | None, typer.Option(
+        metavar="PROFILE",
+        help="De-identify what is written (PS3.15 Annex E): basic, faces, research or "
+             "header-only; -o must be a folder. Site secret from $VID2DCM_DEID_SECRET.")
+    ] = None,
+    allow_unidentified: AllowUnidentified = False,
     config: Config = None,
     max_item_bytes: Annotated[int, typer.Option(hidden=True)] = 2**32 - 2,
     quiet: Quiet = False,
@@ -119,15 +130,25 @@ def convert(
     request = build_request(sop=sop, container=container, no_audio=no_audio,
                             transcode=transcode, max_size=max_size, fragmentable=fragmentable,
                             max_item_bytes=max_item_bytes, quality=quality, speed=speed,
-                            measure_quality=measure_quality, frames=frames)
+                            measure_quality=measure_quality, frames=frames, stream=stream_index,
+                            frame_rate=frame_rate(rate))
     if wl_source is not None and accession:
         from vid2dcm.delivery.transports.worklist import the_order
 
         meta = build_metadata(metadata, the_order(wl_source, accession).metadata_fields(),
                               **overrides)
+    if deidentify is not None:
+        _convert_deidentified(input, output, meta, request, deidentify, dests,
+                              allow_unidentified, quiet=quiet, as_json=as_json)
+        return
+    from vid2dcm.apps.cli.identity import require_patient
+
+    require_patient(meta, input, allowed=allow_unidentified, delivering=bool(dests))
     if input.is_dir():
         _convert_folder(input, output or input, meta, request, overwrite, jobs, dests)
         return
+    from vid2dcm.pipeline import convert as convert_video  # the engine, only when it runs
+
     progress = ProgressReport(quiet=quiet)
     try:
         result = convert_video(input, output, metadata=meta, options=request,
@@ -141,6 +162,66 @@ def convert(
                  for dest in dests]
     if as_json:
         emit(conversion_report(result, delivered))
+    _raise_if_undelivered(delivered)
+
+
+def _convert_deidentified(input: Path, output: Path | None, meta: Metadata, request: Request,
+                          profile: str, dests: list[Destination], allow_unidentified: bool,
+                          *, quiet: bool, as_json: bool) -> None:
+    """convert --deidentify PROFILE: the identified instances exist only in a scratch folder
+    inside the output folder (deidentify.convert.convert_deidentified); what is written and
+    delivered are the de-identified files. Their Patient ID is the pseudonym, checked like
+    any other before delivery."""
+    import os
+
+    from vid2dcm.apps.cli.identity import require_identified_files
+    from vid2dcm.apps.report import deidentify_report
+    from vid2dcm.deidentify.convert import PROFILES, convert_deidentified, profile_named
+    from vid2dcm.deidentify.engine import DeidSettings
+    from vid2dcm.deidentify.pseudonyms import SECRET_ENV
+
+    if profile not in PROFILES:
+        raise UsageError(f"--deidentify: {profile!r} is not a profile; choose "
+                         f"{', '.join(PROFILES)}, e.g. --deidentify basic")
+    if input.is_dir():
+        raise UsageError("--deidentify converts one file at a time, not a folder, e.g. "
+                         "vid2dcm convert clip.mp4 --deidentify basic -o out/")
+    if output is None or output.suffix.lower() == ".dcm":
+        raise UsageError("--deidentify needs -o FOLDER (the de-identified files and their "
+                         "reports go there), e.g. -o deidentified/")
+    if not input.is_file():
+        from vid2dcm.core.errors import InputError
+
+        raise InputError(f"{input}: no such file")
+    settings = DeidSettings(options=profile_named(profile), secret=os.environ.get(SECRET_ENV))
+    existed = output.exists()
+    progress = ProgressReport(quiet=quiet)
+    try:
+        result, reports = convert_deidentified(input, output, metadata=meta, options=request,
+                                               settings=settings, progress=progress)
+    except BaseException:
+        if not existed:  # leave no folder behind
+            import shutil
+
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+    finally:
+        progress.close()
+    for w in result.warnings:
+        warn(w)
+    files = [output / r.output for r in reports]
+    for path, r in zip(files, reports, strict=True):
+        check = r.verification
+        line(f"{path}  {r.kind}  {r.frames_out} frames  {len(r.masks)} masks  "
+             f"verification {'passed' if check.passed and check.ran else 'not run'}")
+        if as_json:
+            emit(deidentify_report(input, path, r))
+    if dests:
+        require_identified_files(files, allowed=allow_unidentified)
+    delivered = [deliver_to(dest, files, keep_going=True) for dest in dests]
+    if as_json:
+        for d in delivered:
+            emit(d)
     _raise_if_undelivered(delivered)
 
 

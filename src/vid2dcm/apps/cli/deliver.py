@@ -10,6 +10,7 @@ import typer
 
 from vid2dcm.apps.cli.codes import Reported
 from vid2dcm.apps.cli.options import (
+    AllowUnidentified,
     CallingAet,
     Config,
     Json,
@@ -90,6 +91,7 @@ def send(
         "--no-lossy-fallback", help="Never send a refused video frame by frame.")] = False,
     retries: Annotated[int | None, typer.Option(
         min=0, max=20, metavar="N", help="Association retries (default 3).")] = None,
+    allow_unidentified: AllowUnidentified = False,
     as_json: Json = False,
     config: Config = None,
     quiet: Quiet = False,
@@ -110,6 +112,9 @@ def send(
         from vid2dcm.core.errors import InputError
 
         raise InputError(f"{missing[0]}: no such file")
+    from vid2dcm.apps.cli.identity import require_identified_files
+
+    require_identified_files(files, allowed=allow_unidentified)
     report = deliver_to(dest, files)
     if as_json:
         emit(report)

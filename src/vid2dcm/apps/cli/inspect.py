@@ -11,23 +11,22 @@ import typer
 from vid2dcm.apps.cli.codes import Reported
 from vid2dcm.apps.cli.options import (
     Container,
+    FrameRate,
     Json,
     MaxSize,
     NoAudio,
     Quiet,
     Sop,
+    StreamOpt,
     Transcode,
     Verbose,
     build_request,
+    frame_rate,
 )
 from vid2dcm.apps.cli.output import emit, line, styled
 from vid2dcm.apps.report import info_report, probe_report, validate_report
 from vid2dcm.core.iods import SopChoice
 from vid2dcm.planning.plan import TranscodePolicy, plan_conversion
-from vid2dcm.probing.probe import probe as probe_media
-from vid2dcm.reading.reader import extract_bitstream, open_video_object
-from vid2dcm.validation.validate import Severity
-from vid2dcm.validation.validate import validate as validate_file
 
 DicomFile = Annotated[Path, typer.Argument(help="DICOM video file.", metavar="FILE")]
 
@@ -40,13 +39,18 @@ def probe(
     no_audio: NoAudio = False,
     transcode: Transcode = TranscodePolicy.AUTO,
     max_size: MaxSize = None,
+    stream_index: StreamOpt = None,
+    rate: FrameRate = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Media facts and the plan: copy or transcode, which transfer syntax and IOD, and why."""
     request = build_request(sop=sop, container=container, no_audio=no_audio,
-                            transcode=transcode, max_size=max_size)
-    info = probe_media(input)
+                            transcode=transcode, max_size=max_size, stream=stream_index,
+                            frame_rate=frame_rate(rate))
+    from vid2dcm.probing.probe import probe as probe_media
+
+    info = probe_media(input, request.stream, request.frame_rate)
     plan = plan_conversion(info, request)
     if as_json:
         emit(probe_report(info, plan))
@@ -80,6 +84,8 @@ def info(
     verbose: Verbose = False,
 ) -> None:
     """Technical summary of a DICOM video file (patient attributes are not shown)."""
+    from vid2dcm.reading.reader import open_video_object
+
     report = info_report(file, open_video_object(file))
     if as_json:
         emit(report)
@@ -112,6 +118,8 @@ def extract(
     verbose: Verbose = False,
 ) -> None:
     """Stream the embedded video back out (pad byte removed)."""
+    from vid2dcm.reading.reader import extract_bitstream
+
     written = extract_bitstream(file, output, overwrite=overwrite)
     line(f"{output}  {written} bytes")
 
@@ -124,6 +132,9 @@ def validate(
     verbose: Verbose = False,
 ) -> None:
     """Own checks (header vs bitstream) plus dciodvfy when installed; exit 1 on any error."""
+    from vid2dcm.validation.validate import Severity
+    from vid2dcm.validation.validate import validate as validate_file
+
     report = validate_file(file, use_dciodvfy=not no_dciodvfy)
     if as_json:
         emit(validate_report(report))

@@ -2,24 +2,32 @@
 every failure becomes one line on stderr (plus {"error": ...} on stdout under --json) and the
 exit code of codes.EXIT_CODES. -v shows the traceback.
 
-A new command is a function in its own module and one line in COMMANDS."""
+A new command is a function in its own module and one line in COMMANDS. Command modules
+import their engines (pipeline, pynetdicom, capture, de-identification) inside the command
+function, so registering every command costs only the option declarations (issue 17)."""
 
 from __future__ import annotations
 
-import functools
 import sys
-import traceback
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
-from vid2dcm.apps import deidentify_command, media_command, orders_command, record_command
-from vid2dcm.apps.cli import convert, deliver, doctor, inspect, service
-from vid2dcm.apps.cli.codes import Reported, exit_code_for, exit_code_table
-from vid2dcm.apps.cli.output import UI, emit, err, out
-from vid2dcm.apps.report import ErrorDetail, ErrorReport
-from vid2dcm.core.errors import Vid2DcmError
+from vid2dcm.apps.cli import (
+    convert,
+    deidentify,
+    deliver,
+    doctor,
+    inspect,
+    media,
+    orders,
+    record,
+    service,
+)
+from vid2dcm.apps.cli.codes import exit_code_table
+from vid2dcm.apps.cli.failure import guarded, report_failure
+from vid2dcm.apps.cli.output import out
 from vid2dcm.core.version import __version__
 
 COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
@@ -33,19 +41,19 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("send", deliver.send),
     ("worklist", deliver.worklist),
     ("watch", service.watch),
-    ("record", record_command.record),
+    ("record", record.record),
     ("serve", service.serve),
     ("worker", service.worker),
     ("gateway", service.gateway),
     ("token", service.token),
-    ("deidentify", deidentify_command.deidentify),
-    ("media", media_command.media),
-    ("orders", orders_command.orders),
-    ("hl7-listen", orders_command.hl7_listen),
-    ("fhir-poll", orders_command.fhir_poll),
-    ("oru", orders_command.oru),
-    ("route", orders_command.route_command),
-    ("kos", orders_command.kos),
+    ("deidentify", deidentify.deidentify),
+    ("media", media.media),
+    ("orders", orders.orders),
+    ("hl7-listen", orders.hl7_listen),
+    ("fhir-poll", orders.fhir_poll),
+    ("oru", orders.oru),
+    ("route", orders.route_command),
+    ("kos", orders.kos),
     ("doctor", doctor.doctor),
 )
 """(name, function) in the order --help lists them. Register a command with one line here."""
@@ -56,49 +64,6 @@ HELP = ("Turn video into conformant DICOM, copying the bitstream when DICOM acce
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help=HELP, epilog=exit_code_table(),
                   context_settings={"help_option_names": ["--help", "-h"]})
-
-
-def report_failure(exc: BaseException, *, as_json: bool, verbose: bool) -> int:
-    """One line on stderr (and an error object on stdout under --json); the exit code."""
-    row = exit_code_for(exc)
-    if isinstance(exc, typer.TyperException):
-        message = exc.format_message().replace("Value error, ", "")
-    elif isinstance(exc, KeyboardInterrupt | typer.Abort):
-        message = "interrupted"
-    elif isinstance(exc, OSError):
-        message = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
-    elif not isinstance(exc, Vid2DcmError):
-        message = f"internal error: {type(exc).__name__}: {exc}"
-    else:
-        message = str(exc)
-    code = getattr(exc, "exit_code", None) if isinstance(exc, typer.TyperException) else None
-    code = code if isinstance(code, int) else row.code
-    message = " ".join(message.split())  # one line, whatever the exception held
-    if verbose and not isinstance(exc, typer.TyperException):
-        traceback.print_exception(exc)
-    if as_json and not isinstance(exc, Reported):
-        emit(ErrorReport(error=ErrorDetail(code=code, kind=row.kind, message=message)))
-    err.print(f"vid2dcm: error: {message}", markup=False, highlight=False, soft_wrap=True)
-    return code
-
-
-def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a command with its --json/--quiet/-v settings in force and its failures reported
-    the one way (Typer reads the signature through functools.wraps)."""
-
-    @functools.wraps(func)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        UI.json = bool(kwargs.get("as_json", False))
-        UI.quiet = bool(kwargs.get("quiet", False))
-        UI.verbose = bool(kwargs.get("verbose", False))
-        try:
-            return func(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except (Exception, KeyboardInterrupt) as exc:
-            raise typer.Exit(report_failure(exc, as_json=UI.json, verbose=UI.verbose)) from exc
-
-    return run
 
 
 for _name, _function in COMMANDS:

@@ -6,6 +6,7 @@ a good example (patient values excepted: they are never repeated)."""
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated
 
@@ -57,8 +58,35 @@ SpeedOpt = Annotated[Speed, typer.Option(
     "--speed", help="Transcode speed: fast (x264 superfast), balanced (veryfast), slow "
                     "(medium).")]
 
+StreamOpt = Annotated[int | None, typer.Option(
+    "--stream", min=0, metavar="N",
+    help="Only this video stream (its index, as probe lists it); by default every video "
+         "stream becomes its own instance.")]
+FrameRate = Annotated[str | None, typer.Option(
+    "--frame-rate", metavar="RATE",
+    help="Frame rate of a raw stream (.h264/.hevc/.m2v has no timestamps), e.g. 25 or "
+         "30000/1001.")]
+
+
+def frame_rate(text: str | None) -> Fraction | None:
+    """--frame-rate: a positive number or fraction (30000/1001), checked before any work."""
+    if text is None:
+        return None
+    try:
+        rate = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        rate = None
+    if rate is None or rate <= 0 or rate > 1000:
+        raise UsageError(f"--frame-rate: {text!r} is not a frame rate (a positive number up "
+                         "to 1000), e.g. 25 or 30000/1001")
+    return rate
+
+
 # --- delivery ------------------------------------------------------------------------------------
 
+AllowUnidentified = Annotated[bool, typer.Option(
+    "--allow-unidentified",
+    help="Deliver instances without a Patient ID (refused otherwise, exit code 8).")]
 CallingAet = Annotated[str | None, typer.Option(
     "--calling-aet", metavar="AE", help="Our AE title (1-16 characters; default VID2DCM).")]
 

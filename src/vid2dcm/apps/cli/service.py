@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from vid2dcm.apps.cli.codes import Reported
 from vid2dcm.apps.cli.options import (
+    AllowUnidentified,
     Config,
     Quiet,
     Sop,
@@ -443,6 +444,7 @@ def watch(
     once: Annotated[bool, typer.Option(
         "--once", help="Handle what is there, then stop (exit code of the first failure).")
     ] = False,
+    allow_unidentified: AllowUnidentified = False,
     config: Config = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -458,6 +460,9 @@ def watch(
     config_file(config)
     dests = [destination("--to", t, config) for t in to or []]
     meta = build_metadata(metadata)
+    from vid2dcm.apps.cli.identity import require_patient
+
+    require_patient(meta, folder, allowed=allow_unidentified, delivering=bool(dests))
     failures: list[WatchEvent] = []
 
     def report(event: Any) -> None:
