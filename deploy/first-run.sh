@@ -17,15 +17,17 @@ if [ -f "$data/service.toml" ]; then
   exit 0
 fi
 umask 077
-made="$("$vid2dcm" token --role admin --name first-run)"
-printf '%s\n' "$made" | sed -n 's/^token: //p' > "$data/admin-token.txt"
+# `vid2dcm token` prints the TOML table to paste on stdout and the token itself on stderr.
+table="$("$vid2dcm" token --role admin --name first-run 2>"$data/.token.txt")"
+tail -n 1 "$data/.token.txt" > "$data/admin-token.txt"
+rm -f "$data/.token.txt"
 {
   echo "[service]"
-  printf '%s\n' "$made" | grep '^tokens = '
   if [ -n "${2:-}" ]; then
     echo "destinations_file = \"$2\""
     echo "default_destinations = [\"${3:?a default destination name is needed with a file}\"]"
   fi
+  printf '%s\n' "$table"
 } > "$data/service.toml.new"
 chmod 0600 "$data/service.toml.new"
 mv "$data/service.toml.new" "$data/service.toml"
