@@ -1,5 +1,5 @@
 """The interoperability matrix: every output family vid2dcm writes, read by DICOM tools
-nobody on this project wrote. Used by tests/test_interop.py, and run as a script it prints
+nobody on this project wrote. Used by tests/interop/test_interop.py, and run as a script it prints
 the measured matrix for docs/interoperability.md:
 
     .venv/bin/python tests/interop_tools.py

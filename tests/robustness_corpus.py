@@ -1,6 +1,6 @@
 """A seeded, randomised corpus of small videos made by FFmpeg, and the check every one must pass.
 
-Used by the fast slice in tests/test_robustness.py and by benchmarks/robustness.py (>= 1000
+Used by the fast slice in tests/pipeline/test_robustness.py and by benchmarks/robustness.py (>= 1000
 cases). A case is a random draw of codec x container x pixel format x rate x size (odd too) x
 audio codec x VFR x interlace x SAR x GOP, plus, for some, damage (truncation, noise). The
 Debian `ffmpeg` command line makes each file; a case FFmpeg cannot make (an encoder that

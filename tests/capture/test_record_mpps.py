@@ -139,7 +139,6 @@ def test_record_command_reports_the_procedure_step(scp: MppsScp, tmp_path: Path)
     import signal
 
     import pydicom
-
     from test_record import APP, SMALL, wait_recording
 
     proc = subprocess.Popen(
@@ -174,9 +173,9 @@ def test_record_command_sends_the_result(tmp_path: Path) -> None:
     import json
 
     import pydicom
+    from test_record import APP, SMALL
 
     from dcmtk_peers import running_storescp
-    from test_record import APP, SMALL
 
     with running_storescp(tmp_path / "scp") as scp:
         proc = subprocess.run(

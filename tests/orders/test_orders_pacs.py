@@ -180,8 +180,8 @@ def test_hl7_order_to_stored_study_to_oru(pacs: Orthanc, make_clip: MakeClip,
     """ORM in -> a recording bound to the order -> stored in Orthanc with the order's identity
     -> ORU 'images available' received by the HIS stand-in."""
     import hl7
-
     from test_orders_hl7 import ORM
+
     from vid2dcm.orders.hl7_mapping import field_value
     from vid2dcm.orders.inbox import handle
     from vid2dcm.orders.mllp import MllpServer, send_message

@@ -16,7 +16,7 @@ from vid2dcm.apps.cli.codes import EXIT_CODES, exit_code_for
 from vid2dcm.apps.report import JSON_SHAPES
 from vid2dcm.core import errors
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 CLI_DOC = ROOT / "docs" / "cli.md"
 TROUBLESHOOTING = ROOT / "docs" / "troubleshooting.md"

@@ -296,7 +296,7 @@ def test_staff_page_is_served_and_uses_the_api(gateway: Gateway) -> None:
     assert "http://" not in html and "https://" not in html, "no third-party resources"
 
 
-AXE = Path(__file__).parent / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+AXE = Path(__file__).parents[1] / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 VIEWPORTS = {"tablet": (1024, 768), "phone": (390, 844)}
 
 

@@ -16,12 +16,12 @@ from typing import Any
 import pydicom
 import pytest
 from fastapi.testclient import TestClient
+from test_record_mpps import MppsScp
 
 from dcmtk_peers import free_port
 from gateway_app import PASSWORD, _accounts_once
 from orthanc import running_orthanc
 from readback import dciodvfy_errors, read_back
-from test_record_mpps import MppsScp
 from vid2dcm.apps.gateway.api import create_app
 from vid2dcm.apps.gateway.queue import make_queue
 from vid2dcm.apps.gateway.settings import ServiceSettings
@@ -259,9 +259,9 @@ def test_staff_page_records_for_the_confirmed_patient(tmp_path: Path) -> None:
     sharing the data folder) driven from headless Chromium: confirm a typed patient, start,
     watch the live state, take a still, stop; the job card reaches "stored in PACS"."""
     from playwright.sync_api import expect, sync_playwright
+    from test_service import AXE, CHROMIUM, CHROMIUM_ARGS
 
     from dcmtk_peers import stop, wait_listening
-    from test_service import AXE, CHROMIUM, CHROMIUM_ARGS
     from vid2dcm.apps.gateway.auth import add_user
     from vid2dcm.apps.gateway.settings import load_settings
 
@@ -344,8 +344,9 @@ def test_recording_for_a_worklist_order(tmp_path: Path) -> None:
     """The order's patient and study go into the recording at start: the MPPS step and the
     instances carry the order's Study Instance UID and accession; typed fields that contradict
     the order are 409, as for jobs."""
-    from dcmtk_peers import running_worklist
     from test_service import ORDER
+
+    from dcmtk_peers import running_worklist
 
     scp = MppsScp()
     try:

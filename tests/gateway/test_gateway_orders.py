@@ -19,14 +19,14 @@ from typing import Any
 import hl7
 import pytest
 from fastapi.testclient import TestClient
+from test_orders_fhir import PATIENT, FhirStandIn, service_request
+from test_orders_hl7 import OMI, ORM
+from test_record_mpps import MppsScp
 
 from dcmtk_peers import free_port
 from gateway_app import PASSWORD, TOKEN, _accounts_once
 from orthanc import Orthanc, running_orthanc
 from readback import dciodvfy_errors, read_back
-from test_orders_fhir import PATIENT, FhirStandIn, service_request
-from test_orders_hl7 import OMI, ORM
-from test_record_mpps import MppsScp
 from vid2dcm.apps.gateway.api import create_app
 from vid2dcm.apps.gateway.queue import make_queue
 from vid2dcm.apps.gateway.settings import (

@@ -27,7 +27,7 @@ from vid2dcm.apps.cli import main
 from vid2dcm.apps.cli.codes import EXIT_CODES
 from vid2dcm.producing.synth import ClipSpec, synthesize
 
-TROUBLESHOOTING = Path(__file__).resolve().parent.parent / "docs" / "troubleshooting.md"
+TROUBLESHOOTING = Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md"
 HIGH = {"preset": "superfast", "profile": "high"}
 SECRET = "PID-SECRET"
 

@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_service import ADMIN, AXE, CHROMIUM, CHROMIUM_ARGS, ORDER, Gateway, _gateway
 
 from dcmtk_peers import free_port, running_worklist
 from orthanc import Orthanc, running_orthanc
 from readback import decode_count, read_back
-from test_service import ADMIN, AXE, CHROMIUM, CHROMIUM_ARGS, ORDER, Gateway, _gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.needs_orthanc,
               pytest.mark.needs_dcmtk, pytest.mark.needs_browser]
 
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 @pytest.fixture(scope="module")

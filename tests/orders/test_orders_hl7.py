@@ -299,7 +299,7 @@ def test_oru_refuses_a_bad_uid() -> None:
 def test_integration_doc_prints_every_mapping_row() -> None:
     from vid2dcm.orders.fhir import FHIR_FIELDS
 
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "integration.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "integration.md").read_text()
     for row in HL7_FIELDS:
         assert f"| {row.field} | `{row.target}` | {row.kind.value} |" in doc, row
     for source, target in FHIR_FIELDS:

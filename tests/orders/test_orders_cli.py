@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import typer
+from test_orders_hl7 import ORM
 from typer.testing import CliRunner
 
 from dcmtk_peers import free_port, stop
-from test_orders_hl7 import ORM
 from vid2dcm.apps.orders_command import register
 from vid2dcm.orders.inbox import handle
 from vid2dcm.orders.mllp import send_message

@@ -46,7 +46,7 @@ from vid2dcm.delivery.send import deliver
 from vid2dcm.pipeline import convert
 from vid2dcm.producing.synth import ClipSpec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 VID2DCM = Path(sys.executable).with_name("vid2dcm")
 

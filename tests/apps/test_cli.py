@@ -207,7 +207,7 @@ def good_dcm(tmp_path_factory: pytest.TempPathFactory, clips: Callable[[str], Pa
 
 @pytest.mark.parametrize("name", [
     "empty.mp4", "random.mp4", "truncated.mp4", "tone.m4a", "picture.png",
-])  # truncated_faststart.mp4 is salvaged now (issue 10 class 2): tests/test_robustness.py
+])  # truncated_faststart.mp4 is salvaged now (issue 10 class 2): tests/pipeline/test_robustness.py
 def test_unreadable_input_exits_3(name: str, stage: Callable[[str], Path], outdir: Path) -> None:
     source = stage(name)
     before = sha256(source)
@@ -235,7 +235,7 @@ def test_missing_file_exits_3(tmp_path: Path, outdir: Path) -> None:
 
 
 def test_directory_as_input_exits_3(tmp_path: Path, outdir: Path) -> None:
-    """A folder is a batch (tests/test_batch.py); one with no video in it is bad input."""
+    """A folder is a batch (tests/apps/test_batch.py); one with no video in it is bad input."""
     folder = tmp_path / "clip.mp4"
     folder.mkdir()
     line = assert_error(run_cli("convert", folder, "-o", outdir), 3)

@@ -15,7 +15,7 @@ from vid2dcm.core.syntaxes import VIDEO_TRANSFER_SYNTAXES
 from vid2dcm.pipeline import convert
 from vid2dcm.producing.synth import ClipSpec, synthesize
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "conformance-statement.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "conformance-statement.md"
 
 
 def test_committed_statement_is_the_generated_one() -> None:
