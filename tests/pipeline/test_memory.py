@@ -1,7 +1,9 @@
 """Memory stays flat: a ~1 GB stream converts (and extracts) within 200 MB peak RSS.
 
 Not a timing test. The stream is made fast by muxing a handful of large intra-coded noise frames
-over and over (each is an IDR picture, so the repeated stream is valid H.264).
+over and over (each is an IDR picture, so the repeated stream is valid H.264). One picture per
+second keeps the bit rate (~30 Mbit/s) within H.264 Level 4.1's MaxBR, so the planner copies it;
+at 25 fps the same pictures make ~700 Mbit/s, which the level check rightly sends to transcoding.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def _gigabyte_stream(folder: Path) -> tuple[Path, int]:
             for data, _duration in packets:
                 packet = av.Packet(data)
                 packet.stream = vout
-                packet.time_base = Fraction(1, 25)
+                packet.time_base = Fraction(1, 1)
                 packet.pts = packet.dts = frames
                 packet.duration = 1
                 packet.is_keyframe = True
