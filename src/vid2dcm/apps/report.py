@@ -1,6 +1,7 @@
 """What the command line reports, as typed records: the --json shapes (pydantic models,
 documented in docs/cli.md and checked against it by tests/apps/test_cli_json.py) and the
-builders that fill them from the pipeline's records. Patient attributes never appear in any of them."""
+builders that fill them from the pipeline's records. Patient attributes never appear in any
+of them."""
 
 from __future__ import annotations
 
