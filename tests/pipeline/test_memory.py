@@ -23,7 +23,9 @@ from vid2dcm.reading.reader import open_video_object
 
 TARGET_BYTES = 1_000_000_000
 RSS_LIMIT_MB = 200
-SEND_RSS_LIMIT_MB = 100
+SEND_RSS_LIMIT_MB = 150
+"""The bound issue 17 sets for 1 GB; measured 90 MB (this venv) to 105 MB (a fresh CI venv),
+most of it the imported pydicom/numpy/pynetdicom stack, not the file."""
 
 RUN_MEASURED = """
 import sys
