@@ -19,6 +19,7 @@ from vid2dcm.orders.routing import RoutingTable
 
 DATA_ENV = "VID2DCM_DATA"
 QUEUE_ENV = "VID2DCM_QUEUE_URL"
+DATABASE_ENV = "VID2DCM_DATABASE_URL"
 
 Role = Literal["uploader", "reviewer", "admin"]
 
@@ -142,6 +143,18 @@ class ServiceSettings(BaseModel):
     """MPPS SCP (AE@HOST:PORT or a name in destinations_file) told about each recording."""
     recording_max_segment_s: float | None = Field(default=None, gt=0)
     """A long recording becomes several instances of its series, cut at key frames."""
+    # shared job store and worker leases (issue 17)
+    database_url: str | None = Field(default=None,
+                                     pattern=r"^(sqlite:///|postgresql\+psycopg://)")
+    """SQLAlchemy URL of the job store shared by several machines
+    (postgresql+psycopg://user:password@host/db); default: SQLite data_dir/jobs.sqlite."""
+    lease_s: float = Field(default=60.0, gt=0)
+    """A worker running a job holds it this long past its last heartbeat; a job whose lease
+    has expired (its worker died) may be taken by another worker."""
+    heartbeat_s: float = Field(default=10.0, gt=0)
+    """How often the worker running a job renews its lease (well under lease_s)."""
+    lease_recoveries: int = Field(default=1, ge=0)
+    """How often a job whose worker died is run again before it is failed."""
 
     @property
     def uploads(self) -> Path:
@@ -175,7 +188,8 @@ def hash_token(token: str) -> str:
 
 def load_settings(data_dir: Path | None = None, **overrides: object) -> ServiceSettings:
     """data_dir/service.toml, if present, with [service] keys; the folder from the argument or
-    VID2DCM_DATA; the queue URL from service.toml, else VID2DCM_QUEUE_URL; `overrides` (e.g.
+    VID2DCM_DATA; the queue URL from service.toml, else VID2DCM_QUEUE_URL (the database URL
+    likewise, else VID2DCM_DATABASE_URL); `overrides` (e.g.
     from command-line options) on top."""
     folder = data_dir or (Path(os.environ[DATA_ENV]) if DATA_ENV in os.environ else None)
     if folder is None:
@@ -191,6 +205,8 @@ def load_settings(data_dir: Path | None = None, **overrides: object) -> ServiceS
             raise UsageError(f"{config} is not valid TOML: {exc}") from exc
     if "queue_url" not in values and os.environ.get(QUEUE_ENV):
         values["queue_url"] = os.environ[QUEUE_ENV]
+    if "database_url" not in values and os.environ.get(DATABASE_ENV):
+        values["database_url"] = os.environ[DATABASE_ENV]
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return ServiceSettings(data_dir=folder, **values)  # type: ignore[arg-type]
