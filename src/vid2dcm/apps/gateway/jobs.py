@@ -8,8 +8,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from vid2dcm.apps.gateway.audit import record
@@ -61,7 +64,46 @@ Later = Callable[[str, float], None]
 
 def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) -> None:
     """Convert one job, then hold it (no patient yet), finish it (no destination) or put its
-    deliveries in the outbox and try them; every outcome is recorded in the store."""
+    deliveries in the outbox and try them; every outcome is recorded in the store.
+
+    The job is taken with a lease (store.claim) renewed by a heartbeat while it runs, so a
+    second worker never runs it at the same time; a worker that dies leaves the lease to
+    expire, and the job is run again (once; settings.lease_recoveries) by another."""
+    store = open_store(settings)
+    worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if not store.claim(job_id, worker, settings.lease_s, settings.lease_recoveries):
+        return  # queued no more, or held by a live worker (its lease holds)
+    with heartbeat(store, job_id, worker, settings):
+        _run(settings, store, job_id, later)
+
+
+@contextmanager
+def heartbeat(store: Store, job_id: str, worker: str, settings: ServiceSettings
+              ) -> Iterator[None]:
+    """Renew this worker's lease on the job every heartbeat_s while the block runs, from a
+    thread (the conversion holds this one): another worker takes the job only after the
+    lease has run out, which happens only when this process is gone or cut off."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(settings.heartbeat_s):
+            try:
+                if not store.renew(job_id, worker, settings.lease_s):
+                    return  # finished (or taken over): nothing left to hold
+            except Exception:  # a database hiccup: try again at the next beat
+                continue
+
+    thread = threading.Thread(target=beat, name=f"lease-{job_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _run(settings: ServiceSettings, store: Store, job_id: str, later: Later | None) -> None:
+    """The claimed job's conversion and what follows it (execute's body, under its lease)."""
     from pydicom import dcmread
 
     from vid2dcm.apps.gateway.integration import (
@@ -77,9 +119,6 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
     from vid2dcm.pipeline import convert
     from vid2dcm.planning.plan import Request
 
-    store = open_store(settings)
-    if not store.claim(job_id):
-        return
     notices: list[str] = []
     order = None
     job = store.job(job_id)

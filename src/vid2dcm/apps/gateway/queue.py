@@ -60,12 +60,17 @@ def make_queue(settings: ServiceSettings) -> JobQueue:
         for job_id in sorted({job for job, _ in store.due_parcels(time.time())}):
             deliver_task(job_id)
 
-    @huey.on_startup()  # type: ignore[untyped-decorator]
+    @huey.periodic_task(crontab(minute="*"))  # type: ignore[untyped-decorator]
     def requeue_interrupted() -> None:
-        """A job left 'running' by a worker that died is run again from its input."""
-        for job in open_store(settings).jobs(limit=1000):
-            if job.status == "running":
-                run_job(job.id)
+        """A job left 'running' by a worker that died (its lease expired: no heartbeat for
+        lease_s) is queued again; store.claim runs it again once, then fails it. A job whose
+        worker is alive, here or on another machine, is left alone."""
+        for job_id in open_store(settings).expired_jobs():
+            run_job(job_id)
+
+    @huey.on_startup()  # type: ignore[untyped-decorator]
+    def on_start() -> None:
+        requeue_interrupted()
         sweep_outbox()
 
     @huey.periodic_task(crontab(minute="*/15"))  # type: ignore[untyped-decorator]

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from sqlalchemy import (
     Float,
     Integer,
     MetaData,
+    RowMapping,
     Table,
     Text,
     and_,
@@ -504,9 +505,11 @@ class Store:
 
     def oldest_waiting_parcel(self) -> float | None:
         """When the oldest parcel not yet delivered was first tried (None: outbox empty)."""
+        o, j = outbox_t, jobs_t
         with self._db() as db:
-            first = db.execute(select(func.min(outbox_t.c.first_try))
-                               .where(outbox_t.c.state == "waiting")).scalar()
+            first = db.execute(select(func.min(o.c.first_try)).join(j, j.c.id == o.c.job)
+                               .where(j.c.status == "waiting", o.c.state == "waiting")
+                               ).scalar()
         return float(first) if first is not None else None
 
     def take_parcel(self, job_id: str, destination: str, lease_s: float) -> bool:
@@ -711,7 +714,7 @@ class Store:
     def _seal(self, request: JobRequest, job_id: str) -> str:
         return self._sealing().seal(request.model_dump_json(exclude_unset=True), job_id)
 
-    def _job(self, row: Mapping[str, Any]) -> Job:
+    def _job(self, row: RowMapping) -> Job:
         request = JobRequest.model_validate_json(self._sealing().open(row["request"], row["id"]))
         return Job(row["id"], row["upload_id"], row["status"], row["progress"], request,
                    JobResult.model_validate_json(row["result"]) if row["result"] else None,
@@ -720,13 +723,13 @@ class Store:
                    row["worker"], row["lease_until"], row["recoveries"])
 
 
-def _parcel(row: Mapping[str, Any]) -> Parcel:
+def _parcel(row: RowMapping) -> Parcel:
     receipts = [DeliveryResult.model_validate(r) for r in json.loads(row["receipts"] or "[]")]
     return Parcel(row["job"], row["destination"], row["state"], row["attempts"],
                   row["first_try"], row["next_try"], row["error"], tuple(receipts))
 
 
-def _token(row: Mapping[str, Any]) -> TokenRecord:
+def _token(row: RowMapping) -> TokenRecord:
     scopes: list[str] = json.loads(row["scopes"])
     return TokenRecord(row["id"], row["name"], row["role"], tuple(scopes), row["expires"],
                        bool(row["revoked"]))

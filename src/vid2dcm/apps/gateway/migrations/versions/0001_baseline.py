@@ -8,6 +8,7 @@ tables are created and missing columns added with their defaults (a release whos
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -20,13 +21,13 @@ depends_on = None
 Text, Float, Integer = sa.Text, sa.Float, sa.Integer
 
 
-def _c(name: str, kind: type[sa.types.TypeEngine[object]], nullable: bool = True,
-       default: str | None = None, key: bool = False) -> Callable[[], sa.Column[object]]:
+def _c(name: str, kind: Callable[[], sa.types.TypeEngine[Any]], nullable: bool = True,
+       default: str | None = None, key: bool = False) -> Callable[[], sa.Column[Any]]:
     return lambda: sa.Column(name, kind(), nullable=nullable and not key, primary_key=key,
                              server_default=sa.text(default) if default is not None else None)
 
 
-TABLES: dict[str, tuple[Callable[[], sa.Column[object]], ...]] = {
+TABLES: dict[str, tuple[Callable[[], sa.Column[Any]], ...]] = {
     "uploads": (_c("id", Text, key=True), _c("name", Text, False), _c("path", Text, False),
                 _c("size", Integer, False), _c("created", Float, False), _c("problem", Text),
                 _c("owner", Text, False, "''")),
