@@ -105,3 +105,11 @@ def running_postgres() -> Iterator[Postgres]:
                 proc.wait()
         log.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """One server for the session (initdb takes a few seconds); each test makes its own
+    database with new_database()."""
+    with running_postgres() as server:
+        yield server
