@@ -22,12 +22,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dcmtk_peers import stop
 from postgres import Postgres, postgres_server  # noqa: F401 (fixture)
 from readback import read_back
+from vid2dcm.apps.gateway.integration import order_store
 from vid2dcm.apps.gateway.jobs import execute
 from vid2dcm.apps.gateway.models import JobRequest
 from vid2dcm.apps.gateway.queue import make_queue
@@ -35,13 +37,14 @@ from vid2dcm.apps.gateway.settings import ServiceSettings, load_settings
 from vid2dcm.apps.gateway.store import Job, Store, open_store
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.orders.order import Order
-from vid2dcm.orders.store import OrderStore
 from vid2dcm.producing.synth import ClipSpec, synthesize
 
 pytestmark = pytest.mark.integration
 
 VID2DCM = Path(sys.executable).with_name("vid2dcm")
 LEASE_S = 3.0
+Gate = Any
+"""A database connection holding the lock the worker waits on (sqlite3 or psycopg)."""
 
 
 @dataclass
@@ -51,7 +54,7 @@ class Site:
     settings: ServiceSettings
     store: Store
     job_id: str
-    gate: sqlite3.Connection
+    gate: Gate
     logs: list[Path]
 
     @property
@@ -80,7 +83,10 @@ class Site:
             time.sleep(0.1)
 
     def open_gate(self) -> None:
-        self.gate.execute("COMMIT")
+        if isinstance(self.gate, sqlite3.Connection):
+            self.gate.execute("COMMIT")
+        else:
+            self.gate.commit()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.needs_postgres)])
@@ -99,12 +105,21 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
     clip = synthesize(settings.uploads / upload_id / "clip.mp4", ClipSpec(
         width=64, height=48, frames=10, options={"preset": "superfast", "profile": "high"}))
     store.add_upload("clip.mp4", clip, clip.stat().st_size, upload_id)
-    orders = data / "orders.sqlite"
-    OrderStore(orders).put(Order(placer_order_number="P1", metadata=Metadata(
+    order_store(settings).put(Order(placer_order_number="P1", metadata=Metadata(
         patient_name="Doe^Jane", patient_id="PID1", accession_number="ACC1")))
     job_id = store.add_job(JobRequest(upload_id=upload_id, accession="ACC1"))
-    gate = sqlite3.connect(orders, isolation_level=None, timeout=5)
-    gate.execute("BEGIN EXCLUSIVE")  # the worker waits inside the job until open_gate()
+    # The worker waits inside the job, reading the order, until open_gate(): SQLite's
+    # exclusive lock on orders.sqlite (rollback journal: readers wait), PostgreSQL's ACCESS
+    # EXCLUSIVE lock on the orders table (SELECTs wait).
+    gate: Gate
+    if settings.database_url:
+        import psycopg
+
+        gate = psycopg.connect(settings.database_url.replace("+psycopg", ""))
+        gate.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+    else:
+        gate = sqlite3.connect(data / "orders.sqlite", isolation_level=None, timeout=5)
+        gate.execute("BEGIN EXCLUSIVE")
     try:
         yield Site(settings, store, job_id, gate, [])
     finally:

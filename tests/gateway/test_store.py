@@ -1,8 +1,9 @@
 """The job store on SQLite and on a real PostgreSQL (issue 17): the same methods and
 semantics on both, Alembic migrations on start (a data folder made by the current release and
 one made by an older release both upgrade and keep their rows, two processes starting at once
-do not both migrate), worker leases (claim, renew, expiry, the attempt limit), the outbox, and
-upload paths stored relative to the data folder."""
+do not both migrate), worker leases (claim, renew, expiry, the attempt limit), the outbox,
+upload paths stored relative to the data folder, and the orders sealed at rest beside the
+jobs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from sqlalchemy import text
 
 from postgres import Postgres, postgres_server  # noqa: F401 (fixture)
 from vid2dcm.apps.cli.service import check_store
+from vid2dcm.apps.gateway.integration import order_store
 from vid2dcm.apps.gateway.models import DeliveryResult, JobRequest, JobResult
 from vid2dcm.apps.gateway.sealing import Sealer
 from vid2dcm.apps.gateway.settings import ServiceSettings
@@ -30,6 +33,9 @@ from vid2dcm.apps.gateway.store import (
     engine_for,
     schema_revision,
 )
+from vid2dcm.core.metadata import Metadata
+from vid2dcm.orders.order import Order
+from vid2dcm.orders.store import OrderStore
 
 DATA = Path(__file__).parent / "data"
 KEY = Sealer(b"k" * 32)
@@ -288,3 +294,51 @@ def test_processes_starting_at_once_migrate_once_on_postgresql(
     assert backend.rows("SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
     backend.store().add_job(JobRequest(upload_id=UPLOAD))
     assert backend.rows("SELECT COUNT(*) FROM jobs") == [(1,)]
+
+
+def _order(placer: str, accession: str, patient_id: str) -> Order:
+    return Order(placer_order_number=placer, modality="ES", metadata=Metadata(
+        patient_name="Order^Patient", patient_id=patient_id, accession_number=accession,
+        patient_birth_date="19700101"))
+
+
+def test_orders_are_sealed_at_rest_and_found_by_digest(backend: Backend) -> None:
+    """The gateway's orders share the job store's database (PostgreSQL) or stay in
+    orders.sqlite (SQLite), sealed with its key either way."""
+    settings = ServiceSettings(data_dir=backend.data_dir, database_url=(
+        backend.where if isinstance(backend.where, str) else None))
+    orders = order_store(settings)
+    orders.put(_order("P1", "ACC-77", "PID-0815"), _order("P2", "ACC-78", "PID-0815"))
+    if backend.name == "postgresql":
+        raw = backend.rows("SELECT * FROM orders")
+        assert not (backend.data_dir / "orders.sqlite").exists()
+    else:
+        with sqlite3.connect(backend.data_dir / "orders.sqlite") as db:
+            raw = db.execute("SELECT * FROM orders").fetchall()
+    dump = json.dumps(raw)
+    assert len(raw) == 2
+    for secret in ("Order^Patient", "PID-0815", "ACC-77", "19700101"):
+        assert secret not in dump, secret
+    assert [o.placer_order_number for o in orders.open_for_patient("PID-0815")] == ["P1", "P2"]
+    found = orders.find_by_accession("ACC-77")
+    assert found is not None and found.metadata.patient_name == "Order^Patient"
+    assert orders.get("P2") is not None and orders.find_by_accession("ACC-99") is None
+    assert {o.placer_order_number for o in orders.for_day(date.today())} == {"P1", "P2"}
+    # Another process (a worker) opens the same store and sees the same orders.
+    assert order_store(settings).find_by_accession("ACC-78") is not None
+
+
+def test_plain_orders_of_an_earlier_release_are_sealed_on_open(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    plain = OrderStore(data / "orders.sqlite")  # what the earlier release wrote
+    plain.put(_order("P9", "ACC-9", "PID-9"))
+    with sqlite3.connect(data / "orders.sqlite") as db:
+        (before,) = db.execute("SELECT updated FROM orders").fetchone()
+        assert "PID-9" in json.dumps(db.execute("SELECT * FROM orders").fetchall())
+    orders = order_store(ServiceSettings(data_dir=data))
+    with sqlite3.connect(data / "orders.sqlite") as db:
+        rows = db.execute("SELECT * FROM orders").fetchall()
+    assert "PID-9" not in json.dumps(rows) and "ACC-9" not in json.dumps(rows)
+    assert rows[0][6] == before  # the order's own update time is kept
+    found = orders.find_by_accession("ACC-9")
+    assert found is not None and found.patient_id == "PID-9"

@@ -60,7 +60,7 @@ from vid2dcm.apps.gateway.models import (
 from vid2dcm.apps.gateway.sealing import Sealer, load_key
 from vid2dcm.apps.gateway.settings import ServiceSettings
 
-REVISIONS = ("0001", "0002", "0003")
+REVISIONS = ("0001", "0002", "0003", "0004")
 """The schema revisions this release knows (migrations/versions), oldest first: a store at
 the last one needs no migration; one at a revision not listed was made by a newer release."""
 HEAD_REVISION = REVISIONS[-1]
@@ -705,6 +705,11 @@ class Store:
                               .values(revoked=1)).rowcount == 1
 
     # -- rows <-> records ------------------------------------------------------------------
+
+    @property
+    def sealer(self) -> Sealer:
+        """The store's key, for other patient data kept at rest (the orders)."""
+        return self._sealing()
 
     def _sealing(self) -> Sealer:
         if self._sealer is None:
