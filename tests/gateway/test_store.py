@@ -342,3 +342,17 @@ def test_plain_orders_of_an_earlier_release_are_sealed_on_open(tmp_path: Path) -
     assert rows[0][6] == before  # the order's own update time is kept
     found = orders.find_by_accession("ACC-9")
     assert found is not None and found.patient_id == "PID-9"
+
+
+def test_database_url_and_lease_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vid2dcm.apps.gateway.settings import DATABASE_ENV, load_settings
+
+    url = "postgresql+psycopg://vid2dcm:pw@db:5432/vid2dcm"
+    monkeypatch.setenv(DATABASE_ENV, url)
+    assert load_settings(tmp_path).database_url == url
+    (tmp_path / "service.toml").write_text('[service]\ndatabase_url = "sqlite:///x.sqlite"\n')
+    assert load_settings(tmp_path).database_url == "sqlite:///x.sqlite"  # the file wins
+    with pytest.raises(ValueError, match="database_url"):
+        ServiceSettings(data_dir=tmp_path, database_url="mysql://db/x")
+    with pytest.raises(ValueError, match="at most half of lease_s"):
+        ServiceSettings(data_dir=tmp_path, lease_s=10, heartbeat_s=6)

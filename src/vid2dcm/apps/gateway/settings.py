@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vid2dcm.core.errors import UsageError
 from vid2dcm.orders.routing import RoutingTable
@@ -155,6 +155,13 @@ class ServiceSettings(BaseModel):
     """How often the worker running a job renews its lease (well under lease_s)."""
     lease_recoveries: int = Field(default=1, ge=0)
     """How often a job whose worker died is run again before it is failed."""
+
+    @model_validator(mode="after")
+    def _beats_within_the_lease(self) -> ServiceSettings:
+        if self.heartbeat_s * 2 > self.lease_s:
+            raise ValueError(f"heartbeat_s ({self.heartbeat_s:g}) must be at most half of "
+                             f"lease_s ({self.lease_s:g}), or a live worker loses its jobs")
+        return self
 
     @property
     def uploads(self) -> Path:
