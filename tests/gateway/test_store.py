@@ -356,3 +356,22 @@ def test_database_url_and_lease_settings(tmp_path: Path, monkeypatch: pytest.Mon
         ServiceSettings(data_dir=tmp_path, database_url="mysql://db/x")
     with pytest.raises(ValueError, match="at most half of lease_s"):
         ServiceSettings(data_dir=tmp_path, lease_s=10, heartbeat_s=6)
+
+
+def test_an_unreachable_or_newer_shared_store_is_refused_in_one_line(
+        tmp_path: Path, backend: Backend) -> None:
+    from dcmtk_peers import free_port
+    from vid2dcm.core.errors import ServiceError
+
+    closed = f"postgresql+psycopg://vid2dcm:s3cret@127.0.0.1:{free_port()}/vid2dcm"
+    with pytest.raises(ServiceError, match="does not answer") as refused:
+        check_store(ServiceSettings(data_dir=tmp_path, database_url=closed))
+    assert "s3cret" not in str(refused.value) and "\n" not in str(refused.value)
+    backend.store()
+    url = backend.where if isinstance(backend.where, str) else f"sqlite:///{backend.where}"
+    with engine_for(url).begin() as db:
+        db.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    settings = ServiceSettings(data_dir=backend.data_dir, database_url=(
+        url if backend.name == "postgresql" else None))
+    with pytest.raises(ServiceError, match="another vid2dcm version"):
+        check_store(settings)

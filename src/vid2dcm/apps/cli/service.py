@@ -115,7 +115,11 @@ def check_store(settings: ServiceSettings) -> None:
     instead of failing on the first request. A store made by an earlier version is fine: it
     is migrated when first opened (store.migrate)."""
     path = settings.database
-    if getattr(settings, "database_url", None) or not path.exists():
+    url = getattr(settings, "database_url", None)
+    if url:
+        _check_database(settings, str(url))
+        return
+    if not path.exists():
         return
     try:
         from vid2dcm.apps.gateway import store as store_module
@@ -139,6 +143,30 @@ def check_store(settings: ServiceSettings) -> None:
             f"version (schema revision {row[0]}, newer than this one's {known[-1]}): "
             f"install that version again, or move {path.name} aside to start afresh (its "
             "job list is forgotten); see docs/troubleshooting.md")
+
+
+def _check_database(settings: ServiceSettings, url: str) -> None:
+    """A shared job store (database_url, or VID2DCM_DATABASE_URL) must answer now, not on
+    the first job, and not be at a revision this version does not know. Its password is never
+    shown."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from vid2dcm.apps.gateway import store as store_module
+
+    shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        revision = store_module.schema_revision(store_module.engine_for(url))
+    except SQLAlchemyError as exc:
+        reason = type(getattr(exc, "orig", None) or exc).__name__
+        raise ServiceError(f"job store {shown} (VID2DCM_DATABASE_URL or database_url) does "
+                           f"not answer ({reason}): start the database, or check the URL") \
+            from exc
+    if revision is not None and revision not in store_module.REVISIONS:
+        raise ServiceError(
+            f"job store {shown} was made by another vid2dcm version (schema revision "
+            f"{revision}, newer than this one's {store_module.HEAD_REVISION}): install that "
+            "version again; see docs/troubleshooting.md")
 
 
 def check_queue(settings: ServiceSettings) -> None:

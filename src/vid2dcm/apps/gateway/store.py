@@ -218,7 +218,7 @@ def engine_for(url: str) -> Engine:
                 cursor.close()
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                                   hide_parameters=True)
+                                   hide_parameters=True, connect_args={"connect_timeout": 10})
         _ENGINES[key] = engine
         return engine
 
