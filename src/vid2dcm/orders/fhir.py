@@ -318,6 +318,19 @@ def imaging_study(order: Order | None, instances: Sequence[StoredInstance], *,
 
 # --- talking to a FHIR server --------------------------------------------------------------
 
+class FhirRefused(DeliveryError):
+    """The FHIR server answered with an HTTP error status (kept: 408, 429 and 5xx are worth
+    another try, other 4xx are not)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        return self.status in (408, 429) or self.status >= 500
+
+
 @dataclass(frozen=True)
 class FhirServer:
     base_url: str
@@ -343,8 +356,8 @@ class FhirServer:
                 raw = r.read()
                 status = int(r.status)
         except urllib.error.HTTPError as exc:
-            raise DeliveryError(f"FHIR server {self.base_url}: {method} {path.split('?')[0]} "
-                                f"answered {exc.code}") from None
+            raise FhirRefused(f"FHIR server {self.base_url}: {method} {path.split('?')[0]} "
+                              f"answered {exc.code}", exc.code) from None
         except (OSError, ValueError) as exc:
             raise DeliveryError(f"FHIR server {self.base_url} unreachable: {exc}") from None
         return status, (json.loads(raw) if raw.strip() else None)

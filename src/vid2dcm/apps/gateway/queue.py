@@ -55,9 +55,13 @@ def make_queue(settings: ServiceSettings) -> JobQueue:
     @huey.periodic_task(crontab(minute="*"))  # type: ignore[untyped-decorator]
     def sweep_outbox() -> None:
         """The outbox is the truth: a due parcel whose scheduled try was lost (queue wiped,
-        worker replaced) is tried within a minute."""
+        worker replaced) is tried within a minute; so is a due notice (MPPS, ORU, FHIR)."""
+        from vid2dcm.apps.gateway.integration import NOTICE_KINDS
+
         store = open_store(settings)
-        for job_id in sorted({job for job, _ in store.due_parcels(time.time())}):
+        now = time.time()
+        due = store.due_parcels(now) + store.due_notices(now, NOTICE_KINDS)  # + notices
+        for job_id in sorted({job for job, _ in due}):
             deliver_task(job_id)
 
     @huey.on_startup()  # type: ignore[untyped-decorator]
