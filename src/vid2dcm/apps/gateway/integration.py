@@ -204,6 +204,7 @@ def mpps_start(settings: ServiceSettings, job_id: str, metadata: Metadata, modal
 def _performed(files: list[Path]) -> list[PerformedSeries]:
     """The Performed Series of what the job made (one empty item when nothing was)."""
     from vid2dcm.core.uids import new_uid
+    from vid2dcm.delivery.transports.mpps import PerformedSeries
 
     series: dict[str, list[tuple[str, str]]] = {}
     names: dict[str, str] = {}
