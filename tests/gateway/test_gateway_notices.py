@@ -165,3 +165,31 @@ def test_notices_wait_for_their_peers_and_go_once(tmp_path: Path) -> None:
             fhir.httpd.server_close()
         if mpps_up:
             mpps.stop()
+
+
+@pytest.mark.parametrize("kind", ["ORU^R01 2.3.1", "ORM^O01", "OMI^O23"])
+def test_result_message_kind_chosen_by_the_settings(tmp_path: Path, kind: str) -> None:
+    """[hl7] result_message: the HIS gets that kind of message (parsed with python-hl7)."""
+    from vid2dcm.apps.gateway.integration import _send_oru
+    from vid2dcm.orders.results import RESULT_MESSAGES
+
+    got: list[str] = []
+
+    def on_message(text: str) -> str:
+        got.append(text)
+        return str(hl7.parse(text).create_ack("AA"))
+
+    with MllpServer(on_message, "127.0.0.1", 0) as his:
+        settings = ServiceSettings(data_dir=tmp_path / "data", hl7=Hl7Settings(
+            listen=None, his=f"{his.address[0]}:{his.address[1]}", result_message=kind))
+        handle(ORM, order_store(settings))
+        order = order_store(settings).find_by_accession("ACC100")
+        assert order is not None
+        attempt = _send_oru(settings, order, STUDY, 1)
+    assert attempt.sent and attempt.line == f"{kind} for order PLC100 acknowledged by the HIS"
+    (text,) = got
+    message = hl7.parse(text)
+    form = RESULT_MESSAGES[kind]
+    assert (field_value(message, "MSH-9", whole=True), field_value(message, "MSH-12")) == (
+        form.message_type, form.version)
+    assert STUDY in {str(s[5]) for s in message if str(s[0]) == "OBX"}
