@@ -22,7 +22,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -434,8 +434,11 @@ class ServiceRequestPoller:
     `since` of each poll is the server's time of the previous one (its Bundle.meta.lastUpdated),
     or our clock when the server gives none."""
 
-    def __init__(self, server: FhirServer, store: Any, interval_s: float = 60.0) -> None:
+    def __init__(self, server: FhirServer, store: Any, interval_s: float = 60.0, *,
+                 on_poll: Callable[[PollResult], None] | None = None) -> None:
+        """`on_poll` hears what each poll stored and refused (the gateway's audit trail)."""
         self.server, self.store, self.interval_s = server, store, interval_s
+        self.on_poll = on_poll
         self.since: datetime | None = None
         self.last_error: str = ""
         self._stop = threading.Event()
@@ -448,6 +451,8 @@ class ServiceRequestPoller:
         self.since = result.server_time or started
         for line in result.refused:
             log.warning("FHIR order refused: %s", line.split(":")[0])
+        if self.on_poll is not None:
+            self.on_poll(result)
         return result
 
     def _run(self) -> None:

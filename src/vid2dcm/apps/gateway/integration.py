@@ -47,6 +47,8 @@ from vid2dcm.orders.store import OrderStore
 if TYPE_CHECKING:
     from vid2dcm.apps.gateway.jobs import Later
     from vid2dcm.delivery.transports.mpps import PerformedSeries
+    from vid2dcm.orders.fhir import PollResult
+    from vid2dcm.orders.inbox import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +120,7 @@ def start_services(settings: ServiceSettings) -> Services:
             def on_message(text: str) -> str:
                 ack, outcome = handle(text, store, application=hl7s.application,
                                       facility=hl7s.facility)
-                record(jobs, settings, "hl7-listener", f"order message (HL7) {outcome.code}",
-                       role="system")
+                record(jobs, settings, "hl7-listener", hl7_action(outcome), role="system")
                 return ack
 
             listener = MllpServer(on_message, host, port, ssl_context=context)
@@ -128,11 +129,36 @@ def start_services(settings: ServiceSettings) -> Services:
         fhirs = settings.fhir
         if fhirs is not None and fhirs.server and fhirs.poll_s > 0:
             server = FhirServer(fhirs.server, fhirs.version, fhirs.bearer_token, fhirs.ca_file)
-            services.stoppers.append(ServiceRequestPoller(server, store, fhirs.poll_s).start())
+            services.stoppers.append(ServiceRequestPoller(
+                server, store, fhirs.poll_s, on_poll=lambda found: audit_poll(
+                    jobs, settings, found)).start())
     except BaseException:
         services.stop()
         raise
     return services
+
+
+def hl7_action(outcome: Outcome) -> str:
+    """The audit action of one HL7 message: "order received (HL7 ORM^O01)", "order error
+    (HL7 AE)", "order rejected (HL7 AR)"; the type and code only, never its content."""
+    if outcome.code == "AA":
+        return f"{outcome.event} (HL7 {outcome.message_type})"
+    return f"{outcome.event} (HL7 {outcome.code})"
+
+
+def fhir_action(order: Order) -> str:
+    return f"{'order cancelled' if order.status is OrderStatus.CANCELLED else 'order received'}" \
+        " (FHIR)"
+
+
+def audit_poll(jobs: Store, settings: ServiceSettings, found: PollResult) -> None:
+    """One audit row per order a FHIR poll stored and per ServiceRequest it refused."""
+    from vid2dcm.apps.gateway.audit import record
+
+    for order in found.orders:
+        record(jobs, settings, "fhir-poller", fhir_action(order), role="system")
+    for _ in found.refused:
+        record(jobs, settings, "fhir-poller", "order error (FHIR)", role="system")
 
 
 @asynccontextmanager
