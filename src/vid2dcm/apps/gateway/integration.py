@@ -45,7 +45,7 @@ from vid2dcm.orders.routing import Decision, Facts, route
 from vid2dcm.orders.store import OrderStore
 
 if TYPE_CHECKING:
-    from vid2dcm.apps.gateway.jobs import Later
+    from vid2dcm.apps.gateway.outbox import Later
     from vid2dcm.delivery.transports.mpps import PerformedSeries
     from vid2dcm.orders.fhir import PollResult
     from vid2dcm.orders.inbox import Outcome
@@ -363,7 +363,7 @@ def retry_notices(settings: ServiceSettings, store: Store, job: Job,
 def _attempt(settings: ServiceSettings, store: Store, parcel: Parcel, subject: Subject,
              later: Later | None) -> str:
     from vid2dcm.apps.gateway.audit import record
-    from vid2dcm.apps.gateway.jobs import backoff
+    from vid2dcm.apps.gateway.outbox import backoff
 
     outcome = _send_notice(settings, parcel.destination, subject)
     now = time.time()

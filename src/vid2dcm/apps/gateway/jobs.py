@@ -9,7 +9,6 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from vid2dcm.apps.gateway.audit import record
@@ -20,6 +19,7 @@ from vid2dcm.apps.gateway.models import (
     JobRequest,
     JobResult,
 )
+from vid2dcm.apps.gateway.outbox import Later, backoff
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import Job, Store, open_store
 from vid2dcm.core.errors import (
@@ -55,8 +55,6 @@ def uid_seed(job_id: str, request: JobRequest) -> str:
     return job_id if request.issue == 0 else f"{job_id}.{request.issue}"
 
 
-Later = Callable[[str, float], None]
-"""Ask the queue to try a job's deliveries again in so many seconds."""
 
 
 def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) -> None:
@@ -157,11 +155,6 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
 
 DELIVERY_LEASE_S = 600.0
 """A worker taking a parcel holds it this long; one that died mid-send frees it after."""
-
-
-def backoff(settings: ServiceSettings, attempts: int) -> float:
-    """Seconds before try number attempts+1: doubling from retry_first_s up to retry_max_s."""
-    return float(min(settings.retry_max_s, settings.retry_first_s * 2 ** (attempts - 1)))
 
 
 def deliver_job(settings: ServiceSettings, job_id: str, later: Later | None = None) -> None:
