@@ -400,3 +400,22 @@ def test_settings_offer_exactly_the_result_message_kinds() -> None:
     offered = get_args(Hl7Settings.model_fields["result_message"].annotation)
     assert set(offered) == set(RESULT_MESSAGES)
     assert Hl7Settings().result_message == "ORU^R01"
+
+
+def test_integration_doc_shows_what_build_oru_writes(store: OrderStore) -> None:
+    """docs/integration.md: one row and one sample per result message kind, each sample
+    exactly what build_oru writes for the ORM sample (so the doc cannot drift)."""
+    from datetime import UTC
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "integration.md").read_text()
+    handle(ORM, store)
+    order = store.find_by_accession("ACC100")
+    assert order is not None
+    uid = "1.2.826.0.1.3680043.10.543.100"
+    notice = StudyAvailable(order, uid, f"https://pacs.example/viewer?StudyInstanceUIDs={uid}",
+                            stored_at=datetime(2026, 12, 3, 13, 16, 45, tzinfo=UTC))
+    for kind, form in RESULT_MESSAGES.items():
+        sample = build_oru(notice, kind=kind, control_id="RES0001").replace("\r", "\n")
+        assert f"```\n{sample}\n```" in doc, kind
+        assert (f"| `{kind}` | {form.message_type} | {form.version} | {form.order_control} |"
+                in doc), kind
