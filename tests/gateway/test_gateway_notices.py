@@ -22,9 +22,10 @@ from test_orders_hl7 import ORM
 from test_record_mpps import MppsScp
 
 from dcmtk_peers import free_port, start_storescp, stop, wait_listening
-from vid2dcm.apps.gateway.integration import NOTICE_KINDS, order_store
+from vid2dcm.apps.gateway.integration import order_store
 from vid2dcm.apps.gateway.jobs import deliver_job, execute
 from vid2dcm.apps.gateway.models import JobRequest
+from vid2dcm.apps.gateway.outbox import NOTICE_KINDS, due_jobs
 from vid2dcm.apps.gateway.routes.jobs import view
 from vid2dcm.apps.gateway.settings import FhirSettings, Hl7Settings, ServiceSettings
 from vid2dcm.apps.gateway.store import open_store
@@ -108,6 +109,9 @@ def test_notices_wait_for_their_peers_and_go_once(tmp_path: Path) -> None:
         assert len(scheduled) >= 4  # the PACS once, then each notice
         due = store.due_notices(time.time() + RETRY_S + 1, NOTICE_KINDS)
         assert sorted(d for _, d in due) == ["fhir:imagingstudy", "hl7:his", "mpps:ris"]
+        tries = [n.next_try or 0.0 for n in shown.notifications]
+        assert due_jobs(store, min(tries) - 0.01) == []  # not due yet
+        assert due_jobs(store, max(tries) + 0.01) == [job_id]  # the minute sweep finds it
 
         # all three come up: the next try sends each, exactly once
         his_got: list[str] = []
@@ -132,6 +136,7 @@ def test_notices_wait_for_their_peers_and_go_once(tmp_path: Path) -> None:
         time.sleep(RETRY_S + 0.05)
         deliver_job(settings, job_id, later)  # a later sweep: nothing is due, nothing goes
         assert store.due_notices(time.time() + 3600, NOTICE_KINDS) == []
+        assert due_jobs(store, time.time() + 3600) == []
 
         assert len(his_got) == 1
         oru = hl7.parse(his_got[0])
@@ -193,3 +198,15 @@ def test_result_message_kind_chosen_by_the_settings(tmp_path: Path, kind: str) -
     assert (field_value(message, "MSH-9", whole=True), field_value(message, "MSH-12")) == (
         form.message_type, form.version)
     assert STUDY in {str(s[5]) for s in message if str(s[0]) == "OBX"}
+
+
+def test_destination_named_like_a_notice_stops_the_start(tmp_path: Path) -> None:
+    from vid2dcm.apps.gateway.integration import check
+    from vid2dcm.core.errors import UsageError
+
+    destinations = tmp_path / "destinations.toml"
+    destinations.write_text('[destinations."hl7:his"]\nae_title = "X"\nhost = "127.0.0.1"\n'
+                            "port = 104\n")
+    settings = ServiceSettings(data_dir=tmp_path / "data", destinations_file=destinations)
+    with pytest.raises(UsageError, match="notice prefix"):
+        check(settings)

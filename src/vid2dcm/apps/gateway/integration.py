@@ -36,9 +36,10 @@ from fastapi import FastAPI
 from pydicom import dcmread
 
 from vid2dcm.apps.gateway.models import JobResult
+from vid2dcm.apps.gateway.outbox import NOTICE_KINDS
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import Job, Parcel, Store
-from vid2dcm.core.errors import DeliveryError, Vid2DcmError
+from vid2dcm.core.errors import DeliveryError, UsageError, Vid2DcmError
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.orders.order import Order, OrderStatus
 from vid2dcm.orders.routing import Decision, Facts, route
@@ -96,6 +97,10 @@ def check(settings: ServiceSettings) -> None:
     known = load_destinations(settings.destinations_file) if settings.destinations_file else {}
     if settings.routing is not None:
         settings.routing.check_destinations(known)
+    clash = sorted(name for name in known if is_notice(name))
+    if clash:  # the outbox tells notices from DICOM parcels by these prefixes
+        raise UsageError(f"destination name {clash[0]!r} starts with a notice prefix "
+                         f"({', '.join(NOTICE_KINDS)}); rename it")
 
 
 def start_services(settings: ServiceSettings) -> Services:
@@ -283,9 +288,6 @@ def _mpps_set(settings: ServiceSettings, destination: str, job_id: str, files: l
 HIS = "hl7:his"
 IMAGING_STUDY = "fhir:imagingstudy"
 MPPS = "mpps:"
-NOTICE_KINDS = ("hl7:", "fhir:", "mpps:")
-"""Outbox parcels named "kind:target" are notices, not DICOM deliveries: "hl7:his" (the
-result message), "fhir:imagingstudy", "mpps:<destination>" (the N-SET)."""
 NOTICE_AUDIT = {"hl7:": ("result sent (HL7)", "result failed (HL7)"),
                 "fhir:": ("ImagingStudy sent (FHIR)", "ImagingStudy failed (FHIR)"),
                 "mpps:": ("MPPS sent", "MPPS failed")}
