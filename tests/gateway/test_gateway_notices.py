@@ -210,3 +210,46 @@ def test_destination_named_like_a_notice_stops_the_start(tmp_path: Path) -> None
     settings = ServiceSettings(data_dir=tmp_path / "data", destinations_file=destinations)
     with pytest.raises(UsageError, match="notice prefix"):
         check(settings)
+
+
+def test_step_the_ris_never_saw_is_created_before_its_final_state(tmp_path: Path) -> None:
+    """The RIS is down for the whole job (kept, no destination): neither N-CREATE nor N-SET
+    goes; once it is up, the MPPS parcel creates the step (patient from the order) and
+    completes it: one step, COMPLETED, with the video."""
+    mpps = MppsScp()
+    mpps.stop()  # its port is known; nothing listens there yet
+    destinations = tmp_path / "destinations.toml"
+    destinations.write_text(f'[destinations.ris]\nae_title = "RIS"\nhost = "127.0.0.1"\n'
+                            f"port = {mpps.port}\nretries = 0\n")
+    settings = ServiceSettings(
+        data_dir=tmp_path / "data", destinations_file=destinations, mpps_destination="ris",
+        retry_first_s=RETRY_S, retry_max_s=RETRY_S, delivery_window_s=3600)
+    store = open_store(settings)
+    assert handle(ORM, order_store(settings))[1].code == "AA"
+    clip = synthesize(tmp_path / "clip.mp4", ClipSpec(
+        width=64, height=48, frames=5, options={"preset": "superfast", "profile": "high"}))
+    upload = store.add_upload("clip.mp4", clip, clip.stat().st_size)
+    job_id = store.add_job(JobRequest(upload_id=upload, accession="ACC100"))
+    execute(settings, job_id)
+    job = store.job(job_id)
+    assert job is not None and job.status == "done" and job.result is not None
+    assert job.result.notices[0].startswith("MPPS IN PROGRESS not sent")
+    assert job.result.notices[1].startswith("MPPS COMPLETED not sent")
+    (notice,) = view(job, store.parcels(job_id)).notifications
+    assert (notice.name, notice.state) == ("mpps:ris", "waiting")
+    restart(mpps)
+    try:
+        time.sleep(RETRY_S + 0.05)
+        deliver_job(settings, job_id)
+        (notice,) = view(job, store.parcels(job_id)).notifications
+        assert (notice.state, notice.attempts) == ("sent", 2)
+        (step,) = mpps.instances.values()
+        assert step.PerformedProcedureStepStatus == "COMPLETED"
+        assert (step.PatientID, step.ScheduledStepAttributesSequence[0].AccessionNumber) == (
+            "PAT001", "ACC100")
+        assert step.ScheduledStepAttributesSequence[0].StudyInstanceUID == STUDY
+        refs = [r.ReferencedSOPInstanceUID for s in step.PerformedSeriesSequence
+                for r in s.ReferencedImageSequence]
+        assert refs == [job.result.files[0].sop_instance_uid]
+    finally:
+        mpps.stop()

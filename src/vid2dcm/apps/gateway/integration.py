@@ -212,24 +212,37 @@ def _mpps_file(settings: ServiceSettings, job_id: str) -> Path:
 
 def mpps_start(settings: ServiceSettings, job_id: str, metadata: Metadata, modality: str
                ) -> str:
-    """N-CREATE IN PROGRESS for a job bound to an order; a notice line."""
+    """N-CREATE IN PROGRESS for a job bound to an order; a notice line. When the RIS cannot
+    be reached the step is kept without a UID: the N-SET parcel creates it first (so the RIS
+    still learns of the procedure, late)."""
     from vid2dcm.delivery.destinations import parse_destination
     from vid2dcm.delivery.transports.mpps import start_procedure_step
 
     if not settings.mpps_destination:
         return ""
+    study = metadata.study_instance_uid or ""
+    started = datetime.now()
     try:
         dest = parse_destination(settings.mpps_destination, settings.destinations_file)
-        step = start_procedure_step(dest, metadata,
-                                    study_instance_uid=metadata.study_instance_uid or "",
-                                    modality=modality)
+        step = start_procedure_step(dest, metadata, study_instance_uid=study,
+                                    modality=modality, started=started)
+    except DeliveryError as exc:
+        _save_step(settings, job_id, "", started, study, modality)
+        return f"MPPS IN PROGRESS not sent: {exc}; it goes before the final state"
     except Vid2DcmError as exc:
         return f"MPPS IN PROGRESS not sent: {exc}"
+    _save_step(settings, job_id, step.sop_instance_uid, started, study, modality)
+    return "MPPS IN PROGRESS sent"
+
+
+def _save_step(settings: ServiceSettings, job_id: str, uid: str, started: datetime,
+               study: str, modality: str) -> None:
+    """The step's identifiers (no patient data): its UID ("" while not created at the RIS),
+    start, Study Instance UID and modality."""
     path = _mpps_file(settings, job_id)
     path.parent.mkdir(mode=0o700, exist_ok=True)
-    path.write_text(json.dumps({"uid": step.sop_instance_uid,
-                                "started": step.started.isoformat()}))
-    return "MPPS IN PROGRESS sent"
+    path.write_text(json.dumps({"uid": uid, "started": started.isoformat(), "study": study,
+                                "modality": modality}))
 
 
 def _performed(files: list[Path]) -> list[PerformedSeries]:
@@ -252,15 +265,19 @@ def _performed(files: list[Path]) -> list[PerformedSeries]:
     return performed
 
 
-def _mpps_set(settings: ServiceSettings, destination: str, job_id: str, files: list[Path],
-              completed: bool) -> Attempt:
-    """N-SET COMPLETED (with the Performed Series of `files`) or DISCONTINUED."""
+def _mpps_set(settings: ServiceSettings, destination: str, subject: Subject, files: list[Path]
+              ) -> Attempt:
+    """N-SET COMPLETED (with the Performed Series of `files`) or DISCONTINUED; first the
+    N-CREATE when it could not be sent at the start (the patient from the order)."""
     from vid2dcm.delivery.destinations import parse_destination
     from vid2dcm.delivery.transports.mpps import (
         ProcedureStep,
         complete_procedure_step,
         discontinue_procedure_step,
+        start_procedure_step,
     )
+
+    job_id, completed = subject.job_id, subject.completed
 
     status = "COMPLETED" if completed else "DISCONTINUED"
     path = _mpps_file(settings, job_id)
@@ -270,7 +287,19 @@ def _mpps_set(settings: ServiceSettings, destination: str, job_id: str, files: l
     try:
         performed = _performed(files)
         dest = parse_destination(destination, settings.destinations_file)
-        step = ProcedureStep(saved["uid"], datetime.fromisoformat(saved["started"]), dest)
+        started = datetime.fromisoformat(saved["started"])
+        if not saved["uid"]:  # the N-CREATE never reached the RIS: create the step now
+            order = order_store(settings).find_by_accession(subject.accession or "")
+            if order is None:
+                return Attempt(False, f"MPPS {status} not sent: the order is no longer known")
+            metadata = order.metadata.model_copy(update={
+                "study_instance_uid": saved.get("study") or None})
+            created = start_procedure_step(dest, metadata, study_instance_uid=saved["study"],
+                                           modality=saved["modality"], started=started)
+            saved["uid"] = created.sop_instance_uid
+            _save_step(settings, job_id, created.sop_instance_uid, started, saved["study"],
+                       saved["modality"])
+        step = ProcedureStep(saved["uid"], started, dest)
         if completed:
             complete_procedure_step(step, performed)
         else:
@@ -394,7 +423,7 @@ def _send_notice(settings: ServiceSettings, name: str, subject: Subject) -> Atte
     files = [settings.outputs / subject.job_id / f.name for f in result.files] if result \
         else []
     if name.startswith(MPPS):
-        return _mpps_set(settings, name[len(MPPS):], subject.job_id, files, subject.completed)
+        return _mpps_set(settings, name[len(MPPS):], subject, files)
     if result is None or not result.study_instance_uid or not all(f.exists() for f in files):
         return Attempt(False, f"{name} not sent: the job's study is no longer here")
     order = order_store(settings).find_by_accession(subject.accession or "")

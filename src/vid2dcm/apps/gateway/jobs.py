@@ -84,6 +84,7 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
     job = store.job(job_id)
     assert job is not None
     request = job.request
+    unmade = Subject(job_id, request.accession, None, False)  # the MPPS of a failed conversion
     try:
         upload = store.upload(request.upload_id)
         if upload is None:
@@ -128,11 +129,11 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
             files += (key_images(out_dir, [out_dir / f.name for f in files], metadata),)
             summary = summary.model_copy(update={"files": files})
     except Vid2DcmError as exc:
-        notices.append(finish_step(settings, store, Subject(job_id, None, None, False), later))
+        notices.append(finish_step(settings, store, unmade, later))
         store.finish(job_id, _noticed(None, notices), str(exc), failure_kind(exc))
         return
     except Exception as exc:  # a job must end in a state, whatever happened
-        notices.append(finish_step(settings, store, Subject(job_id, None, None, False), later))
+        notices.append(finish_step(settings, store, unmade, later))
         store.finish(job_id, _noticed(None, notices),
                      f"internal error: {type(exc).__name__}", "internal")
         return
@@ -145,8 +146,8 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
         summary = summary.model_copy(update={"routing": tuple(decision.explain())})
     if request.unidentified or not destinations:
         if not request.unidentified:  # performed, kept here: the procedure step is complete
-            summary = _noticed(summary, [finish_step(
-                settings, store, Subject(job_id, None, summary, True), later)]) or summary
+            kept = Subject(job_id, request.accession, summary, True)
+            summary = _noticed(summary, [finish_step(settings, store, kept, later)]) or summary
         store.finish(job_id, summary, held=request.unidentified)
         return
     store.await_delivery(job_id, summary, tuple(destinations))
@@ -210,8 +211,8 @@ def _conclude(store: Store, job_id: str, settings: ServiceSettings, later: Later
     gave_up = [p for p in parcels if p.state == "gave up"]
     if gave_up:
         first = gave_up[0]
-        result = _noticed(result, [finish_step(
-            settings, store, Subject(job_id, None, result, False), later)]) or result
+        lost = Subject(job_id, job.request.accession, result, False)
+        result = _noticed(result, [finish_step(settings, store, lost, later)]) or result
         store.settle(job_id, result, f"not stored in {first.destination} after "
                                      f"{first.attempts} tries: {first.error}", "delivery")
     else:
