@@ -332,7 +332,8 @@ def render() -> str:
         "conversion starts, N-SET COMPLETED with the Performed Series Sequence once the study "
         "is stored (or kept), or DISCONTINUED with a reason when it fails. Every attribute set "
         "later is created empty at N-CREATE (PS3.4 F.7.2.2.1). A failed N-SET is retried by "
-        "the gateway's outbox with the delivery backoff until the retry window ends.")
+        "the gateway's outbox with the delivery backoff until the retry window ends; an "
+        "N-CREATE that never reached the SCP is sent by that retry first.")
     add("")
     create, final = mpps_attributes()
     add("- N-CREATE attributes: " + ", ".join(create) + ".")
