@@ -495,6 +495,35 @@ class Store:
                               .order_by(outbox_t.c.destination)).all()
         return [_parcel(r._mapping) for r in rows]
 
+    def add_parcels(self, job_id: str, destinations: tuple[str, ...]) -> None:
+        """Parcels for a job in any state (results notices after storage, issue 15); one of
+        the same name left by an earlier run of the job starts again from nothing."""
+        if not destinations:
+            return
+        now = time.time()
+        statement = self._insert(outbox_t)
+        with self._db() as db:
+            db.execute(statement.on_conflict_do_update(
+                index_elements=["job", "destination"],
+                set_={"state": "waiting", "attempts": 0,
+                      "first_try": statement.excluded.first_try,
+                      "next_try": statement.excluded.next_try, "error": None,
+                      "receipts": None}),
+                [{"job": job_id, "destination": d, "state": "waiting", "attempts": 0,
+                  "first_try": now, "next_try": now, "error": None, "receipts": None}
+                 for d in destinations])
+
+    def due_notices(self, now: float, kinds: tuple[str, ...]) -> list[tuple[str, str]]:
+        """Due parcels named "kind:..." of jobs that are done or failed (their notices); each
+        kind ends with its one colon ("hl7:")."""
+        o, j = outbox_t, jobs_t
+        with self._db() as db:
+            rows = db.execute(select(o.c.job, o.c.destination).join(j, j.c.id == o.c.job)
+                              .where(j.c.status.in_(("done", "failed")),
+                                     o.c.state == "waiting", o.c.next_try <= now)).all()
+        return [(str(r[0]), str(r[1])) for r in rows
+                if str(r[1])[:str(r[1]).find(":") + 1] in kinds]
+
     def due_parcels(self, now: float) -> list[tuple[str, str]]:
         o, j = outbox_t, jobs_t
         with self._db() as db:
