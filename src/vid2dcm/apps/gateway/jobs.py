@@ -59,8 +59,6 @@ def uid_seed(job_id: str, request: JobRequest) -> str:
     return job_id if request.issue == 0 else f"{job_id}.{request.issue}"
 
 
-
-
 def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) -> None:
     """Convert one job, then hold it (no patient yet), finish it (no destination) or put its
     deliveries in the outbox and try them; every outcome is recorded in the store.
