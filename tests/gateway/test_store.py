@@ -375,3 +375,20 @@ def test_an_unreachable_or_newer_shared_store_is_refused_in_one_line(
         url if backend.name == "postgresql" else None))
     with pytest.raises(ServiceError, match="another vid2dcm version"):
         check_store(settings)
+
+
+def test_notice_parcels_restart_and_come_due_after_the_job(backend: Backend) -> None:
+    """Results notices (issue 15) ride the outbox as "kind:target" parcels of finished jobs."""
+    store = backend.store()
+    job_id = store.add_job(JobRequest(upload_id=UPLOAD))
+    assert store.claim(job_id, "w", 30, 1)
+    store.add_parcels(job_id, ("hl7:his", "mpps:ris"))
+    now = time.time() + 1
+    assert store.due_notices(now, ("hl7:", "mpps:")) == []  # the job is still running
+    store.finish(job_id, JobResult())
+    assert sorted(store.due_notices(now, ("hl7:", "fhir:"))) == [(job_id, "hl7:his")]
+    store.parcel_tried(job_id, "hl7:his", "gave up", (), "no HIS", time.time())
+    store.add_parcels(job_id, ("hl7:his",))  # a re-run starts it again from nothing
+    (parcel,) = [p for p in store.parcels(job_id) if p.destination == "hl7:his"]
+    assert (parcel.state, parcel.attempts, parcel.error) == ("waiting", 0, None)
+    assert store.due_parcels(now) == []  # notices are not DICOM deliveries
