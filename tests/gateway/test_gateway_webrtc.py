@@ -1,0 +1,130 @@
+"""WebRTC live ingest as a recording (issue 14): an aiortc sender in the test streams to the
+gateway (in-process TestClient) on 127.0.0.1; the stream is a recording like a network
+camera's (listed, pieces, MPPS IN PROGRESS -> COMPLETED through pynetdicom's MPPS SCP, one job
+on stop, stored in a real Orthanc). A High-profile H.264 stream is stored bit-exact as sent;
+a VP8 stream is re-encoded; both read back valid with exact frame counts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from test_gateway_recordings import PATIENT, gateway, wait_for
+from test_record_mpps import MppsScp
+
+from gateway_app import PASSWORD
+from orthanc import running_orthanc
+from readback import coded_pictures, read_back
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.needs_orthanc]
+
+
+def _sent_clip(path: Path) -> Path:
+    """3 s of 320x240 25 fps H.264 High in MPEG-TS (Annex B, SPS/PPS at every key frame) that
+    the sender passes through as it is (MediaPlayer decode=False). No B-frames: RTP carries
+    presentation times only, and WebRTC senders do not use them."""
+    from vid2dcm.producing.synth import ClipSpec, synthesize
+
+    return synthesize(path, ClipSpec(width=320, height=240, frames=75, options={
+        "preset": "superfast", "profile": "high", "x264-params": "keyint=25:repeat-headers=1:bframes=0"}))
+
+
+async def _stream(client: TestClient, clip: Path, codec: str, seconds: float
+                  ) -> dict[str, Any]:
+    """Offer, stream `seconds`, stop through the recordings API; the recording's states."""
+    from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+    from aiortc.contrib.media import MediaPlayer
+
+    player = MediaPlayer(str(clip), decode=codec != "H264")
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver(player.video, direction="sendonly")
+    transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
+                                     if c.mimeType == f"video/{codec}"])
+    await pc.setLocalDescription(await pc.createOffer())
+    body = {"sdp": pc.localDescription.sdp, "type": "offer", "metadata": PATIENT,
+            "sop": "photographic", "prefer": codec.lower()}
+    answer = await asyncio.to_thread(client.post, "/webrtc/offer", json=body)
+    assert answer.status_code == 200, answer.text
+    rid = answer.json()["id"]
+    await pc.setRemoteDescription(RTCSessionDescription(**{k: answer.json()[k]
+                                                           for k in ("sdp", "type")}))
+    try:
+        live = await asyncio.to_thread(wait_for, client, rid, lambda s: s["frames"] > 10)
+        await asyncio.sleep(seconds)
+        listed = (await asyncio.to_thread(client.get, "/recordings")).json()
+        stopped = await asyncio.to_thread(client.post, f"/recordings/{rid}/stop")
+        assert stopped.status_code == 200, stopped.text
+    finally:
+        await pc.close()
+    final = (await asyncio.to_thread(client.get, f"/recordings/{rid}")).json()
+    return {"id": rid, "live": live, "listed": listed, "final": final}
+
+
+def _run(tmp_path: Path, codec: str) -> tuple[dict[str, Any], list[Any], Path, MppsScp]:
+    scp = MppsScp()
+    (tmp_path / "pacs").mkdir()
+    clip = _sent_clip(tmp_path / "sent.ts")
+    try:
+        with running_orthanc(tmp_path / "pacs") as pacs, \
+                gateway(tmp_path, pacs.dicom_port, f"RIS@127.0.0.1:{scp.port}") as client:
+            # the app's own client: its event loop lives as long as the gateway (a client
+            # outside `with` runs every request on a new loop, which would end the stream)
+            nurse = client
+            assert nurse.post("/auth/login", json={"username": "nurse",
+                                                   "password": PASSWORD}).status_code == 200
+            began = time.monotonic()
+            result = asyncio.run(_stream(nurse, clip, codec, 2.0))
+            rid, final = result["id"], result["final"]
+            assert final["state"] == "stopped" and final["mpps"] == "completed", final
+            job = nurse.get(f"/jobs/{final['job_id']}").json()
+            assert job["status"] == "done" and job["state_text"] == "stored in PACS", (
+                job.get("error"), job.get("state_text"), job)
+            assert len(pacs.get("/instances")) == 1
+            result["stop_to_stored_s"] = time.monotonic() - began
+            pieces = [json.loads(p.read_text()) for p in
+                      sorted((tmp_path / "data" / "uploads" / rid / "webrtc")
+                             .glob("piece-*.json"))]
+            out = tmp_path / "data" / "outputs" / final["job_id"]
+            backs = [read_back(out / f["name"], tmp_path) for f in job["result"]["files"]]
+        (step,) = scp.instances.values()
+        assert step.PerformedProcedureStepStatus == "COMPLETED"
+        # one recording listed, with its source and pieces, no patient data
+        (listed,) = result["listed"]
+        assert listed["id"] == rid and listed["sources"][0]["name"] == "webrtc"
+        assert "Doe" not in str(result["listed"]) and "REC-1" not in str(result["listed"])
+        assert pieces and all(p["closed_because"] for p in pieces)
+        result["pieces"] = pieces
+        return result, backs, clip, scp
+    finally:
+        scp.stop()
+
+
+def test_h264_high_stream_is_stored_as_sent(tmp_path: Path) -> None:
+    """H.264 High from the sender is storable (core.conformance): the stored instance carries
+    the received bitstream, picture for picture (no encoder of ours touched it)."""
+    result, backs, clip, _ = _run(tmp_path, "H264")
+    assert not any(p["transcoded"] for p in result["pieces"])
+    (back,) = backs
+    assert back.decoded_frames == int(back.dataset.NumberOfFrames)
+    assert back.dataset.file_meta.TransferSyntaxUID.startswith("1.2.840.10008.1.2.4.10")
+    stored, sent = coded_pictures(back.extracted), coded_pictures(clip)
+    assert len(stored) >= 25, len(stored)
+    assert stored == sent[:len(stored)]  # bit-exact: the sender's pictures, from the first
+    print(f"\nwebrtc h264 kept: frames={len(stored)} "
+          f"start+stream+stop->stored={result['stop_to_stored_s']:.2f}s")
+
+
+def test_vp8_stream_is_re_encoded_and_valid(tmp_path: Path) -> None:
+    """VP8 has no DICOM transfer syntax: the decoded frames are encoded to H.264 while
+    recording; the stored instance is valid with the frames the recorder counted."""
+    result, backs, clip, _ = _run(tmp_path, "VP8")
+    assert all(p["transcoded"] for p in result["pieces"])
+    (back,) = backs
+    assert back.decoded_frames == int(back.dataset.NumberOfFrames) == result["final"]["frames"]
+    assert back.decoded_frames >= 25
+    assert coded_pictures(back.extracted)[0] != coded_pictures(clip)[0]
