@@ -213,9 +213,12 @@ def test_network_cut_mid_recording_loses_nothing(gateway: Gateway, pacs: Orthanc
 
 def test_webrtc_live_stream_is_recorded_and_stored(gateway: Gateway, pacs: Orthanc,
                                                    tmp_path: Path) -> None:
-    """The page streams its camera over WebRTC for 5 s; the gateway (aiortc) records it,
-    and on stop the recording is a job stored in the PACS, valid, with exact frame count.
-    The page shows bitrate and latency from the sender's RTCP statistics."""
+    """The page streams its camera over WebRTC for 5 s (H.264 offered first); the gateway
+    (aiortc) records it as a recording (listed by GET /recordings, pieces under the recording
+    folder), and on stop the recording is one job stored in the PACS, valid, with exact frame
+    count. Chromium's H.264 is Constrained Baseline, which DICOM does not list
+    (core.conformance): it is re-encoded, and the recording says so. The page shows bitrate
+    and latency from the sender's RTCP statistics."""
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as driver:
@@ -234,27 +237,37 @@ def test_webrtc_live_stream_is_recorded_and_stored(gateway: Gateway, pacs: Ortha
             expect(state).to_have_attribute("data-state", "ready", timeout=15_000)
             page.get_by_test_id("live-start").click()
             expect(state).to_have_attribute("data-state", "live", timeout=20_000)
+            connected = time.monotonic()
+            rid = str(state.get_attribute("data-recording"))
             time.sleep(5.0)
             stats = page.get_by_test_id("live-stats")
             expect(stats).to_have_attribute("data-kbps", re.compile(r"^[1-9]\d*$"))
             latency = stats.get_attribute("data-latency-ms")
             kbps = stats.get_attribute("data-kbps")
+            _, live = gateway.call("GET", f"/recordings/{rid}", token=ADMIN)
             page.screenshot(path=str(DOCS_IMG / "capture-live.png"), full_page=True)
             page.get_by_test_id("live-stop").click()
             stopped = time.monotonic()
             expect(state).to_have_attribute("data-state", re.compile("stored|failed|held"),
-                                    timeout=120_000)
+                                            timeout=120_000)
             stop_to_stored = time.monotonic() - stopped
             job_id = state.get_attribute("data-job")
         finally:
             browser.close()
+    assert live["state"] == "recording" and live["sources"][0]["name"] == "webrtc", live
+    assert live["frames"] > 0 and "Order" not in str(live)  # no patient data in the view
+    bitstream = live["sources"][0]["bitstream"]
+    assert bitstream.startswith(("H264 Constrained Baseline: re-encoded", "VP8: re-encoded")), live
+    _, final = gateway.call("GET", f"/recordings/{rid}", token=ADMIN)
+    assert final["state"] == "stopped" and final["job_id"] == job_id, final
     back, _ = _stored_instance(gateway, pacs, str(job_id), tmp_path)
-    assert back.decoded_frames == int(back.dataset.NumberOfFrames)
+    assert back.decoded_frames == int(back.dataset.NumberOfFrames) == final["frames"]
     assert back.decoded_frames >= 40, back.decoded_frames  # 5 s of a 20 fps camera, less drops
-    # the live piece is kept by the gateway, never by the browser
-    assert (gateway.data / "webrtc").is_dir()
-    print(f"\nwebrtc 5 s: frames={back.decoded_frames} kbps={kbps} latency_ms={latency} "
-          f"stop_to_stored={stop_to_stored:.2f}")
+    # the recording is kept by the gateway, in the recording's folder, never by the browser
+    assert list((gateway.data / "uploads" / rid / "webrtc").glob("piece-*.ts"))
+    print(f"\nwebrtc 5 s: {bitstream}; frames={back.decoded_frames} kbps={kbps} "
+          f"latency_ms={latency} streamed={stopped - connected:.2f}s "
+          f"stop_to_stored={stop_to_stored:.2f}s")
 
 
 def test_without_a_camera_the_phone_camera_app_file_is_sent(gateway: Gateway, pacs: Orthanc,

@@ -109,6 +109,7 @@ def test_h264_high_stream_is_stored_as_sent(tmp_path: Path) -> None:
     the received bitstream, picture for picture (no encoder of ours touched it)."""
     result, backs, clip, _ = _run(tmp_path, "H264")
     assert not any(p["transcoded"] for p in result["pieces"])
+    assert result["final"]["sources"][0]["bitstream"] == "H264 High: kept as sent"
     (back,) = backs
     assert back.decoded_frames == int(back.dataset.NumberOfFrames)
     assert back.dataset.file_meta.TransferSyntaxUID.startswith("1.2.840.10008.1.2.4.10")
@@ -124,6 +125,7 @@ def test_vp8_stream_is_re_encoded_and_valid(tmp_path: Path) -> None:
     recording; the stored instance is valid with the frames the recorder counted."""
     result, backs, clip, _ = _run(tmp_path, "VP8")
     assert all(p["transcoded"] for p in result["pieces"])
+    assert result["final"]["sources"][0]["bitstream"].startswith("VP8: re-encoded")
     (back,) = backs
     assert back.decoded_frames == int(back.dataset.NumberOfFrames) == result["final"]["frames"]
     assert back.decoded_frames >= 25

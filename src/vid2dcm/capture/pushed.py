@@ -56,6 +56,13 @@ class KeepDecision:
     profile: str | None = None
     reasons: tuple[str, ...] = ()
 
+    def describe(self) -> str:
+        """One line for the recording's state (no patient data in it)."""
+        what = f"{self.codec.upper()} {self.profile}" if self.profile else self.codec.upper()
+        if self.keep:
+            return f"{what}: kept as sent"
+        return f"{what}: re-encoded to H.264 High ({'; '.join(self.reasons)})"
+
 
 def nal_types(access_unit: bytes) -> list[int]:
     """NAL unit types of an Annex B access unit (start code 00 00 01, optionally 00 00 00 01)."""
@@ -288,6 +295,7 @@ class PushedRecorder:
             if not key or SPS not in nal_types(data):
                 return  # wait for a key frame that carries its SPS
             self.decision = decide_h264(data)
+            self._update(bitstream=self.decision.describe())
             log.info("%s: H.264 %s received: %s", self.spec.name, self.decision.profile,
                      "kept as sent" if self.decision.keep else "re-encoded")
         if not self.decision.keep:
@@ -318,6 +326,7 @@ class PushedRecorder:
             self.decision = KeepDecision(False, self._codec_hint or "unknown",
                                          reasons=(f"{self._codec_hint} has no DICOM video "
                                                   "transfer syntax",))
+            self._update(bitstream=self.decision.describe())
         if self.decision is None or self.decision.keep:
             return
         if frame.pts is None or frame.time_base is None:

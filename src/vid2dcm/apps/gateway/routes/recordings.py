@@ -83,6 +83,8 @@ class SourceView(BaseModel):
     reconnects: int
     snapshots: int
     last_error: str | None
+    bitstream: str | None = None
+    """A WebRTC source: the received bitstream kept as sent, or re-encoded and why."""
 
 
 class RecordingView(BaseModel):
@@ -121,7 +123,8 @@ def view(r: LiveRecording) -> RecordingView:
     s = r.state
     sources = tuple(SourceView(name=x.source, status=x.status, bytes=x.bytes, frames=x.frames,
                                duration_s=round(x.duration_s, 3), reconnects=x.reconnects,
-                               snapshots=x.snapshots, last_error=x.last_error)
+                               snapshots=x.snapshots, last_error=x.last_error,
+                               bitstream=x.bitstream)
                     for x in s.sources)
     return RecordingView(
         id=r.id, owner=r.owner, state=r.status, started=r.started,

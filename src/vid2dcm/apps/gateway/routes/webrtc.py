@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
@@ -158,6 +159,7 @@ async def offer(body: Offer, request: Request, who: Uploader, settings: Settings
         await pc.setLocalDescription(await pc.createAnswer())
     except (ValueError, RuntimeError) as exc:
         await pc.close()
+        shutil.rmtree(folder, ignore_errors=True)  # nothing is left of a refused offer
         raise HTTPException(400, f"sdp: the offer cannot be answered ({exc})") from exc
     recording = LiveRecording(
         id=recording_id, owner=who.name, ward=who.ward, session=session, folder=folder,
@@ -175,8 +177,6 @@ async def offer(body: Offer, request: Request, who: Uploader, settings: Settings
 async def _drop_if_silent(recording: LiveRecording) -> None:
     """No picture within START_TIMEOUT_S: the recording ends (MPPS DISCONTINUED, equipment)
     without a job; its empty folder is removed."""
-    import shutil
-
     if recording.state.frames > 0:
         return
     with recording.lock:

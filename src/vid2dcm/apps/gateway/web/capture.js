@@ -423,10 +423,16 @@ async function follow(jobId) {
 let live = null;  // {pc, id, timer, last}
 
 async function liveStart() {
+  // the stream is a recording on the gateway (listed with the network cameras' recordings):
+  // the confirmed patient goes with the offer, so the procedure step is IN PROGRESS while
+  // it streams; H.264 is offered first (a stream the gateway can store as sent is kept)
   $("capture-error").textContent = "";
   if (!stream || !patient || live || recorder) return;
   const pc = new RTCPeerConnection({iceServers: []});
-  for (const track of stream.getVideoTracks()) pc.addTrack(track, stream);
+  for (const track of stream.getVideoTracks()) {
+    const transceiver = pc.addTransceiver(track, {direction: "sendonly", streams: [stream]});
+    preferH264(transceiver);
+  }
   await pc.setLocalDescription(await pc.createOffer());
   await new Promise((resolve) => {  // no trickle: the offer carries every candidate
     if (pc.iceGatheringState === "complete") return resolve();
@@ -436,11 +442,13 @@ async function liveStart() {
   });
   let answer;
   try {
-    answer = await (await postJson("/webrtc/offer", {sdp: pc.localDescription.sdp,
-                                                     type: "offer"})).json();
+    answer = await (await postJson("/webrtc/offer", {
+      sdp: pc.localDescription.sdp, type: "offer", sop: $("procedure").value,
+      ...patient.body})).json();
   } catch (e) { pc.close(); $("capture-error").textContent = e.message; return; }
   await pc.setRemoteDescription({type: answer.type, sdp: answer.sdp});
   live = {pc, id: answer.id, timer: setInterval(liveStats, 1000), last: null};
+  $("capture-state").dataset.recording = answer.id;
   pc.addEventListener("connectionstatechange", () => {
     if (pc.connectionState === "connected") setState("live", "Streaming live to the gateway");
     if (pc.connectionState === "failed") setState("offline", "Live stream lost");
@@ -449,6 +457,16 @@ async function liveStart() {
   $("start").hidden = true; $("live-start").hidden = true; $("live-stop").hidden = false;
   $("camera-on").hidden = true; $("fallback").hidden = true;
   $("change").disabled = true;
+}
+
+function preferH264(transceiver) {
+  const caps = window.RTCRtpSender && RTCRtpSender.getCapabilities &&
+               RTCRtpSender.getCapabilities("video");
+  if (!caps || !transceiver.setCodecPreferences) return;
+  const rank = (c) => (c.mimeType.toLowerCase() === "video/h264" ? 0 : 1);
+  try {
+    transceiver.setCodecPreferences([...caps.codecs].sort((a, b) => rank(a) - rank(b)));
+  } catch (e) { /* the browser's own order then */ }
 }
 
 async function liveStats() {
@@ -482,15 +500,15 @@ async function liveStop() {
   clearInterval(timer);
   live = null;
   try {
-    const body = {sop: $("procedure").value, ...patient.body};
-    const job = await (await postJson(`/webrtc/${id}/stop`, body)).json();
+    await postJson(`/recordings/${id}/stop`, {});
     pc.close();
+    const recording = await (await api(`/recordings/${id}`)).json();
     cameraOff();
     $("live-stop").hidden = true; $("live-start").hidden = false; $("start").hidden = false;
     $("camera-on").hidden = false; $("fallback").hidden = false;
     $("change").disabled = false;
     setState("sent", "Sent: converting");
-    follow(job.id);
+    follow(recording.job_id);
   } catch (e) { pc.close(); $("capture-error").textContent = e.message; setState("error", "Live stream failed"); }
 }
 
