@@ -42,7 +42,8 @@ async def _stream(client: TestClient, clip: Path, codec: str, seconds: float
 
     player = MediaPlayer(str(clip), decode=codec != "H264")
     pc = RTCPeerConnection()
-    transceiver = pc.addTransceiver(player.video, direction="sendonly")
+    sent = _Timed(player.video)
+    transceiver = pc.addTransceiver(sent.track, direction="sendonly")
     transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
                                      if c.mimeType == f"video/{codec}"])
     await pc.setLocalDescription(await pc.createOffer())
@@ -62,7 +63,33 @@ async def _stream(client: TestClient, clip: Path, codec: str, seconds: float
     finally:
         await pc.close()
     final = (await asyncio.to_thread(client.get, f"/recordings/{rid}")).json()
-    return {"id": rid, "live": live, "listed": listed, "final": final}
+    return {"id": rid, "live": live, "listed": listed, "final": final,
+            "sent_offset": sent.offset}
+
+
+class _Timed:
+    """The sender's track, noting the smallest (send time - media time) over its frames."""
+
+    def __init__(self, track: Any) -> None:
+        from aiortc import MediaStreamTrack
+
+        class Track(MediaStreamTrack):
+            kind = "video"
+
+            async def recv(inner) -> Any:  # noqa: N805 - the track, not the test object
+                frame = await track.recv()
+                t = float(frame.pts * frame.time_base)
+                self.first = t if self.first is None else self.first
+                offset = time.time() - (t - self.first)
+                self.offset = offset if self.offset is None else min(self.offset, offset)
+                return frame
+
+        self.first: float | None = None
+        self.offset: float | None = None
+        self.track = Track()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.track, name)
 
 
 def _run(tmp_path: Path, codec: str) -> tuple[dict[str, Any], list[Any], Path, MppsScp]:
@@ -116,7 +143,11 @@ def test_h264_high_stream_is_stored_as_sent(tmp_path: Path) -> None:
     stored, sent = coded_pictures(back.extracted), coded_pictures(clip)
     assert len(stored) >= 25, len(stored)
     assert stored == sent[:len(stored)]  # bit-exact: the sender's pictures, from the first
-    print(f"\nwebrtc h264 kept: frames={len(stored)} "
+    # one-way latency, best case over the frames: sender handing a frame to RTP -> the
+    # gateway's recorder receiving its access unit (both on this machine's clock)
+    latency_ms = (result["pieces"][0]["start_wall"] - result["sent_offset"]) * 1000
+    assert 0 <= latency_ms < 500, latency_ms
+    print(f"\nwebrtc h264 kept: frames={len(stored)} latency={latency_ms:.1f} ms "
           f"start+stream+stop->stored={result['stop_to_stored_s']:.2f}s")
 
 
