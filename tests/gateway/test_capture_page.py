@@ -300,3 +300,67 @@ def test_without_a_camera_the_phone_camera_app_file_is_sent(gateway: Gateway, pa
             browser.close()
     back, _ = _stored_instance(gateway, pacs, str(job_id), tmp_path)
     assert back.decoded_frames == int(back.dataset.NumberOfFrames) == 30
+
+
+def _wristband_y4m(path: Path, value: str) -> Path:
+    """A fake camera file (Y4M, 640x480, 4:2:0) showing a Code 128 wristband barcode of
+    `value`, made here from python-barcode's module pattern (3 px per module, quiet zones)."""
+    import barcode  # type: ignore[import-untyped]
+    import numpy as np
+
+    (modules,) = barcode.get("code128", value).build()
+    width, height, unit = 640, 480, 3
+    luma = np.full((height, width), 235, dtype=np.uint8)
+    left = (width - len(modules) * unit) // 2
+    assert left >= 10 * unit, "quiet zones of 10 modules"
+    for i, bar in enumerate(modules):
+        if bar == "1":
+            luma[140:340, left + i * unit:left + (i + 1) * unit] = 16
+    chroma = np.full((height // 2) * (width // 2), 128, dtype=np.uint8).tobytes()
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(10):
+            out.write(b"FRAME\n" + luma.tobytes() + chroma + chroma)
+    return path
+
+
+def test_wristband_scan_fills_the_patient_search(gateway: Gateway, tmp_path: Path) -> None:
+    """The camera sees a Code 128 wristband of the order's patient ID: the scan (Chromium on
+    Linux has no BarcodeDetector, so the bundled ZXing reads it) fills the patient search,
+    which shows that patient's order; nothing is chosen or confirmed by the scan itself."""
+    from playwright.sync_api import expect, sync_playwright
+
+    camera = _wristband_y4m(tmp_path / "wristband.y4m", "ORD1")
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
+            *CHROMIUM_ARGS, *FAKE_CAMERA, f"--use-file-for-fake-video-capture={camera}"])
+        try:
+            context = browser.new_context(viewport={"width": 390, "height": 844})
+            context.grant_permissions(["camera"])
+            page = context.new_page()
+            page.goto(gateway.url + "/capture")
+            page.get_by_test_id("login-username").fill("ward")
+            page.get_by_test_id("login-password").fill("ward password 1")
+            page.get_by_test_id("login-submit").click()
+            order = page.locator(".order[data-accession='GWACC1']")
+            order.wait_for(timeout=15_000)
+            has_detector = page.evaluate("() => 'BarcodeDetector' in window")
+            page.get_by_test_id("scan-start").click()
+            search = page.get_by_test_id("patient-search")
+            expect(search).to_have_value("ORD1", timeout=20_000)
+            expect(order).to_be_visible()
+            # the scan alone binds nothing: no card, nothing to confirm until a person picks
+            expect(page.get_by_test_id("patient-card")).to_be_hidden()
+            expect(page.get_by_test_id("confirm-patient")).to_be_disabled()
+            scripts = page.evaluate("() => [...document.scripts].map(s => s.src)")
+            search.fill("NOBODY-9")
+            expect(order).to_be_hidden()
+            expect(page.locator("#search-empty")).to_be_visible()
+            search.fill("ORD1")
+            order.click()
+            expect(page.get_by_test_id("patient-card")).to_contain_text("Order, Patient")
+            expect(page.get_by_test_id("confirm-patient")).to_be_enabled()
+        finally:
+            browser.close()
+    if not has_detector:  # the bundled decoder did the reading
+        assert any(s.endswith("/static/zxing.min.js") for s in scripts), scripts
