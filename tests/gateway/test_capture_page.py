@@ -364,3 +364,54 @@ def test_wristband_scan_fills_the_patient_search(gateway: Gateway, tmp_path: Pat
             browser.close()
     if not has_detector:  # the bundled decoder did the reading
         assert any(s.endswith("/static/zxing.min.js") for s in scripts), scripts
+
+
+def test_unknown_patient_is_held_and_the_page_says_what_happens_next(
+        gateway: Gateway, pacs: Orthanc, tmp_path: Path) -> None:
+    """Patient not known yet: the video is converted and held (never sent); the page shows
+    the held state and what to do (a reviewer assigns the patient on the staff page). Then a
+    reviewer's assign sends it, under the order's patient."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from vid2dcm.producing.synth import ClipSpec, synthesize
+
+    clip = synthesize(tmp_path / "unknown.mp4", ClipSpec(
+        width=320, height=240, frames=20, options={"preset": "superfast", "profile": "high"}))
+    before = len(pacs.get("/instances"))
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+            page.goto(gateway.url + "/capture")
+            page.get_by_test_id("login-username").fill("ward")
+            page.get_by_test_id("login-password").fill("ward password 1")
+            page.get_by_test_id("login-submit").click()
+            page.locator(".order[data-accession='GWACC1']").wait_for(timeout=15_000)
+            page.locator("#unknown").check()
+            expect(page.get_by_test_id("patient-card")).to_contain_text("Patient not known yet")
+            page.get_by_test_id("confirm-patient").click()
+            state = page.get_by_test_id("capture-state")
+            expect(state).to_have_attribute("data-state", "unsupported", timeout=15_000)
+            page.get_by_test_id("capture-file").set_input_files(str(clip))
+            expect(state).to_have_attribute("data-state", re.compile("held|stored|failed"),
+                                            timeout=120_000)
+            assert state.get_attribute("data-state") == "held", state.text_content()
+            expect(state).to_contain_text("not yet sent")
+            expect(page.get_by_test_id("capture-next")).to_contain_text("reviewer assigns")
+            page.screenshot(path=str(DOCS_IMG / "capture-held.png"), full_page=True)
+            job_id = str(state.get_attribute("data-job"))
+        finally:
+            browser.close()
+    _, job = gateway.call("GET", f"/jobs/{job_id}", token=ADMIN)
+    assert job["status"] == "held" and not job["result"]["deliveries"], job
+    assert len(pacs.get("/instances")) == before  # held: nothing reached the PACS
+    status, _ = gateway.call("POST", f"/jobs/{job_id}/assign", token=ADMIN,
+                             json_body={"accession": "GWACC1"})
+    assert status in (200, 202), status
+    deadline = time.monotonic() + 120
+    while job["status"] != "done":
+        assert time.monotonic() < deadline and job["status"] != "failed", job
+        time.sleep(1)
+        _, job = gateway.call("GET", f"/jobs/{job_id}", token=ADMIN)
+    back, _ = _stored_instance(gateway, pacs, job_id, tmp_path)
+    assert back.decoded_frames == int(back.dataset.NumberOfFrames) == 20

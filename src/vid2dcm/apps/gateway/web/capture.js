@@ -165,7 +165,7 @@ function chooseType() {
 }
 
 async function record() {
-  $("capture-error").textContent = "";
+  $("capture-error").textContent = ""; $("capture-next").hidden = true;
   if (!stream || !patient) return;
   const type = chooseType();
   try {
@@ -275,7 +275,16 @@ async function follow(jobId) {
     const el = $("capture-state");
     el.dataset.job = jobId;
     if (job.status === "done") { setState("stored", job.state_text); break; }
-    if (["failed", "held"].includes(job.status)) { setState(job.status, job.state_text); break; }
+    if (job.status === "held") {
+      // converted and kept on the gateway, not sent: a reviewer must confirm the patient
+      setState("held", "Held: converted, not yet sent to the PACS");
+      $("capture-next").textContent = "Nothing more to do on this phone. A reviewer assigns " +
+        "the patient on the staff page (Videos sent, then Assign patient); the video goes " +
+        "to the PACS then.";
+      $("capture-next").hidden = false;
+      break;
+    }
+    if (job.status === "failed") { setState(job.status, job.state_text); break; }
     setState("sent", job.state_text);
     await new Promise((r) => setTimeout(r, 1000));
   }
@@ -291,7 +300,7 @@ async function liveStart() {
   // the stream is a recording on the gateway (listed with the network cameras' recordings):
   // the confirmed patient goes with the offer, so the procedure step is IN PROGRESS while
   // it streams; H.264 is offered first (a stream the gateway can store as sent is kept)
-  $("capture-error").textContent = "";
+  $("capture-error").textContent = ""; $("capture-next").hidden = true;
   if (!stream || !patient || live || recorder) return;
   const pc = new RTCPeerConnection({iceServers: []});
   for (const track of stream.getVideoTracks()) {
@@ -381,7 +390,7 @@ async function liveStop() {
 
 async function sendFile(file) {
   if (!file || !patient) return;
-  $("capture-error").textContent = "";
+  $("capture-error").textContent = ""; $("capture-next").hidden = true;
   setState("uploading", "Uploading");
   try {
     upload = await LiveUpload.create(file.type || "video/mp4");
