@@ -31,7 +31,8 @@ def _sent_clip(path: Path) -> Path:
     from vid2dcm.producing.synth import ClipSpec, synthesize
 
     return synthesize(path, ClipSpec(width=320, height=240, frames=75, options={
-        "preset": "superfast", "profile": "high", "x264-params": "keyint=25:repeat-headers=1:bframes=0"}))
+        "preset": "superfast", "profile": "high",
+        "x264-params": "keyint=25:repeat-headers=1:bframes=0"}))
 
 
 async def _stream(client: TestClient, clip: Path, codec: str, seconds: float
@@ -76,7 +77,7 @@ class _Timed:
         class Track(MediaStreamTrack):
             kind = "video"
 
-            async def recv(inner) -> Any:  # noqa: N805 - the track, not the test object
+            async def recv(inner) -> Any:  # `inner`: the track; `self`: the _Timed
                 frame = await track.recv()
                 t = float(frame.pts * frame.time_base)
                 self.first = t if self.first is None else self.first

@@ -349,7 +349,7 @@ class PushedRecorder:
             enc.framerate = WEBRTC_MAX_RATE
             enc.gop_size = max(1, round(self.settings.gop_s * float(WEBRTC_MAX_RATE)))
             enc.options = {"preset": "veryfast", "tune": "zerolatency", "profile": "high",
-                           "x264-params": "scenecut=0:keyint=%d" % enc.gop_size, "crf": "20"}
+                           "x264-params": f"scenecut=0:keyint={enc.gop_size}", "crf": "20"}
             self._encoder = enc
             self._size = (w, h)
             self._first_pts: int = int(frame.pts * frame.time_base / RTP_VIDEO)

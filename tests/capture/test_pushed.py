@@ -1,0 +1,63 @@
+"""capture.pushed without a network: H.264 access units pushed in as a WebRTC receiver would
+(Annex B, 90 kHz RTP clock) are kept bit-exact when core.conformance says the stream is
+storable (High profile), and the RTP clock wrapping past 2**32 mid-piece does not tear the
+piece's timing; Constrained Baseline is judged not storable (re-encoded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+
+from readback import coded_pictures
+from vid2dcm.capture.pieces import load_pieces
+from vid2dcm.capture.pushed import PushedRecorder, decide_h264
+from vid2dcm.capture.recorder import RecorderSettings
+from vid2dcm.capture.sources import SourceKind, SourceSpec
+from vid2dcm.producing.synth import ClipSpec, synthesize
+
+SPEC = SourceSpec(name="webrtc", kind=SourceKind.WEBRTC, url="", display="test sender")
+
+
+def _units(path: Path) -> list[tuple[bytes, int]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [(bytes(p), int(p.pts * p.time_base * 90_000)) for p in container.demux(stream)
+                if p.size]
+
+
+def _clip(tmp_path: Path, profile: str) -> Path:
+    return synthesize(tmp_path / f"{profile}.ts", ClipSpec(
+        width=160, height=120, frames=50, options={
+            "preset": "superfast", "profile": profile,
+            "x264-params": "keyint=25:repeat-headers=1:bframes=0"}))
+
+
+def test_high_profile_is_kept_bit_exact_across_an_rtp_wrap(tmp_path: Path) -> None:
+    clip = _clip(tmp_path, "high")
+    recorder = PushedRecorder(SPEC, tmp_path / "rec", RecorderSettings())
+    recorder.codec("H264")
+    recorder.start()
+    start = 2**32 - 45_000  # the 32-bit RTP clock wraps half a second in
+    first = None
+    for data, pts in _units(clip):
+        first = pts if first is None else first
+        recorder.put_access_unit(data, (start + pts - first) % 2**32)
+    recorder.stop()
+    assert recorder.join(10)
+    assert recorder.decision is not None and recorder.decision.keep
+    assert recorder.state.bitstream == "H264 High: kept as sent"
+    (piece,) = load_pieces(tmp_path / "rec")
+    assert not piece.transcoded and piece.frames == 50
+    assert piece.media_span_s == pytest.approx(49 / 25, abs=0.01)  # no 13-hour jump
+    stored = tmp_path / "rec" / piece.file
+    assert coded_pictures(stored) == coded_pictures(clip)
+
+
+def test_constrained_baseline_is_not_storable_so_it_is_re_encoded(tmp_path: Path) -> None:
+    clip = _clip(tmp_path, "baseline")
+    decision = decide_h264(_units(clip)[0][0])
+    assert not decision.keep and decision.profile == "Constrained Baseline"
+    assert any("High profile" in r for r in decision.reasons), decision
+    assert decide_h264(_units(_clip(tmp_path, "high"))[0][0]).keep
