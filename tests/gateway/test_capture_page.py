@@ -53,6 +53,16 @@ def _record(gateway: Gateway, page: Any, seconds: float, cut: float = 0.0,
     for `cut` seconds in the middle), stop, send; the job id and timings."""
     from playwright.sync_api import expect
 
+    wire = {"headers": 0, "body": 0, "requests": 0}
+
+    def count(request: Any) -> None:  # what the tus upload costs on the wire
+        if "/files" in request.url:
+            sizes = request.sizes()
+            wire["requests"] += 1
+            wire["headers"] += sizes["requestHeadersSize"] + sizes["responseHeadersSize"]
+            wire["body"] += sizes["requestBodySize"]
+
+    page.on("requestfinished", count)
     page.goto(gateway.url + "/capture")
     page.get_by_test_id("login-username").fill("ward")
     page.get_by_test_id("login-password").fill("ward password 1")
@@ -99,7 +109,7 @@ def _record(gateway: Gateway, page: Any, seconds: float, cut: float = 0.0,
             "stop_to_stored": stored - stopped,
             "upload_ms": int(stats.get_attribute("data-upload-ms") or -1),
             "requests": int(stats.get_attribute("data-requests") or 0),
-            "bytes": int(stats.get_attribute("data-bytes") or 0)}
+            "bytes": int(stats.get_attribute("data-bytes") or 0), "wire": wire}
 
 
 def _serious_a11y(page: Any) -> list[str]:
@@ -184,7 +194,13 @@ def test_record_four_seconds_on_a_phone_lands_in_the_pacs(gateway: Gateway, pacs
         back.decoded_frames, back.dataset.NumberOfFrames, recorded)
     assert 2.8 <= span <= 4.5, span
     assert gap < 0.9, gap  # a lost 1 s chunk would leave a hole of 1 s or more
-    print(f"\ncapture 4 s: {result} frames={recorded} span={span:.2f} gap={gap:.2f}")
+    # upload overhead while recording: every byte recorded went up once (no re-sends on a
+    # good network), plus the tus requests' headers
+    wire = result["wire"]
+    assert wire["body"] == result["bytes"], (wire, result["bytes"])
+    overhead = wire["headers"] / wire["body"]
+    print(f"\ncapture 4 s: {result} frames={recorded} span={span:.2f} gap={gap:.2f} "
+          f"tus overhead={overhead:.1%} ({wire['requests']} requests)")
 
 
 def test_network_cut_mid_recording_loses_nothing(gateway: Gateway, pacs: Orthanc,
@@ -242,6 +258,8 @@ def test_webrtc_live_stream_is_recorded_and_stored(gateway: Gateway, pacs: Ortha
             time.sleep(5.0)
             stats = page.get_by_test_id("live-stats")
             expect(stats).to_have_attribute("data-kbps", re.compile(r"^[1-9]\d*$"))
+            # the page shows what the gateway has recorded (its recording's frame count)
+            expect(stats).to_have_attribute("data-gateway-frames", re.compile(r"^[1-9]\d*$"))
             latency = stats.get_attribute("data-latency-ms")
             kbps = stats.get_attribute("data-kbps")
             _, live = gateway.call("GET", f"/recordings/{rid}", token=ADMIN)

@@ -346,6 +346,7 @@ function preferH264(transceiver) {
 async function liveStats() {
   if (!live) return;
   const report = await live.pc.getStats();
+  if (!live) return;  // stopped meanwhile
   let bytes = 0, rtt = null, at = performance.now();
   report.forEach((s) => {
     if (s.type === "outbound-rtp" && s.kind === "video") bytes = s.bytesSent;
@@ -366,6 +367,14 @@ async function liveStats() {
     el.textContent += ` · latency ≈ ${Math.round(rtt * 500)} ms`;
   }
   live.last = {bytes, at};
+  try {  // what the gateway has recorded so far (its recording, as the recordings list shows)
+    const rec = await (await api(`/recordings/${live.id}`)).json();
+    if (!live) return;
+    const source = rec.sources[0] || {};
+    el.dataset.gatewayFrames = String(rec.frames);
+    el.textContent += ` · on the gateway: ${rec.frames} frames, ${rec.duration_s.toFixed(0)} s` +
+      (source.bitstream ? ` (${source.bitstream.split(" (")[0]})` : "");
+  } catch (e) { /* the next tick tries again */ }
 }
 
 async function liveStop() {
