@@ -53,14 +53,13 @@ def _record(gateway: Gateway, page: Any, seconds: float, cut: float = 0.0,
     for `cut` seconds in the middle), stop, send; the job id and timings."""
     from playwright.sync_api import expect
 
-    wire = {"headers": 0, "body": 0, "requests": 0}
+    wire = {"headers": 0, "requests": 0}
 
     def count(request: Any) -> None:  # what the tus upload costs on the wire
         if "/files" in request.url:
             sizes = request.sizes()
             wire["requests"] += 1
             wire["headers"] += sizes["requestHeadersSize"] + sizes["responseHeadersSize"]
-            wire["body"] += sizes["requestBodySize"]
 
     page.on("requestfinished", count)
     page.goto(gateway.url + "/capture")
@@ -194,11 +193,13 @@ def test_record_four_seconds_on_a_phone_lands_in_the_pacs(gateway: Gateway, pacs
         back.decoded_frames, back.dataset.NumberOfFrames, recorded)
     assert 2.8 <= span <= 4.5, span
     assert gap < 0.9, gap  # a lost 1 s chunk would leave a hole of 1 s or more
-    # upload overhead while recording: every byte recorded went up once (no re-sends on a
-    # good network), plus the tus requests' headers
+    # upload overhead while recording: the tus requests' headers (both ways) over the bytes
+    # recorded (Playwright cannot size an XHR's Blob body; the tus offsets say each byte went
+    # up once); one PATCH per 1 s chunk, plus the creating POST
     wire = result["wire"]
-    assert wire["body"] == result["bytes"], (wire, result["bytes"])
-    overhead = wire["headers"] / wire["body"]
+    assert result["requests"] < wire["requests"] <= result["requests"] + 2, (wire, result)
+    overhead = wire["headers"] / result["bytes"]
+    assert overhead < 0.1, overhead
     print(f"\ncapture 4 s: {result} frames={recorded} span={span:.2f} gap={gap:.2f} "
           f"tus overhead={overhead:.1%} ({wire['requests']} requests)")
 
