@@ -27,9 +27,9 @@ def _units(path: Path) -> list[tuple[bytes, int]]:
                 if p.size]
 
 
-def _clip(tmp_path: Path, profile: str) -> Path:
-    return synthesize(tmp_path / f"{profile}.ts", ClipSpec(
-        width=160, height=120, frames=50, options={
+def _clip(tmp_path: Path, profile: str, width: int = 160, height: int = 120) -> Path:
+    return synthesize(tmp_path / f"{profile}-{width}.ts", ClipSpec(
+        width=width, height=height, frames=50, options={
             "preset": "superfast", "profile": profile,
             "x264-params": "keyint=25:repeat-headers=1:bframes=0"}))
 
@@ -61,3 +61,28 @@ def test_constrained_baseline_is_not_storable_so_it_is_re_encoded(tmp_path: Path
     assert not decision.keep and decision.profile == "Constrained Baseline"
     assert any("High profile" in r for r in decision.reasons), decision
     assert decide_h264(_units(_clip(tmp_path, "high"))[0][0]).keep
+
+
+def test_a_new_stream_mid_recording_starts_a_new_piece(tmp_path: Path) -> None:
+    """A sender that changes its stream (a browser lowering the resolution) sends a new SPS:
+    the recorder decides again and starts a new piece, each piece one size, both kept."""
+    small, large = _clip(tmp_path, "high"), _clip(tmp_path, "high", 320, 240)
+    recorder = PushedRecorder(SPEC, tmp_path / "rec", RecorderSettings())
+    recorder.codec("H264")
+    recorder.start()
+    rtp = 0
+    for clip in (small, large):
+        for data, _ in _units(clip):
+            recorder.put_access_unit(data, rtp)
+            rtp += 3600
+    recorder.stop()
+    assert recorder.join(10)
+    first, second = load_pieces(tmp_path / "rec")
+    assert (first.opened_because, second.opened_because) == ("start", "format change")
+    assert first.closed_because == "format change" and first.frames == second.frames == 50
+    for piece, clip, size in ((first, small, (160, 120)), (second, large, (320, 240))):
+        path = tmp_path / "rec" / piece.file
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            assert (stream.codec_context.width, stream.codec_context.height) == size
+        assert coded_pictures(path) == coded_pictures(clip)

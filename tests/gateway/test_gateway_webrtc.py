@@ -19,7 +19,7 @@ from test_record_mpps import MppsScp
 
 from gateway_app import PASSWORD
 from orthanc import running_orthanc
-from readback import coded_pictures, read_back
+from readback import coded_pictures, dciodvfy_errors, read_back
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.needs_orthanc]
 
@@ -35,9 +35,10 @@ def _sent_clip(path: Path) -> Path:
         "x264-params": "keyint=25:repeat-headers=1:bframes=0"}))
 
 
-async def _stream(client: TestClient, clip: Path, codec: str, seconds: float
-                  ) -> dict[str, Any]:
-    """Offer, stream `seconds`, stop through the recordings API; the recording's states."""
+async def _stream(client: TestClient, clip: Path, codec: str, seconds: float,
+                  vanish: bool = False) -> dict[str, Any]:
+    """Offer, stream `seconds` (with a still in the middle), stop through the recordings API;
+    the recording's states. vanish: the sender closes its connection before the stop."""
     from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
     from aiortc.contrib.media import MediaPlayer
 
@@ -57,10 +58,17 @@ async def _stream(client: TestClient, clip: Path, codec: str, seconds: float
                                                            for k in ("sdp", "type")}))
     try:
         live = await asyncio.to_thread(wait_for, client, rid, lambda s: s["frames"] > 10)
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(seconds / 2)
+        still = await asyncio.to_thread(client.post, f"/recordings/{rid}/snapshot")
+        assert still.status_code == 200, still.text
+        await asyncio.sleep(seconds / 2)
         listed = (await asyncio.to_thread(client.get, "/recordings")).json()
-        stopped = await asyncio.to_thread(client.post, f"/recordings/{rid}/stop")
-        assert stopped.status_code == 200, stopped.text
+        if vanish:  # the phone leaves (page closed, network gone): nobody presses stop
+            await pc.close()
+            await asyncio.to_thread(wait_for, client, rid, lambda s: s["state"] == "stopped")
+        else:
+            stopped = await asyncio.to_thread(client.post, f"/recordings/{rid}/stop")
+            assert stopped.status_code == 200, stopped.text
     finally:
         await pc.close()
     final = (await asyncio.to_thread(client.get, f"/recordings/{rid}")).json()
@@ -93,7 +101,8 @@ class _Timed:
         return getattr(self.track, name)
 
 
-def _run(tmp_path: Path, codec: str) -> tuple[dict[str, Any], list[Any], Path, MppsScp]:
+def _run(tmp_path: Path, codec: str, vanish: bool = False
+         ) -> tuple[dict[str, Any], list[Any], Path, MppsScp]:
     scp = MppsScp()
     (tmp_path / "pacs").mkdir()
     clip = _sent_clip(tmp_path / "sent.ts")
@@ -106,21 +115,31 @@ def _run(tmp_path: Path, codec: str) -> tuple[dict[str, Any], list[Any], Path, M
             assert nurse.post("/auth/login", json={"username": "nurse",
                                                    "password": PASSWORD}).status_code == 200
             began = time.monotonic()
-            result = asyncio.run(_stream(nurse, clip, codec, 2.0))
+            result = asyncio.run(_stream(nurse, clip, codec, 2.0, vanish))
             rid, final = result["id"], result["final"]
-            assert final["state"] == "stopped" and final["mpps"] == "completed", final
+            # a sender that vanished: the gateway stopped it, the step says equipment
+            ended = "discontinued" if vanish else "completed"
+            assert final["state"] == "stopped" and final["mpps"] == ended, final
             job = nurse.get(f"/jobs/{final['job_id']}").json()
+            deadline = time.monotonic() + 60  # a stop of the gateway's own runs in a thread
+            while job["status"] not in ("done", "failed", "held"):
+                assert time.monotonic() < deadline, job
+                time.sleep(0.2)
+                job = nurse.get(f"/jobs/{final['job_id']}").json()
             assert job["status"] == "done" and job["state_text"] == "stored in PACS", (
                 job.get("error"), job.get("state_text"), job)
-            assert len(pacs.get("/instances")) == 1
+            assert len(pacs.get("/instances")) == 2  # the video and the still
             result["stop_to_stored_s"] = time.monotonic() - began
             pieces = [json.loads(p.read_text()) for p in
                       sorted((tmp_path / "data" / "uploads" / rid / "webrtc")
                              .glob("piece-*.json"))]
             out = tmp_path / "data" / "outputs" / final["job_id"]
-            backs = [read_back(out / f["name"], tmp_path) for f in job["result"]["files"]]
+            stills = [f for f in job["result"]["files"] if "still" in f["name"]]
+            assert len(stills) == 1 and dciodvfy_errors(out / stills[0]["name"]) == []
+            backs = [read_back(out / f["name"], tmp_path) for f in job["result"]["files"]
+                     if f not in stills]
         (step,) = scp.instances.values()
-        assert step.PerformedProcedureStepStatus == "COMPLETED"
+        assert step.PerformedProcedureStepStatus == ("DISCONTINUED" if vanish else "COMPLETED")
         # one recording listed, with its source and pieces, no patient data
         (listed,) = result["listed"]
         assert listed["id"] == rid and listed["sources"][0]["name"] == "webrtc"
@@ -154,11 +173,57 @@ def test_h264_high_stream_is_stored_as_sent(tmp_path: Path) -> None:
 
 def test_vp8_stream_is_re_encoded_and_valid(tmp_path: Path) -> None:
     """VP8 has no DICOM transfer syntax: the decoded frames are encoded to H.264 while
-    recording; the stored instance is valid with the frames the recorder counted."""
-    result, backs, clip, _ = _run(tmp_path, "VP8")
+    recording; the stored instance is valid with the frames the recorder counted. The sender
+    vanishes and nobody presses stop: the gateway stops the recording itself (MPPS
+    DISCONTINUED, equipment), and what arrived is stored all the same."""
+    result, backs, clip, _ = _run(tmp_path, "VP8", vanish=True)
+    assert result["pieces"][-1]["closed_because"] == "connection lost"
+    assert result["final"]["stop_reason"] == "WebRTC sender gone"
     assert all(p["transcoded"] for p in result["pieces"])
     assert result["final"]["sources"][0]["bitstream"].startswith("VP8: re-encoded")
     (back,) = backs
     assert back.decoded_frames == int(back.dataset.NumberOfFrames) == result["final"]["frames"]
     assert back.decoded_frames >= 25
     assert coded_pictures(back.extracted)[0] != coded_pictures(clip)[0]
+
+
+def test_an_offer_whose_video_never_comes_is_dropped(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sender never completes the connection: after START_TIMEOUT_S the recording ends
+    without a job, its procedure step DISCONTINUED, its folder removed."""
+    from aiortc import RTCPeerConnection, RTCRtpSender
+    from aiortc.contrib.media import MediaPlayer
+
+    from vid2dcm.apps.gateway.routes import webrtc
+
+    monkeypatch.setattr(webrtc, "START_TIMEOUT_S", 1.0)
+    clip = _sent_clip(tmp_path / "sent.ts")
+    scp = MppsScp()
+    try:
+        with gateway(tmp_path, 9, f"RIS@127.0.0.1:{scp.port}") as client:
+            assert client.post("/auth/login", json={"username": "nurse",
+                                                    "password": PASSWORD}).status_code == 200
+
+            async def offer_only() -> str:
+                pc = RTCPeerConnection()
+                transceiver = pc.addTransceiver(MediaPlayer(str(clip)).video,
+                                                direction="sendonly")
+                transceiver.setCodecPreferences(RTCRtpSender.getCapabilities("video").codecs)
+                await pc.setLocalDescription(await pc.createOffer())
+                answer = await asyncio.to_thread(client.post, "/webrtc/offer", json={
+                    "sdp": pc.localDescription.sdp, "type": "offer", "metadata": PATIENT})
+                await pc.close()  # the answer is never applied: no media ever flows
+                assert answer.status_code == 200, answer.text
+                return str(answer.json()["id"])
+
+            rid = asyncio.run(offer_only())
+            (step,) = scp.instances.values()
+            assert step.PerformedProcedureStepStatus == "IN PROGRESS"
+            state = wait_for(client, rid, lambda s: s["state"] == "stopped", timeout=15)
+            assert state["job_id"] is None and state["mpps"] == "discontinued", state
+            assert client.get("/jobs").json() == []
+            assert not (tmp_path / "data" / "uploads" / rid).exists()
+        (step,) = scp.instances.values()
+        assert step.PerformedProcedureStepStatus == "DISCONTINUED"
+    finally:
+        scp.stop()

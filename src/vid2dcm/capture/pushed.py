@@ -55,6 +55,8 @@ class KeepDecision:
     codec: str
     profile: str | None = None
     reasons: tuple[str, ...] = ()
+    size: tuple[int, int] | None = None
+    """Width and height of the decoded key frame."""
 
     def describe(self) -> str:
         """One line for the recording's state (no patient data in it)."""
@@ -96,7 +98,8 @@ def decide_h264(access_unit: bytes) -> KeepDecision:
                            frame_deltas_ms=None, count_source="live"),
         keyframes=(), packet_bytes=len(access_unit), has_timestamps=True)
     syntax, broken = choose_transfer_syntax(info)
-    return KeepDecision(syntax is not None, "h264", ctx.profile, tuple(broken))
+    return KeepDecision(syntax is not None, "h264", ctx.profile, tuple(broken),
+                        (frame.width, frame.height))
 
 
 @dataclass
@@ -290,21 +293,33 @@ class PushedRecorder:
             raise
 
     def _on_unit(self, data: bytes, rtp: int, arrival: float) -> None:
-        key = IDR in nal_types(data)
-        if self.decision is None:
-            if not key or SPS not in nal_types(data):
-                return  # wait for a key frame that carries its SPS
-            self.decision = decide_h264(data)
-            self._update(bitstream=self.decision.describe())
-            log.info("%s: H.264 %s received: %s", self.spec.name, self.decision.profile,
-                     "kept as sent" if self.decision.keep else "re-encoded")
-        if not self.decision.keep:
+        types = nal_types(data)
+        key = IDR in types
+        extended = self._unwrap(rtp)
+        if key and SPS in types:
+            sps = _nal_units(data, SPS)
+            if sps != self._sps:
+                # the first key frame, or the sender changed its stream (a browser lowers
+                # the resolution when the network tightens): decide again, in a new piece
+                self._sps = sps
+                changed = self.decision is not None
+                self.decision = decide_h264(data)
+                self._update(bitstream=self.decision.describe())
+                log.info("%s: H.264 %s received: %s", self.spec.name, self.decision.profile,
+                         "kept as sent" if self.decision.keep else "re-encoded")
+                if changed:
+                    self._flush_encoder()
+                    self._close("format change")
+                    self._next_reason = "format change"
+                self._size = self.decision.size if self.decision.keep else None
+        if self.decision is None or not self.decision.keep:
             return
         if self._piece is None and not key:
             return
-        if self._size is None:
-            self._size = _size_of(data)
-        self._write(_Unit(data, self._unwrap(rtp), RTP_VIDEO, key, arrival), transcoded=False)
+        self._write(_Unit(data, extended, RTP_VIDEO, key, arrival), transcoded=False)
+
+    _sps: bytes | None = None
+    _next_reason = "start"
 
     _rtp_last: int | None = None
     _rtp_extended = 0
@@ -376,19 +391,18 @@ class PushedRecorder:
     def _write(self, unit: _Unit, transcoded: bool) -> None:
         s = self.settings
         piece = self._piece
-        if piece is not None and unit.key and s.max_segment_s and piece.duration >= s.max_segment_s:
+        if (piece is not None and unit.key and s.max_segment_s
+                and piece.duration >= s.max_segment_s):
             self._close("max-segment")
             piece = None
-            reason = "max-segment"
-        else:
-            reason = "start" if self._index == 0 else "reconnect"
+            self._next_reason = "max-segment"
         if piece is None:
-            if not unit.key:
+            if not unit.key or self._size is None:
                 return
             self._index += 1
-            assert self._size is not None
             piece = self._piece = _Piece(self.folder, self._index, self.spec.name, unit,
-                                         self._size, reason, transcoded)
+                                         self._size, self._next_reason, transcoded)
+            self._next_reason = "reconnect"
             self._update(status="recording", pieces=self._index)
         offset = unit.arrival - float(unit.pts * unit.time_base)
         if self._offset is None or offset < self._offset:
@@ -433,9 +447,11 @@ class PushedRecorder:
             self._update(snapshots=self.state.snapshots + 1)
 
 
-def _size_of(access_unit: bytes) -> tuple[int, int]:
-    ctx = av.CodecContext.create("h264", "r")
-    with contextlib.suppress(av.FFmpegError):
-        for frame in [*ctx.decode(av.Packet(access_unit)), *ctx.decode(None)]:
-            return frame.width, frame.height
-    return 0, 0
+def _nal_units(access_unit: bytes, nal_type: int) -> bytes:
+    """The NAL units of one type in an Annex B access unit, start codes dropped, joined."""
+    found = []
+    for chunk in access_unit.split(b"\x00\x00\x01")[1:]:
+        unit = chunk.rstrip(b"\x00")
+        if unit and unit[0] & 0x1F == nal_type:
+            found.append(unit)
+    return b"".join(found)

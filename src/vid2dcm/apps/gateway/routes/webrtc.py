@@ -27,7 +27,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from vid2dcm.apps.gateway.deps import AuditDep, Settings, StoreDep, Uploader
+from vid2dcm.apps.gateway.deps import AuditDep, QueueDep, Settings, StoreDep, Uploader
 from vid2dcm.apps.gateway.jobs import from_worklist
 from vid2dcm.apps.gateway.recordings import (
     LiveRecording,
@@ -38,7 +38,7 @@ from vid2dcm.apps.gateway.recordings import (
     start_mpps,
 )
 from vid2dcm.apps.gateway.routes.jobs import check_identity
-from vid2dcm.apps.gateway.routes.recordings import registry
+from vid2dcm.apps.gateway.routes.recordings import finish, registry
 from vid2dcm.capture.pushed import PushedRecorder
 from vid2dcm.capture.recorder import RecorderSettings
 from vid2dcm.capture.session import RecordingSession
@@ -99,7 +99,7 @@ def _spawn(coro: Any) -> None:
 
 @router.post("/webrtc/offer", response_model=Answer)
 async def offer(body: Offer, request: Request, who: Uploader, settings: Settings,
-                store: StoreDep, audit: AuditDep) -> Answer:
+                store: StoreDep, queue: QueueDep, audit: AuditDep) -> Answer:
     """Answer a sender's SDP offer and record its video track as a recording until
     POST /recordings/{id}/stop (identity rules of POST /recordings)."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -134,7 +134,11 @@ async def offer(body: Offer, request: Request, who: Uploader, settings: Settings
         pushed=True, on_stop=close_pc)
     recorder = session.recorders[0]
     assert isinstance(recorder, PushedRecorder)
-    state = {"video": False}
+    recording = LiveRecording(
+        id=recording_id, owner=who.name, ward=who.ward, session=session, folder=folder,
+        sop=body.sop, destinations=body.destinations, accession=body.accession,
+        unidentified=body.unidentified, request_metadata=body.metadata)
+    state = {"video": False, "started": False}
 
     @pc.on("track")
     def on_track(track: Any) -> None:
@@ -148,10 +152,15 @@ async def offer(body: Offer, request: Request, who: Uploader, settings: Settings
 
     @pc.on("connectionstatechange")
     async def on_state() -> None:
-        # the sender vanished (page closed, network gone): what arrived is closed into a
-        # complete piece; POST /recordings/{id}/stop still makes it a job
-        if pc.connectionState in ("failed", "closed"):
+        # the sender vanished (page closed, network gone; WebRTC does not come back on its
+        # own): what arrived is closed into a complete piece, and the gateway stops the
+        # recording itself, so it still becomes a job (MPPS DISCONTINUED, equipment); a
+        # stop of ours closes the connection too, and then there is nothing left to do
+        if (pc.connectionState in ("failed", "closed") and state["started"]
+                and recording.status == "recording"):
             recorder.lost(f"WebRTC connection {pc.connectionState}")
+            await asyncio.to_thread(finish, recording, settings, store, queue, audit,
+                                    "equipment", "WebRTC sender gone")
 
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body.sdp, type="offer"))
@@ -161,13 +170,10 @@ async def offer(body: Offer, request: Request, who: Uploader, settings: Settings
         await pc.close()
         shutil.rmtree(folder, ignore_errors=True)  # nothing is left of a refused offer
         raise HTTPException(400, f"sdp: the offer cannot be answered ({exc})") from exc
-    recording = LiveRecording(
-        id=recording_id, owner=who.name, ward=who.ward, session=session, folder=folder,
-        sop=body.sop, destinations=body.destinations, accession=body.accession,
-        unidentified=body.unidentified, request_metadata=body.metadata)
     await asyncio.to_thread(start_mpps, settings, recording, metadata)
     session.start()
     live.add(recording)
+    state["started"] = True
     loop.call_later(START_TIMEOUT_S, lambda: _spawn(_drop_if_silent(recording)))
     audit("start recording", upload=recording_id, study=session.study_uid)
     local = pc.localDescription

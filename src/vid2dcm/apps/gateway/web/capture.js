@@ -383,9 +383,12 @@ async function liveStop() {
   clearInterval(timer);
   live = null;
   try {
-    await postJson(`/recordings/${id}/stop`, {});
+    let refused = null;
+    try { await postJson(`/recordings/${id}/stop`, {}); } catch (e) { refused = e; }
     pc.close();
+    // the gateway may have stopped it already (the connection was lost): follow its job
     const recording = await (await api(`/recordings/${id}`)).json();
+    if (!recording.job_id) throw refused || new ApiError("the recording made no job");
     cameraOff();
     $("live-stop").hidden = true; $("live-start").hidden = false; $("start").hidden = false;
     $("camera-on").hidden = false; $("fallback").hidden = false;
