@@ -263,6 +263,7 @@ def test_webrtc_live_stream_is_recorded_and_stored(gateway: Gateway, pacs: Ortha
             expect(stats).to_have_attribute("data-gateway-frames", re.compile(r"^[1-9]\d*$"))
             latency = stats.get_attribute("data-latency-ms")
             kbps = stats.get_attribute("data-kbps")
+            codec = stats.get_attribute("data-codec")
             _, live = gateway.call("GET", f"/recordings/{rid}", token=ADMIN)
             page.screenshot(path=str(DOCS_IMG / "capture-live.png"), full_page=True)
             page.get_by_test_id("live-stop").click()
@@ -284,7 +285,7 @@ def test_webrtc_live_stream_is_recorded_and_stored(gateway: Gateway, pacs: Ortha
     assert back.decoded_frames >= 40, back.decoded_frames  # 5 s of a 20 fps camera, less drops
     # the recording is kept by the gateway, in the recording's folder, never by the browser
     assert list((gateway.data / "uploads" / rid / "webrtc").glob("piece-*.ts"))
-    print(f"\nwebrtc 5 s: {bitstream}; frames={back.decoded_frames} kbps={kbps} "
+    print(f"\nwebrtc 5 s: sent {codec}; {bitstream}; frames={back.decoded_frames} kbps={kbps} "
           f"latency_ms={latency} streamed={stopped - connected:.2f}s "
           f"stop_to_stored={stop_to_stored:.2f}s")
 

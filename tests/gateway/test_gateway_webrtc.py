@@ -42,18 +42,24 @@ async def _stream(client: TestClient, clip: Path, codec: str, seconds: float,
     from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
     from aiortc.contrib.media import MediaPlayer
 
+    from vid2dcm.capture.webrtc import accept_h264_high, h264_rank
+
+    accept_h264_high()  # the test's sender offers H.264 High, as a phone's hardware can
     player = MediaPlayer(str(clip), decode=codec != "H264")
     pc = RTCPeerConnection()
     sent = _Timed(player.video)
     transceiver = pc.addTransceiver(sent.track, direction="sendonly")
-    transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
-                                     if c.mimeType == f"video/{codec}"])
+    # every codec, the tested one first (the gateway's answer decides)
+    offered = sorted(RTCRtpSender.getCapabilities("video").codecs, key=lambda c: (
+        c.mimeType != f"video/{codec}", h264_rank(c)))
+    transceiver.setCodecPreferences(offered)
     await pc.setLocalDescription(await pc.createOffer())
     body = {"sdp": pc.localDescription.sdp, "type": "offer", "metadata": PATIENT,
             "sop": "photographic", "prefer": codec.lower()}
     answer = await asyncio.to_thread(client.post, "/webrtc/offer", json=body)
     assert answer.status_code == 200, answer.text
     rid = answer.json()["id"]
+    chosen = _first_video_codec(answer.json()["sdp"])
     await pc.setRemoteDescription(RTCSessionDescription(**{k: answer.json()[k]
                                                            for k in ("sdp", "type")}))
     try:
@@ -73,7 +79,17 @@ async def _stream(client: TestClient, clip: Path, codec: str, seconds: float,
         await pc.close()
     final = (await asyncio.to_thread(client.get, f"/recordings/{rid}")).json()
     return {"id": rid, "live": live, "listed": listed, "final": final,
-            "sent_offset": sent.offset}
+            "sent_offset": sent.offset, "answered": chosen}
+
+
+def _first_video_codec(sdp: str) -> str:
+    """The codec the answer puts first for video, with its fmtp line ("H264 ...=640c1f")."""
+    lines = sdp.splitlines()
+    media = next(line for line in lines if line.startswith("m=video"))
+    pt = media.split()[3]
+    rtpmap = next(line for line in lines if line.startswith(f"a=rtpmap:{pt} "))
+    fmtp = next((line for line in lines if line.startswith(f"a=fmtp:{pt} ")), "")
+    return f"{rtpmap.split()[1].split('/')[0]} {fmtp}"
 
 
 class _Timed:
@@ -157,6 +173,9 @@ def test_h264_high_stream_is_stored_as_sent(tmp_path: Path) -> None:
     result, backs, clip, _ = _run(tmp_path, "H264")
     assert not any(p["transcoded"] for p in result["pieces"])
     assert result["final"]["sources"][0]["bitstream"] == "H264 High: kept as sent"
+    # the gateway answered H.264 High first (aiortc alone answers Constrained Baseline)
+    assert result["answered"].startswith("H264") and "profile-level-id=640c1f" in \
+        result["answered"], result["answered"]
     (back,) = backs
     assert back.decoded_frames == int(back.dataset.NumberOfFrames)
     assert back.dataset.file_meta.TransferSyntaxUID.startswith("1.2.840.10008.1.2.4.10")
@@ -180,6 +199,7 @@ def test_vp8_stream_is_re_encoded_and_valid(tmp_path: Path) -> None:
     assert result["pieces"][-1]["closed_because"] == "connection lost"
     assert result["final"]["stop_reason"] == "WebRTC sender gone"
     assert all(p["transcoded"] for p in result["pieces"])
+    assert result["answered"].startswith("VP8"), result["answered"]
     assert result["final"]["sources"][0]["bitstream"].startswith("VP8: re-encoded")
     (back,) = backs
     assert back.decoded_frames == int(back.dataset.NumberOfFrames) == result["final"]["frames"]

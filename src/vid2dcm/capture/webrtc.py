@@ -19,6 +19,11 @@ from typing import Any
 
 from vid2dcm.capture.pushed import PushedRecorder
 
+H264_HIGH = ("640c1f", "64001f")
+"""profile-level-id of Constrained High and High, Level 3.1 (RFC 6184 8.1): the H.264 a
+DICOM video transfer syntax can hold. aiortc lists only Constrained Baseline (42e01f, 42001f),
+so a sender able to send High would otherwise be talked down to a profile DICOM does not
+store."""
 _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _THREAD_ATTR = "_RTCRtpReceiver__decoder_thread"
 
@@ -61,3 +66,37 @@ async def pump(track: Any, recorder: PushedRecorder) -> None:
         except (MediaStreamError, asyncio.CancelledError):
             return
         recorder.put_frame(frame)
+
+
+def accept_h264_high() -> None:
+    """Add H.264 High to what aiortc answers (receiving only: FFmpeg's decoder, which aiortc
+    uses for every H.264 profile, decodes it). Process-wide and idempotent."""
+    from aiortc.codecs import CODECS
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    video = CODECS["video"]
+    have = {str(c.parameters.get("profile-level-id", "")).lower() for c in video}
+    template = next((c for c in video if c.mimeType.lower() == "video/h264"), None)
+    if template is None:
+        return
+    for profile in H264_HIGH:
+        if profile in have:
+            continue
+        pt = max(c.payloadType for c in video) + 1
+        if pt + 1 > 127:
+            return
+        video.append(RTCRtpCodecParameters(
+            mimeType="video/H264", clockRate=90_000, payloadType=pt,
+            rtcpFeedback=list(template.rtcpFeedback),
+            parameters={**template.parameters, "profile-level-id": profile}))
+        video.append(RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90_000,
+                                           payloadType=pt + 1, parameters={"apt": pt}))
+
+
+def h264_rank(codec: Any) -> int:
+    """Order for the answer: H.264 High first (storable as sent), then other H.264, then the
+    rest (VP8: always re-encoded)."""
+    if codec.mimeType.lower() != "video/h264":
+        return 2
+    profile = str(codec.parameters.get("profile-level-id", "")).lower()
+    return 0 if profile[:2] == "64" else 1

@@ -43,7 +43,7 @@ from vid2dcm.capture.pushed import PushedRecorder
 from vid2dcm.capture.recorder import RecorderSettings
 from vid2dcm.capture.session import RecordingSession
 from vid2dcm.capture.sources import SourceKind, SourceSpec
-from vid2dcm.capture.webrtc import pump, tap
+from vid2dcm.capture.webrtc import accept_h264_high, h264_rank, pump, tap
 from vid2dcm.core.errors import Vid2DcmError
 from vid2dcm.core.metadata import Metadata
 
@@ -80,15 +80,22 @@ class Answer(BaseModel):
 
 
 def _prefer(pc: Any, codec: str) -> None:
-    """Put the preferred video codec first in the answer (the sender sends the first one);
-    RTX entries last (they only repair, never carry the stream)."""
+    """Put the preferred video codec first in the answer (the sender sends the first one),
+    H.264 High before Constrained Baseline; RTX entries last (they only repair). aiortc has
+    no public way to order an answer (setCodecPreferences must precede the offer that
+    creates the transceiver), so the negotiated list is reordered in place."""
     from aiortc.codecs import is_rtx
+
+    def rank(c: Any) -> int:
+        if is_rtx(c):
+            return 9
+        if codec == "h264":
+            return h264_rank(c)
+        return 0 if c.name.lower() == codec else 3
 
     for transceiver in pc.getTransceivers():
         if transceiver.kind == "video":
-            codecs = transceiver._codecs
-            transceiver._codecs = sorted(codecs, key=lambda c: (
-                2 if is_rtx(c) else 0 if c.name.lower() == codec else 1))
+            transceiver._codecs = sorted(transceiver._codecs, key=rank)
 
 
 def _spawn(coro: Any) -> None:
@@ -121,6 +128,7 @@ async def offer(body: Offer, request: Request, who: Uploader, settings: Settings
         except Vid2DcmError as exc:
             raise HTTPException(502, f"worklist unavailable: {exc}") from exc
     loop = asyncio.get_running_loop()
+    accept_h264_high()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
     def close_pc() -> None:  # from the thread that stops the recording

@@ -347,9 +347,9 @@ async function liveStats() {
   if (!live) return;
   const report = await live.pc.getStats();
   if (!live) return;  // stopped meanwhile
-  let bytes = 0, rtt = null, at = performance.now();
+  let bytes = 0, rtt = null, at = performance.now(), codecId = null;
   report.forEach((s) => {
-    if (s.type === "outbound-rtp" && s.kind === "video") bytes = s.bytesSent;
+    if (s.type === "outbound-rtp" && s.kind === "video") { bytes = s.bytesSent; codecId = s.codecId; }
     if (s.type === "remote-inbound-rtp" && s.kind === "video" && s.roundTripTime !== undefined) {
       rtt = s.roundTripTime;
     }
@@ -357,6 +357,8 @@ async function liveStats() {
         rtt === null) rtt = s.currentRoundTripTime;
   });
   const el = $("live-stats");
+  const codec = codecId && report.get(codecId);
+  if (codec) el.dataset.codec = `${codec.mimeType} ${codec.sdpFmtpLine || ""}`.trim();
   if (live.last) {
     const kbit = Math.round((bytes - live.last.bytes) * 8 / (at - live.last.at));
     el.dataset.kbps = String(kbit);
