@@ -82,7 +82,7 @@ def accept_h264_high() -> None:
     for profile in H264_HIGH:
         if profile in have:
             continue
-        pt = max(c.payloadType for c in video) + 1
+        pt = max(c.payloadType or 0 for c in video) + 1
         if pt + 1 > 127:
             return
         video.append(RTCRtpCodecParameters(
