@@ -43,6 +43,15 @@ def test_webrtc_signalling_needs_sign_in_and_a_real_offer(tmp_path: Path) -> Non
         assert nobody.status_code == 422, nobody.text  # no patient, no recording
         torn = nurse.post("/webrtc/offer", json={"sdp": torn_sdp, "type": "offer", **patient})
         assert torn.status_code == 400 and torn.json()["detail"].startswith("sdp:"), torn.text
+        av1_only = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+                    "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\n"
+                    "m=video 9 UDP/TLS/RTP/SAVPF 45\r\nc=IN IP4 0.0.0.0\r\n"
+                    "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n"
+                    "a=setup:actpass\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\n"
+                    "a=rtpmap:45 AV1/90000\r\n")
+        no_codec = nurse.post("/webrtc/offer", json={"sdp": av1_only, "type": "offer",
+                                                     **patient})
+        assert no_codec.status_code == 400, no_codec.text  # no codec in common: one line
         uploads = gw.settings.uploads
         assert not uploads.exists() or list(uploads.iterdir()) == []  # nothing left behind
         assert nurse.get("/recordings").json() == []

@@ -110,12 +110,18 @@ async def offer(body: Offer, request: Request, who: Uploader, settings: Settings
     """Answer a sender's SDP offer and record its video track as a recording until
     POST /recordings/{id}/stop (identity rules of POST /recordings)."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.exceptions import (
+        InternalError,
+        InvalidAccessError,
+        InvalidStateError,
+        OperationError,
+    )
 
     if "\nm=video " not in body.sdp.replace("\r\n", "\n"):
         raise HTTPException(400, "sdp: the offer carries no video track")
     live = registry(request)
     if sum(1 for r in live.all() if r.status == "recording"
-           and r.session.manifest.sources[0].name == SOURCE.name) >= MAX_SESSIONS:
+           and isinstance(r.session.recorders[0], PushedRecorder)) >= MAX_SESSIONS:
         raise HTTPException(503, "too many live streams at once; try again shortly")
     check_identity(settings, body.accession, body.metadata, body.unidentified,
                    bool(body.destinations or settings.default_destinations))
@@ -174,7 +180,8 @@ async def offer(body: Offer, request: Request, who: Uploader, settings: Settings
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body.sdp, type="offer"))
         _prefer(pc, body.prefer)
         await pc.setLocalDescription(await pc.createAnswer())
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, InternalError, InvalidAccessError, InvalidStateError,
+            OperationError) as exc:  # OperationError: no codec in common
         await pc.close()
         shutil.rmtree(folder, ignore_errors=True)  # nothing is left of a refused offer
         raise HTTPException(400, f"sdp: the offer cannot be answered ({exc})") from exc
