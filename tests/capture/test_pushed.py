@@ -5,6 +5,7 @@ piece's timing; Constrained Baseline is judged not storable (re-encoded)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import av
@@ -86,3 +87,47 @@ def test_a_new_stream_mid_recording_starts_a_new_piece(tmp_path: Path) -> None:
             stream = container.streams.video[0]
             assert (stream.codec_context.width, stream.codec_context.height) == size
         assert coded_pictures(path) == coded_pictures(clip)
+
+
+def test_disk_guard_and_a_crash_leave_a_recording_that_finalizes(tmp_path: Path) -> None:
+    """A pushed source in a RecordingSession: the disk guard stops it cleanly (piece closed,
+    the reason kept), and the folder finalises into valid DICOM with every frame written,
+    as --recover would after a crash of the gateway (the session never stopped)."""
+    from readback import read_back
+    from vid2dcm.capture.finalize import finalize
+    from vid2dcm.capture.session import RecordingSession
+    from vid2dcm.core.metadata import Metadata
+
+    clip = _clip(tmp_path, "high")
+    free = [10 * 2**30]
+    session = RecordingSession([SPEC], tmp_path / "rec", Metadata(
+        patient_id="P-1", patient_name="Doe^Jane"), pushed=True,
+        settings=RecorderSettings(min_free_bytes=2**20), free_space=lambda _: free[0])
+    (recorder,) = session.recorders
+    assert isinstance(recorder, PushedRecorder)
+    recorder.codec("H264")
+    session.start()
+    units = _units(clip)
+    for data, pts in units[:30]:
+        recorder.put_access_unit(data, pts)
+    deadline = time.monotonic() + 10
+    while recorder.state.frames < 30:
+        assert time.monotonic() < deadline, recorder.state
+        time.sleep(0.05)
+    free[0] = 2**19  # the disk fills
+    time.sleep(0.3)  # past the guard's check interval
+    for data, pts in units[30:]:
+        recorder.put_access_unit(data, pts)
+    deadline = time.monotonic() + 10
+    while not recorder.stopping:
+        assert time.monotonic() < deadline, recorder.state
+        time.sleep(0.05)
+    assert "disk space low" in str(recorder.state.stop_reason)
+    (piece,) = load_pieces(tmp_path / "rec" / "webrtc")
+    assert piece.closed_because == "disk space low" and 30 <= piece.frames < 50
+    # no session.stop(): the gateway died; the folder is still a recording
+    result = finalize(tmp_path / "rec", tmp_path / "out")
+    (video,) = result.sources[0].files
+    back = read_back(video.path, tmp_path)
+    assert back.decoded_frames == int(back.dataset.NumberOfFrames) == piece.frames
+    session.stop()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from typing import Any
 import av
 
 from vid2dcm.capture.pieces import PieceRecord, SnapshotRecord, write_json
-from vid2dcm.capture.recorder import LiveState, RecorderSettings, _write_png
+from vid2dcm.capture.recorder import DISK_CHECK_S, LiveState, RecorderSettings, _write_png
 from vid2dcm.capture.sources import SourceSpec
 from vid2dcm.core.conformance import choose_transfer_syntax
 from vid2dcm.core.media_info import FrameTiming, VideoStreamInfo
@@ -183,7 +184,9 @@ class PushedRecorder:
     decoded pictures. Both may be called from any thread; one worker thread writes."""
 
     def __init__(self, spec: SourceSpec, folder: Path, settings: RecorderSettings | None = None,
-                 *, on_stop: Callable[[], None] | None = None) -> None:
+                 *, on_stop: Callable[[], None] | None = None,
+                 free_space: Callable[[Path], int] | None = None) -> None:
+        """free_space(folder) -> bytes free (default: the file system's; a quota in tests)."""
         self.spec = spec
         self.folder = folder
         self.settings = settings or RecorderSettings()
@@ -207,6 +210,8 @@ class PushedRecorder:
         self._size: tuple[int, int] | None = None
         self._last_frame: Any = None
         self._done = [0, 0, 0.0]
+        self._free_space = free_space or (lambda path: shutil.disk_usage(path).free)
+        self._next_disk_check = 0.0
 
     # -- fed from the receiver ------------------------------------------------------------
     def put_access_unit(self, data: bytes, rtp_timestamp: int) -> None:
@@ -235,12 +240,12 @@ class PushedRecorder:
             self._snap_requests += 1
 
     def stop(self, reason: str = "stopped") -> None:
-        first = not self._stop.is_set()
         self._update(stop_reason=self._state.stop_reason or reason)
         self._stop.set()
         self._queue.put(None)
-        if first and self._on_stop is not None:
-            self._on_stop()
+        on_stop, self._on_stop = self._on_stop, None  # once (the disk guard stops first)
+        if on_stop is not None:
+            on_stop()
 
     def lost(self, reason: str) -> None:
         """The sender went away (connection failed or closed): close what arrived."""
@@ -390,6 +395,8 @@ class PushedRecorder:
 
     def _write(self, unit: _Unit, transcoded: bool) -> None:
         s = self.settings
+        if self._disk_low():
+            return
         piece = self._piece
         if (piece is not None and unit.key and s.max_segment_s
                 and piece.duration >= s.max_segment_s):
@@ -410,6 +417,25 @@ class PushedRecorder:
         piece.write(unit)
         self._publish()
         piece.checkpoint(self._wall(piece))
+
+    def _disk_low(self) -> bool:
+        """The disk guard of capture.recorder: stop cleanly, the piece closed, before the
+        disk fills (checked every DISK_CHECK_S)."""
+        if self._stop.is_set():
+            return self.state.stop_reason is not None and "disk" in self.state.stop_reason
+        now = time.monotonic()
+        if now < self._next_disk_check:
+            return False
+        self._next_disk_check = now + DISK_CHECK_S
+        free = self._free_space(self.folder)
+        if free >= self.settings.min_free_bytes:
+            return False
+        self._update(stop_reason=(f"disk space low ({free // 2**20} MiB free, at least "
+                                  f"{self.settings.min_free_bytes // 2**20} MiB kept free): "
+                                  "recording stopped"))
+        self._stop.set()
+        self._close("disk space low")
+        return True
 
     def _wall(self, piece: _Piece) -> float | None:
         if self._offset is None:

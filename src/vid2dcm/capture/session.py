@@ -81,7 +81,8 @@ class RecordingSession:
                                   latency_s=s.latency_s)
                      for n, s in enumerate(sources)])
         self.recorders: list[Recorder | PushedRecorder] = [
-            PushedRecorder(s, folder / s.name, self.settings, on_stop=on_stop) if pushed else
+            PushedRecorder(s, folder / s.name, self.settings, on_stop=on_stop,
+                           free_space=free_space) if pushed else
             Recorder(s, folder / s.name, self.settings, armed=armed, free_space=free_space)
             for s in sources]
         self.armed = armed
