@@ -26,11 +26,13 @@ from gateway_app import _accounts_once
 from orthanc import Orthanc, running_orthanc
 from readback import read_back
 from vid2dcm.apps.gateway.api import create_app
-from vid2dcm.apps.gateway.export import deliver_export
+from vid2dcm.apps.gateway.export import deliver_export, run_export
+from vid2dcm.apps.gateway.integration import check
 from vid2dcm.apps.gateway.models import FileResult, JobRequest, JobResult
 from vid2dcm.apps.gateway.queue import make_queue
-from vid2dcm.apps.gateway.settings import DeidentifySettings, ServiceSettings
+from vid2dcm.apps.gateway.settings import DeidentifySettings, ServiceSettings, load_settings
 from vid2dcm.apps.gateway.store import Store, open_store
+from vid2dcm.core.errors import UsageError
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.pipeline import convert
 from vid2dcm.planning.plan import Request
@@ -182,3 +184,46 @@ def test_research_export_roles_outbox_and_stored_copy(tmp_path: Path,
     assert uids == set(export["result"]["sop_instance_uids"])
     names = {str(pydicom.dcmread(p, stop_before_pixels=True).PatientName) for p in copies}
     assert len(names) == 1  # one patient, one pseudonym across the three objects
+
+
+def test_research_destination_must_be_configured(tmp_path: Path) -> None:
+    """[deidentify] research_destination is read from service.toml; a name missing from the
+    destinations file stops the gateway from starting (UsageError, one line)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    known = tmp_path / "destinations.toml"
+    known.write_text('[destinations.pacs]\nae_title = "PACS"\nhost = "127.0.0.1"\n')
+    (data / "service.toml").write_text(f'[service]\ndestinations_file = "{known}"\n'
+                                       '[deidentify]\nresearch_destination = "research"\n')
+    settings = load_settings(data)
+    assert settings.deidentify is not None
+    assert settings.deidentify.research_destination == "research"
+    with pytest.raises(UsageError, match="research_destination 'research'"):
+        check(settings)
+
+
+def test_failed_deidentification_ends_the_export(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instance that cannot be de-identified: the export fails with a reason that names
+    neither the server's paths nor the patient, nothing is queued, the failure is audited."""
+    monkeypatch.setenv("VID2DCM_DEID_SECRET", "gateway-site-secret")
+    settings = ServiceSettings(data_dir=tmp_path / "data",
+                               deidentify=DeidentifySettings(research_destination="research"))
+    store = open_store(settings)
+    job = store.add_job(JobRequest(upload_id="0" * 32))
+    (settings.outputs / job).mkdir(parents=True)
+    (settings.outputs / job / "DOE_JANE.dcm").write_bytes(b"not DICOM at all")
+    assert store.claim(job)
+    store.finish(job, JobResult(files=(FileResult(name="DOE_JANE.dcm", sop_instance_uid="1.2",
+                                                  transfer_syntax_uid="1.2.840.10008.1.2.1",
+                                                  frames=1, bytes=16),)))
+    export = store.add_export(job, "basic", "research", "doc")
+    run_export(settings, export)
+    record = store.export(export)
+    assert record is not None and record.state == "failed"
+    assert record.error and record.error.startswith("de-identification failed")
+    assert "DOE" not in record.error and str(tmp_path) not in record.error
+    assert not store.parcels(export)
+    assert not (settings.data_dir / "exports" / export).exists()
+    assert [(e.action, e.who) for e in store.audit_log()] == [
+        ("export failed (research)", "worker:research")]
