@@ -19,7 +19,7 @@ import pytest
 from pki import make_ca, make_leaf
 from vid2dcm.core.errors import DeliveryError
 from vid2dcm.core.metadata import Metadata
-from vid2dcm.delivery.transports.worklist import WorklistEntry
+from vid2dcm.core.worklist import WorklistEntry
 from vid2dcm.orders.hl7_mapping import HL7_FIELDS, field_value
 from vid2dcm.orders.inbox import handle
 from vid2dcm.orders.mllp import MllpServer, client_context, send_message, server_context

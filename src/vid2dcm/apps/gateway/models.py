@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vid2dcm.core.metadata import Metadata
+from vid2dcm.core.worklist import WorklistEntry
 
 JobState = Literal["queued", "running", "waiting", "held", "done", "failed", "cancelled"]
 FailureKind = Literal["unreadable input", "not storable", "delivery", "output", "request",
@@ -141,23 +142,8 @@ class AuditEntry(BaseModel):
     study: str | None
 
 
-class WorklistItem(BaseModel):
-    """A scheduled procedure step, for the staff page to pick the patient from."""
-
-    patient_name: str
-    patient_id: str
-    patient_birth_date: str
-    patient_sex: str
-    accession_number: str
-    study_instance_uid: str
-    requested_procedure_id: str
-    requested_procedure_description: str
-    referring_physician_name: str
-    modality: str
-    scheduled_date: str
-    scheduled_time: str
-    scheduled_procedure_step_id: str
-    scheduled_procedure_step_description: str
+WorklistItem = WorklistEntry
+"""A scheduled procedure step, for the staff page to pick the patient from."""
 
 
 # de-identified exports (issue 16)
