@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from dcmtk_peers import free_port
 from deid_fixtures import make_clip
 from gateway_app import _accounts_once
-from orthanc import Orthanc, running_orthanc
+from orthanc import DICOMWEB_PLUGIN, Orthanc, running_orthanc
 from readback import read_back
 from vid2dcm.apps.gateway.api import create_app
 from vid2dcm.apps.gateway.export import deliver_export, run_export
@@ -62,21 +62,27 @@ class Site:
         self.destinations.write_text(f'[destinations.research]\nae_title = "{self.pacs.aet}"\n'
                                      f'host = "127.0.0.1"\nport = {port}\nretries = 0\n')
 
+    def point_research_at_stow(self) -> None:
+        self.destinations.write_text(f'[destinations.research]\nkind = "stow"\n'
+                                     f'url = "{self.pacs.url}/dicom-web"\nretries = 0\n')
 
-def finished_job(settings: ServiceSettings, store: Store, work: Path) -> str:
-    """A done job holding the three kinds of object the issue names, converted with the
-    identity burned into the pictures (the banner) and written into the header."""
+
+def finished_job(settings: ServiceSettings, store: Store, work: Path,
+                 kinds: tuple[str, ...]) -> str:
+    """A done job holding the kinds of object the issue names (copy-path video, transcoded
+    video, frame object), converted with the identity burned into the pictures (the banner)
+    and written into the header."""
     clip = make_clip(work / "clip.mp4", frames=10, with_face=False, with_audio=False)
     mpeg4 = make_clip(work / "mpeg4.mp4", codec="mpeg4", frames=10, with_face=False,
-                      with_audio=False)
+                      with_audio=False) if "transcoded" in kinds else clip
     upload = store.add_upload("clip.mp4", clip, clip.stat().st_size)
     job = store.add_job(JobRequest(upload_id=upload))
     out = settings.outputs / job
     out.mkdir(parents=True)
     files = []
-    for name, source, request in (("copy.dcm", clip, Request()),
-                                  ("transcoded.dcm", mpeg4, Request()),
-                                  ("frames.dcm", clip, Request(sop="sc", frames="rle"))):
+    every = {"copy": (clip, Request()), "transcoded": (mpeg4, Request()),
+             "frames": (clip, Request(sop="sc", frames="rle"))}
+    for name, (source, request) in ((f"{k}.dcm", every[k]) for k in kinds):
         written = convert(source, out / name, metadata=IDENTITY, options=request).files[0]
         files.append(FileResult(name=written.path.name, sop_instance_uid=written.sop_instance_uid,
                                 transfer_syntax_uid=written.transfer_syntax_uid,
@@ -87,10 +93,13 @@ def finished_job(settings: ServiceSettings, store: Store, work: Path) -> str:
 
 
 @contextmanager
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+         kinds: tuple[str, ...] = ("copy", "transcoded", "frames"),
+         stow: bool = False) -> Iterator[Site]:
     monkeypatch.setenv("VID2DCM_DEID_SECRET", "gateway-site-secret")
     (tmp_path / "pacs").mkdir()
-    with running_orthanc(tmp_path / "pacs") as pacs:
+    with running_orthanc(tmp_path / "pacs",
+                         **({"Plugins": [DICOMWEB_PLUGIN]} if stow else {})) as pacs:
         destinations = tmp_path / "destinations.toml"
         settings = ServiceSettings(
             data_dir=tmp_path / "data", destinations_file=destinations,
@@ -98,12 +107,15 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
             retry_first_s=0.05, retry_max_s=0.05)
         shutil.copytree(_accounts_once(), settings.data_dir)
         store = open_store(settings)
-        job = finished_job(settings, store, tmp_path)
+        job = finished_job(settings, store, tmp_path, kinds)
         queue = make_queue(settings)
         queue.huey.immediate = True
         s = Site(settings, store, TestClient(create_app(settings, queue)), pacs, destinations,
                  job)
-        s.point_research_at(free_port())  # nothing listens there yet
+        if stow:
+            s.point_research_at_stow()
+        else:
+            s.point_research_at(free_port())  # nothing listens there yet
         with s.client:
             yield s
 
@@ -184,6 +196,28 @@ def test_research_export_roles_outbox_and_stored_copy(tmp_path: Path,
     assert uids == set(export["result"]["sop_instance_uids"])
     names = {str(pydicom.dcmread(p, stop_before_pixels=True).PatientName) for p in copies}
     assert len(names) == 1  # one patient, one pseudonym across the three objects
+
+
+@pytest.mark.integration
+def test_research_export_over_stow_rs_by_an_admin(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The research destination may be a DICOMweb server: STOW-RS, same outbox; an admin may
+    send too. What Orthanc stored has the pseudonymous identity and no original one."""
+    with site(tmp_path, monkeypatch, kinds=("copy",), stow=True) as s:
+        it = s.person("it")
+        answer = it.post(f"/jobs/{s.job}/export/send")
+        assert answer.status_code == 202, answer.text
+        export = answer.json()
+        assert export["state"] == "sent" and export["attempts"] == 1, export
+        assert export["who"] == "it" and export["deliveries"][0]["ok"]
+        copies = stored_copies(s.pacs, tmp_path)
+    assert len(copies) == 1
+    dump = subprocess.run(["dcmdump", "+L", str(copies[0])], capture_output=True, text=True,
+                          check=True).stdout
+    for secret in (*ORIGINALS, "ACC-"):
+        assert secret not in dump, secret
+    assert "ANON^" in dump and "(0012,0062) CS [YES]" in dump
+    read_back(copies[0], tmp_path)
 
 
 def test_research_destination_must_be_configured(tmp_path: Path) -> None:
