@@ -13,13 +13,13 @@ import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import HTTPException
 
 from vid2dcm.apps.gateway.audit import record
 from vid2dcm.apps.gateway.models import DeliveryResult, ExportResult
+from vid2dcm.apps.gateway.outbox import Later, backoff
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import Job, Store, open_store
 from vid2dcm.core.errors import UsageError, Vid2DcmError
@@ -92,10 +92,6 @@ def export_job(settings: ServiceSettings, store: Store, job_id: str, profile: st
 
 # -- sending to the research destination ---------------------------------------------------
 
-Later = Callable[[str, float], None]
-"""Ask the queue to try an export's delivery again in so many seconds."""
-
-
 def research_destination(settings: ServiceSettings) -> str:
     name = settings.deidentify.research_destination if settings.deidentify else None
     if not name:
@@ -144,12 +140,7 @@ def deliver_export(settings: ServiceSettings, export_id: str, later: Later | Non
     """One try of a due export parcel, exactly as deliver_job tries a job's: sent, or tried
     again after the backoff until the retry window has passed. The de-identified copy is
     deleted once it was stored or given up."""
-    from vid2dcm.apps.gateway.jobs import (
-        DELIVERY_LEASE_S,
-        UNKNOWN_DESTINATION,
-        backoff,
-        send_to,
-    )
+    from vid2dcm.apps.gateway.jobs import DELIVERY_LEASE_S, UNKNOWN_DESTINATION, send_to
 
     store = open_store(settings)
     export = store.export(export_id)

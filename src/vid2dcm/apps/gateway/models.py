@@ -95,6 +95,19 @@ class JobResult(BaseModel):
     """MPPS, ORU^R01 and ImagingStudy outcomes: sent, or why not (no patient data)."""
 
 
+class Notification(BaseModel):
+    """One notice of a job (issue 15): the MPPS N-SET ("mpps:<destination>"), the result
+    message to the HIS ("hl7:his") or the ImagingStudy ("fhir:imagingstudy"), as its outbox
+    parcel stands: waiting (to be tried again at next_try), sent or gave up."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    state: str
+    attempts: int
+    error: str | None = None
+    next_try: float | None = None
+
+
 class JobView(BaseModel):
     """A job as the API shows it."""
 
@@ -116,6 +129,8 @@ class JobView(BaseModel):
     """The state in words a nurse understands, e.g. "waiting for PACS (next try at 14:05)"."""
     next_try: float | None
     """When the next delivery try is due (waiting jobs)."""
+    notifications: tuple[Notification, ...] = ()
+    """MPPS, result message and ImagingStudy of the job, each with its state (issue 15)."""
 
 
 class Created(BaseModel):

@@ -12,6 +12,7 @@ from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from vid2dcm.apps.gateway.export import deliver_export, run_export
 from vid2dcm.apps.gateway.jobs import clean_up, deliver_job, execute
+from vid2dcm.apps.gateway.outbox import due_jobs
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import open_store
 
@@ -74,9 +75,9 @@ def make_queue(settings: ServiceSettings) -> JobQueue:
     @huey.periodic_task(crontab(minute="*"))  # type: ignore[untyped-decorator]
     def sweep_outbox() -> None:
         """The outbox is the truth: a due parcel whose scheduled try was lost (queue wiped,
-        worker replaced) is tried within a minute."""
+        worker replaced) is tried within a minute; so is a due notice (MPPS, ORU, FHIR)."""
         store = open_store(settings)
-        for job_id in sorted({job for job, _ in store.due_parcels(time.time())}):
+        for job_id in due_jobs(store, time.time()):
             deliver_task(job_id)
         for export_id in sorted(set(store.due_export_parcels(time.time()))):
             deliver_export_task(export_id)
