@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,10 @@ from gateway_app import _accounts_once
 from orthanc import DICOMWEB_PLUGIN, Orthanc, running_orthanc
 from readback import read_back
 from vid2dcm.apps.gateway.api import create_app
-from vid2dcm.apps.gateway.export import deliver_export, run_export
+from vid2dcm.apps.gateway.export import run_export
 from vid2dcm.apps.gateway.integration import check
 from vid2dcm.apps.gateway.models import FileResult, JobRequest, JobResult
-from vid2dcm.apps.gateway.queue import make_queue
+from vid2dcm.apps.gateway.queue import JobQueue, make_queue
 from vid2dcm.apps.gateway.settings import DeidentifySettings, ServiceSettings, load_settings
 from vid2dcm.apps.gateway.store import Store, open_store
 from vid2dcm.core.errors import UsageError
@@ -51,6 +51,13 @@ class Site:
     pacs: Orthanc
     destinations: Path
     job: str
+    queue: JobQueue
+
+    def sweep_outbox(self) -> None:
+        """Run the worker's minute sweep once, as its scheduler would."""
+        due = self.queue.huey.read_periodic(datetime.now())
+        [sweep] = [task for task in due if task.name == "sweep_outbox"]
+        self.queue.huey.execute(sweep)
 
     def person(self, name: str) -> TestClient:
         other = TestClient(self.client.app)
@@ -111,7 +118,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         queue = make_queue(settings)
         queue.huey.immediate = True
         s = Site(settings, store, TestClient(create_app(settings, queue)), pacs, destinations,
-                 job)
+                 job, queue)
         if stow:
             s.point_research_at_stow()
         else:
@@ -156,10 +163,10 @@ def test_research_export_roles_outbox_and_stored_copy(tmp_path: Path,
         assert len(export["result"]["sop_instance_uids"]) == 3
         assert not s.pacs.get("/instances")
 
-        # the PACS comes back: the outbox's next try (what the worker's sweep runs) stores it
+        # the PACS comes back: the worker's outbox sweep finds the due parcel and stores it
         s.point_research_at(s.pacs.dicom_port)
         time.sleep(0.1)
-        deliver_export(s.settings, export["id"])
+        s.sweep_outbox()
         done: dict[str, Any] = doc.get(f"/exports/{export['id']}").json()
         assert done["state"] == "sent", done
         assert [d["ok"] for d in done["deliveries"]] == [True] * 3
