@@ -268,3 +268,24 @@ def test_failed_deidentification_ends_the_export(tmp_path: Path,
     assert not (settings.data_dir / "exports" / export).exists()
     assert [(e.action, e.who) for e in store.audit_log()] == [
         ("export failed (research)", "worker:research")]
+
+
+def test_key_object_manifest_is_not_exported(tmp_path: Path) -> None:
+    """A job's KOS manifest (frames 0) references the original UIDs: it is left out, and a
+    job with nothing else has nothing to export."""
+    settings = ServiceSettings(data_dir=tmp_path / "data",
+                               deidentify=DeidentifySettings(research_destination="research"))
+    store = open_store(settings)
+    job = store.add_job(JobRequest(upload_id="0" * 32))
+    (settings.outputs / job).mkdir(parents=True)
+    (settings.outputs / job / "kos.dcm").write_bytes(b"a manifest")
+    assert store.claim(job)
+    store.finish(job, JobResult(files=(FileResult(name="kos.dcm", sop_instance_uid="1.2",
+                                                  transfer_syntax_uid="1.2.840.10008.1.2.1",
+                                                  frames=0, bytes=10),)))
+    export = store.add_export(job, "basic", "research", "doc")
+    run_export(settings, export)
+    record = store.export(export)
+    assert record is not None and record.state == "failed"
+    assert record.error == ("de-identification failed: the job has no video or frame objects "
+                            "to export")

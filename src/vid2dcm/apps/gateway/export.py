@@ -51,7 +51,11 @@ def _deidentified(settings: ServiceSettings, job: Job, profile: str, folder: Pat
     """De-identify the job's instances into folder; on failure nothing is left there and
     DeidFailed says why, with the server paths replaced."""
     assert job.result is not None
-    sources = [settings.outputs / job.id / f.name for f in job.result.files]
+    # pictures only: a Key Object Selection manifest (settings.kos, frames 0) references the
+    # original UIDs and is not exported
+    sources = [settings.outputs / job.id / f.name for f in job.result.files if f.frames > 0]
+    if not sources:
+        raise DeidFailed("the job has no video or frame objects to export")
     try:
         return deidentify(sources, folder, DeidSettings(options=profile_named(profile)))
     except Vid2DcmError as exc:
