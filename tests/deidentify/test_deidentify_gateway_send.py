@@ -265,7 +265,7 @@ def test_failed_deidentification_ends_the_export(tmp_path: Path,
     assert record.error and record.error.startswith("de-identification failed")
     assert "DOE" not in record.error and str(tmp_path) not in record.error
     assert not store.parcels(export)
-    assert not (settings.data_dir / "exports" / export).exists()
+    assert not list((settings.data_dir / "exports").glob("*"))  # no scratch left either
     assert [(e.action, e.who) for e in store.audit_log()] == [
         ("export failed (research)", "worker:research")]
 

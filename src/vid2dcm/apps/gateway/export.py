@@ -117,25 +117,34 @@ def run_export(settings: ServiceSettings, export_id: str, later: Later | None = 
     if export is None or export.state != "preparing":
         return
     job = store.job(export.job)
-    folder = export_folder(settings, export_id)
+    # a scratch folder of this run's own: a second worker running the same export (one
+    # restarted while another still works on it) never touches this one's files
+    scratch = export_folder(settings, f"{export_id}.{uuid.uuid4().hex}")
     try:
         if job is None or job.result is None or not job.result.files:
             raise UsageError("the job has no files any more")
-        shutil.rmtree(folder, ignore_errors=True)
-        reports = _deidentified(settings, job, export.profile, folder)
+        reports = _deidentified(settings, job, export.profile, scratch)
     except (DeidFailed, UsageError) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        store.export_finished(export_id, f"de-identification failed: {exc}")
-        _audit(settings, store, export.destination, "export failed", export.job)
+        shutil.rmtree(scratch, ignore_errors=True)
+        if store.export_finished(export_id, f"de-identification failed: {exc}"):
+            _audit(settings, store, export.destination, "export failed", export.job)
         return
     except Exception as exc:  # an export must end in a state, whatever happened
-        shutil.rmtree(folder, ignore_errors=True)
-        store.export_finished(export_id, f"internal error: {type(exc).__name__}")
-        _audit(settings, store, export.destination, "export failed", export.job)
+        shutil.rmtree(scratch, ignore_errors=True)
+        if store.export_finished(export_id, f"internal error: {type(exc).__name__}"):
+            _audit(settings, store, export.destination, "export failed", export.job)
         return
-    store.export_prepared(export_id, ExportResult(
-        sop_instance_uids=tuple(Path(r.output).stem for r in reports),
-        verification_passed=all(r.verification.passed for r in reports)))
+    folder = export_folder(settings, export_id)
+    try:
+        scratch.rename(folder)  # the first run to finish wins; the same secret, the same copy
+    except OSError:
+        shutil.rmtree(scratch, ignore_errors=True)
+        return
+    if not store.export_prepared(export_id, ExportResult(
+            sop_instance_uids=tuple(Path(r.output).stem for r in reports),
+            verification_passed=all(r.verification.passed for r in reports))):
+        shutil.rmtree(folder, ignore_errors=True)  # ended meanwhile
+        return
     deliver_export(settings, export_id, later)
 
 

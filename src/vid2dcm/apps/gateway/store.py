@@ -392,16 +392,20 @@ class Store:
                               (job_id, job_id, state, state)).fetchall()
         return [_export(r) for r in rows]
 
-    def export_prepared(self, export_id: str, result: ExportResult) -> None:
-        """De-identified: the copy waits in the outbox for its destination."""
+    def export_prepared(self, export_id: str, result: ExportResult) -> bool:
+        """De-identified: the copy waits in the outbox for its destination. False if the
+        export is no longer being prepared."""
         now = time.time()
         with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")  # the state and its parcel together, or neither
             row = db.execute("UPDATE exports SET state='sending', result=? WHERE id=? AND "
                              "state='preparing' RETURNING destination",
                              (result.model_dump_json(), export_id)).fetchone()
             if row is not None:
                 db.execute("INSERT OR IGNORE INTO outbox VALUES (?, ?, 'waiting', 0, ?, ?, "
                            "NULL, NULL)", (export_id, row["destination"], now, now))
+            db.execute("COMMIT")
+        return row is not None
 
     def export_finished(self, export_id: str, error: str | None) -> bool:
         """Sent (error None) or failed; only once."""
