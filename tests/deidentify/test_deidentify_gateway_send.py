@@ -158,7 +158,7 @@ def test_research_export_roles_outbox_and_stored_copy(tmp_path: Path,
         answer = doc.post(base + "/send")
         assert answer.status_code == 202, answer.text
         export = answer.json()
-        assert export["state"] == "sending" and export["attempts"] == 1
+        assert export["state"] == "sending" and export["attempts"] == 1 and export["error"]
         assert export["next_try"] is not None and export["result"]["verification_passed"]
         assert len(export["result"]["sop_instance_uids"]) == 3
         assert not s.pacs.get("/instances")
@@ -168,7 +168,7 @@ def test_research_export_roles_outbox_and_stored_copy(tmp_path: Path,
         time.sleep(0.1)
         s.sweep_outbox()
         done: dict[str, Any] = doc.get(f"/exports/{export['id']}").json()
-        assert done["state"] == "sent", done
+        assert done["state"] == "sent" and done["error"] is None, done
         assert [d["ok"] for d in done["deliveries"]] == [True] * 3
         assert [e["id"] for e in doc.get(f"/jobs/{s.job}/exports").json()] == [export["id"]]
         assert nurse.get(f"/exports/{export['id']}").status_code == 403

@@ -195,9 +195,12 @@ def _audit(settings: ServiceSettings, store: Store, destination: str, action: st
 
 
 def receipts_of(store: Store, export_id: str) -> tuple[tuple[DeliveryResult, ...], int,
-                                                       float | None]:
-    """(receipts, tries, next try) of an export's parcel, for its status."""
+                                                       float | None, str | None]:
+    """(receipts, tries, next try, last try's problem) of an export's parcel, for its
+    status."""
     parcels = store.parcels(export_id)
     receipts = tuple(r for p in parcels for r in p.receipts)
-    waiting = [p.next_try for p in parcels if p.state == "waiting" and p.attempts]
-    return receipts, sum(p.attempts for p in parcels), min(waiting) if waiting else None
+    waiting = [p for p in parcels if p.state == "waiting" and p.attempts]
+    return (receipts, sum(p.attempts for p in parcels),
+            min(p.next_try for p in waiting) if waiting else None,
+            waiting[0].error if waiting else None)

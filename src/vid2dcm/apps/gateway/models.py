@@ -187,6 +187,7 @@ class ExportView(BaseModel):
     created: float
     finished: float | None
     error: str | None
+    """Why it failed, or (sending) why the last try did not store it."""
     result: ExportResult | None
     deliveries: tuple[DeliveryResult, ...] = ()
     attempts: int = 0

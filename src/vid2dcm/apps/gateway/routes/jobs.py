@@ -311,10 +311,11 @@ def export_view(store: Store, export_id: str, export: Export | None = None) -> E
     export = export or store.export(export_id)
     if export is None:
         raise HTTPException(404, "no such export")
-    receipts, attempts, next_try = receipts_of(store, export.id)
+    receipts, attempts, next_try, problem = receipts_of(store, export.id)
     return ExportView(id=export.id, job=export.job, profile=export.profile,
                       destination=export.destination, who=export.who, state=export.state,
-                      created=export.created, finished=export.finished, error=export.error,
+                      created=export.created, finished=export.finished,
+                      error=export.error or problem,
                       result=export.result, deliveries=receipts, attempts=attempts,
                       next_try=next_try)
 
