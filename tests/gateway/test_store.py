@@ -247,6 +247,8 @@ def test_a_data_folder_from_an_earlier_release_upgrades_and_keeps_its_rows(
     store.audit("it", "retry", job=job_id, role="admin")
     assert len(store.audit_log()) == before["audit"] + 1
     if sql == "store_release_current.sql":
+        (export,) = store.exports(job_id="11111111111111111111111111111111")
+        assert (export.state, export.destination) == ("sent", "research")
         # A job the old release left running has no lease: a worker may take it over (once).
         assert "22222222222222222222222222222222" in store.expired_jobs()
         assert store.upload("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb").path == \
@@ -392,3 +394,20 @@ def test_notice_parcels_restart_and_come_due_after_the_job(backend: Backend) -> 
     (parcel,) = [p for p in store.parcels(job_id) if p.destination == "hl7:his"]
     assert (parcel.state, parcel.attempts, parcel.error) == ("waiting", 0, None)
     assert store.due_parcels(now) == []  # notices are not DICOM deliveries
+
+
+def test_exports_and_their_parcel_change_together(backend: Backend) -> None:
+    """De-identified exports (issue 16): prepared once, its parcel in the same outbox."""
+    from vid2dcm.apps.gateway.models import ExportResult
+
+    store = backend.store()
+    export_id = store.add_export("j" * 32, "basic", "research", "doc")
+    assert [e.id for e in store.exports(state="preparing")] == [export_id]
+    assert store.export_prepared(export_id, ExportResult.model_validate({}))
+    assert not store.export_prepared(export_id, ExportResult.model_validate({}))  # only once
+    assert store.due_export_parcels(time.time() + 1) == [export_id]
+    assert [p.destination for p in store.parcels(export_id)] == ["research"]
+    assert store.export_finished(export_id, None)
+    assert not store.export_finished(export_id, "late")
+    export = store.export(export_id)
+    assert export is not None and export.state == "sent" and export.finished is not None

@@ -1,5 +1,5 @@
--- jobs.sqlite as the last release before migrations made it (store.SCHEMA of commit 0a46aef,
--- every ADDED_COLUMNS column already in place, no alembic_version), with rows.
+-- jobs.sqlite as the last release before migrations made it (store.SCHEMA of commit 9eeafa0,
+-- exports included, every ADDED_COLUMNS column already in place, no alembic_version), with rows.
 -- @DATA@ is replaced by the data folder's absolute path (uploads were stored absolute).
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
@@ -29,6 +29,10 @@ CREATE TABLE IF NOT EXISTS sign_ons (
     state TEXT PRIMARY KEY, nonce TEXT NOT NULL, verifier TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS login_failures (at REAL NOT NULL, user TEXT NOT NULL,
     client TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS exports (
+    id TEXT PRIMARY KEY, job TEXT NOT NULL, profile TEXT NOT NULL, destination TEXT NOT NULL,
+    who TEXT NOT NULL, state TEXT NOT NULL, created REAL NOT NULL, finished REAL, error TEXT,
+    result TEXT);
 INSERT INTO uploads VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'clip.mp4',
     '@DATA@/uploads/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/clip.mp4', 1234, 1700000000.0, NULL, 'nurse');
 INSERT INTO uploads VALUES ('bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb', 'elsewhere.mp4',
@@ -45,3 +49,5 @@ INSERT INTO audit VALUES (1700000006.0, 'nurse', 'upload', NULL,
 INSERT INTO users VALUES ('it', 'admin', '$argon2id$placeholder', 0, 1700000000.0, '');
 INSERT INTO outbox VALUES ('11111111111111111111111111111111', 'pacs', 'sent', 1, 1700000003.5,
     1700000003.5, NULL, '[]');
+INSERT INTO exports VALUES ('eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee', '11111111111111111111111111111111',
+    'basic', 'research', 'doc', 'sent', 1700000007.0, 1700000008.0, NULL, NULL);

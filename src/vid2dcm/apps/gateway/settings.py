@@ -73,6 +73,16 @@ class FhirSettings(BaseModel):
     """The PACS's DICOMweb base, written as the ImagingStudy endpoint."""
 
 
+# de-identified exports (issue 16)
+class DeidentifySettings(BaseModel):
+    """`[deidentify]`: where a reviewer's "send de-identified" export goes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    research_destination: str | None = None
+    """A name in destinations_file (DIMSE or STOW-RS) that receives de-identified copies;
+    unset: exports are ZIP downloads only."""
+
+
 class ServiceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     data_dir: Path
@@ -147,6 +157,8 @@ class ServiceSettings(BaseModel):
     """MPPS SCP (AE@HOST:PORT or a name in destinations_file) told about each recording."""
     recording_max_segment_s: float | None = Field(default=None, gt=0)
     """A long recording becomes several instances of its series, cut at key frames."""
+    # de-identified exports (issue 16)
+    deidentify: DeidentifySettings | None = None
     # shared job store and worker leases (issue 17)
     database_url: str | None = Field(default=None,
                                      pattern=r"^(sqlite:///|postgresql\+psycopg://)")
@@ -211,7 +223,8 @@ def load_settings(data_dir: Path | None = None, **overrides: object) -> ServiceS
         try:
             document = tomllib.loads(config.read_text(encoding="utf-8"))
             values = dict(document.get("service", {}))
-            values.update({k: document[k] for k in ("hl7", "fhir", "routing") if k in document})
+            values.update({k: document[k] for k in ("hl7", "fhir", "routing", "deidentify")
+                           if k in document})
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{config} is not valid TOML: {exc}") from exc
     if "queue_url" not in values and os.environ.get(QUEUE_ENV):

@@ -52,6 +52,8 @@ from sqlalchemy.pool import NullPool
 from vid2dcm.apps.gateway.models import (
     AuditEntry,
     DeliveryResult,
+    ExportResult,
+    ExportState,
     FailureKind,
     JobRequest,
     JobResult,
@@ -60,7 +62,7 @@ from vid2dcm.apps.gateway.models import (
 from vid2dcm.apps.gateway.sealing import Sealer, load_key
 from vid2dcm.apps.gateway.settings import ServiceSettings
 
-REVISIONS = ("0001", "0002", "0003", "0004")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 """The schema revisions this release knows (migrations/versions), oldest first: a store at
 the last one needs no migration; one at a revision not listed was made by a newer release."""
 HEAD_REVISION = REVISIONS[-1]
@@ -104,6 +106,11 @@ sign_ons_t = Table(
 login_failures_t = Table(
     "login_failures", metadata, Column("at", Float), Column("user", Text),
     Column("client", Text))
+exports_t = Table(
+    "exports", metadata, Column("id", Text, primary_key=True), Column("job", Text),
+    Column("profile", Text), Column("destination", Text), Column("who", Text),
+    Column("state", Text), Column("created", Float), Column("finished", Float),
+    Column("error", Text), Column("result", Text))
 
 STATES: tuple[JobState, ...] = ("queued", "running", "waiting", "held", "done", "failed",
                                 "cancelled")
@@ -156,6 +163,23 @@ class Parcel:
     next_try: float
     error: str | None
     receipts: tuple[DeliveryResult, ...]
+
+
+@dataclass(frozen=True)
+class Export:
+    """A de-identified copy of a job's instances on its way to the research destination; its
+    delivery is a parcel in the same outbox as a job's (keyed by the export id)."""
+
+    id: str
+    job: str
+    profile: str
+    destination: str
+    who: str
+    state: ExportState
+    created: float
+    finished: float | None
+    error: str | None
+    result: ExportResult | None
 
 
 @dataclass(frozen=True)
@@ -570,6 +594,75 @@ class Store:
                 status="failed" if error else "done", result=result.model_dump_json(),
                 error=error, failure_kind=kind, finished=time.time())).rowcount == 1
 
+    # -- de-identified exports (issue 16) ------------------------------------------------------
+
+    def add_export(self, job_id: str, profile: str, destination: str, who: str) -> str:
+        export_id = uuid.uuid4().hex
+        with self._db() as db:
+            db.execute(insert(exports_t).values(
+                id=export_id, job=job_id, profile=profile, destination=destination, who=who,
+                state="preparing", created=time.time(), finished=None, error=None,
+                result=None))
+        return export_id
+
+    def export(self, export_id: str) -> Export | None:
+        with self._db() as db:
+            row = db.execute(select(exports_t).where(exports_t.c.id == export_id)).first()
+        return _export(row._mapping) if row else None
+
+    def exports(self, job_id: str | None = None, state: str | None = None) -> list[Export]:
+        query = select(exports_t).order_by(exports_t.c.created)
+        if job_id is not None:
+            query = query.where(exports_t.c.job == job_id)
+        if state is not None:
+            query = query.where(exports_t.c.state == state)
+        with self._db() as db:
+            rows = db.execute(query).all()
+        return [_export(r._mapping) for r in rows]
+
+    def export_prepared(self, export_id: str, result: ExportResult) -> bool:
+        """De-identified: the copy waits in the outbox for its destination. False if the
+        export is no longer being prepared. The state and its parcel change together, or
+        neither (one transaction; on SQLite, whose connections here autocommit, an explicit
+        BEGIN IMMEDIATE)."""
+        now = time.time()
+        e = exports_t
+        explicit = self._engine.dialect.name == "sqlite"
+        with self._db() as db:
+            if explicit:
+                db.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(update(e).where(e.c.id == export_id, e.c.state == "preparing")
+                                 .values(state="sending", result=result.model_dump_json())
+                                 .returning(e.c.destination)).first()
+                if row is not None:
+                    db.execute(self._insert(outbox_t).on_conflict_do_nothing().values(
+                        job=export_id, destination=row[0], state="waiting", attempts=0,
+                        first_try=now, next_try=now, error=None, receipts=None))
+            except BaseException:
+                if explicit:
+                    db.exec_driver_sql("ROLLBACK")
+                raise
+            if explicit:
+                db.exec_driver_sql("COMMIT")
+        return row is not None
+
+    def export_finished(self, export_id: str, error: str | None) -> bool:
+        """Sent (error None) or failed; only once."""
+        e = exports_t
+        with self._db() as db:
+            return db.execute(update(e).where(
+                e.c.id == export_id, e.c.state.in_(("preparing", "sending"))).values(
+                state="failed" if error else "sent", error=error,
+                finished=time.time())).rowcount == 1
+
+    def due_export_parcels(self, now: float) -> list[str]:
+        o, e = outbox_t, exports_t
+        with self._db() as db:
+            rows = db.execute(select(o.c.job).join(e, e.c.id == o.c.job).where(
+                e.c.state == "sending", o.c.state == "waiting", o.c.next_try <= now)).all()
+        return [str(r[0]) for r in rows]
+
     def set_status(self, job_id: str, status: JobState, allowed_from: tuple[str, ...]) -> bool:
         with self._db() as db:
             return db.execute(update(jobs_t).where(
@@ -755,6 +848,12 @@ class Store:
                    row["error"], row["failure_kind"], row["created"], row["started"],
                    row["finished"], row["attempts"], row["owner"], row["ward"],
                    row["worker"], row["lease_until"], row["recoveries"])
+
+
+def _export(row: RowMapping) -> Export:
+    return Export(row["id"], row["job"], row["profile"], row["destination"], row["who"],
+                  row["state"], row["created"], row["finished"], row["error"],
+                  ExportResult.model_validate_json(row["result"]) if row["result"] else None)
 
 
 def _parcel(row: RowMapping) -> Parcel:
