@@ -386,6 +386,32 @@ def _from_index(container: Any, vstream: Any, audio_streams: list[Any], size: in
     return counter, keyframes, total, video_bytes, audio_packets, sizes
 
 
+def segment_video_bytes(info: MediaInfo, bounds: list[tuple[int, int]]) -> list[int]:
+    """Video payload bytes of each [first, end) range of frames (decode order), known before
+    anything is written: from the MP4/MOV sample table when it lists exactly the probed
+    frames (nothing read but the index), else by demuxing without decoding. A split
+    instance's header states its compression ratio, so these are needed before its bitstream
+    is streamed into the file."""
+    totals = [0] * len(bounds)
+    ends = [end for _first, end in bounds]
+    count = info.video.timing.frame_count
+    with av.open(str(info.path)) as container:
+        stream = container.streams[info.video.index]
+        entries: Any = stream.index_entries if container.format.name.startswith("mov") else []
+        if len(entries) == count and not any(e.is_discard for e in entries):
+            sizes: Any = (e.size for e in entries)
+        else:
+            sizes = (p.size for p in container.demux(stream) if p.size)
+        part = 0
+        for frame, length in enumerate(sizes):
+            if frame >= count:
+                break
+            while frame >= ends[part]:
+                part += 1
+            totals[part] += length
+    return totals
+
+
 def _even_display_times(opener: Opener, index: int) -> bool:
     """Whether the first packets' presentation times step evenly. The sample table holds
     decode times only; an encoder fed variable-rate pictures (x264 without VFR input) writes
