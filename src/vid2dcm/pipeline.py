@@ -323,16 +323,19 @@ def _one_pass(info: MediaInfo, plan: Plan) -> bool:
     Constant-rate streams with timestamps are exact (CleanClock stamps the copy on the
     stream's own grid). Variable-rate ones keep their timestamps: an MP4 muxer's time scale
     is the source's time base denominator times a power of two, so every interval survives
-    exactly and the Frame Time Vector measured on the source is the copy's; a transport
-    stream's 90 kHz clock could round them, and a split part would need its own vector, so
-    those take the spool route and are measured after writing. Raw streams have no
-    timestamps to measure before the muxer makes them."""
+    exactly and the Frame Time Vector measured on the source is the copy's. Their nominal
+    rate (Cine Rate) is the demuxer's average over the sample table, the same for an MP4/MOV
+    source and its MP4 copy, but not for Matroska or TS sources (FFmpeg estimates it there
+    differently); a transport stream's 90 kHz clock could round the intervals, and a split
+    part would need its own vector. Those take the spool route and are measured after
+    writing, as are raw streams, which have no timestamps until the muxer makes them."""
     v = info.video
     if not v.has_timestamps:
         return False
     if not v.timing.variable:
         return True
-    return plan.container is OutputContainer.MP4 and plan.layout is not Layout.SPLIT
+    return (info.container.startswith("mov") and plan.container is OutputContainer.MP4
+            and plan.layout is not Layout.SPLIT)
 
 
 @dataclass(frozen=True)
