@@ -186,3 +186,42 @@ def test_streams_the_index_cannot_time_keep_the_spool_route(
     result = convert(source, tmp_path / "spooled.dcm", options=options)
     assert spy.calls == ["spool"]
     read_back(result.files[0].path, tmp_path)
+
+
+def test_a_failed_part_hands_every_part_to_the_spool_route(make_clip: MakeClip, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The second part's MP4 index outgrows its reserved room after the first part was
+    finished: the finished part is removed, and the spool route writes them all."""
+    import vid2dcm.pipeline as conversion
+    import vid2dcm.producing.copy as copying
+
+    source = make_clip("split-one-pass.mp4", ClipSpec(
+        options={**HIGH, "g": "10"}, noise=True, frames=40, audio=AudioSpec(),
+        container_metadata={"creation_time": "2024-05-01T10:20:30.000000Z"}))
+    options = Request(max_item_bytes=source.stat().st_size // 3)
+    real_reserve = copying.moov_reserve
+    monkeypatch.setattr(copying, "moov_reserve", lambda info, segment=None: 100 if (
+        segment is not None and segment.first_frame > 0) else real_reserve(info, segment))
+    real_copy = conversion.copy_packets
+    routes: list[str] = []
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        spool = (args[4] if len(args) > 4 else kwargs.get("out_dir")) is not None
+        routes.append("spool" if spool else "in place")
+        if spool:
+            assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [], \
+                "the one-pass route left files behind"
+        return real_copy(*args, **kwargs)
+
+    monkeypatch.setattr(conversion, "copy_packets", watched)
+    result = convert(source, out / "split.dcm", options=options)
+    assert routes == ["in place", "spool"]
+    assert len(result.files) >= 3
+    assert sorted(p.name for p in out.iterdir()) == sorted(f.path.name for f in result.files)
+    pictures: list[bytes] = []
+    for written in result.files:
+        pictures += coded_pictures(read_back(written.path, tmp_path).extracted)
+    assert pictures == coded_pictures(source)
