@@ -58,3 +58,21 @@ def test_a_bad_prefix_is_refused() -> None:
         generate_uid("1.02.")
     with pytest.raises(ValueError):
         generate_uid("1." * 30)
+
+
+def test_a_command_line_builds_only_its_command() -> None:
+    """Typer converts every registered command's annotations when the app runs; one command
+    gets an app with that command alone, with the same options as in the whole app."""
+    import typer
+
+    from vid2dcm.apps.cli.main import COMMANDS, app, app_for
+
+    whole = typer.main.get_command(app)
+    assert app_for([]) is app and app_for(["--help"]) is app and app_for(["user"]) is app
+    assert app_for(["no-such-command"]) is app
+    for name, _function in COMMANDS:
+        one = typer.main.get_command(app_for([name, "--help"]))
+        assert list(one.commands) == [name]  # type: ignore[attr-defined]
+        mine, theirs = one.commands[name], whole.commands[name]  # type: ignore[attr-defined]
+        assert [p.name for p in mine.params] == [p.name for p in theirs.params]
+        assert mine.help == theirs.help

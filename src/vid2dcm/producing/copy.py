@@ -123,10 +123,11 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
                     if progress is not None and frame % 32 == 0:
                         progress(frame / total)
                 elif writer is not None:
-                    t = _seconds(packet)
                     nxt = seg_no + 1
-                    if t is not None and nxt < len(segments) and t >= cut_times[nxt]:
-                        continue
+                    if nxt < len(segments):
+                        t = _seconds(packet)
+                        if t is not None and t >= cut_times[nxt]:
+                            continue
                     writer.mux(packet, video=False)
             if writer is not None:
                 results.append(writer.close())
@@ -194,10 +195,15 @@ class _SegmentWriter:
             self.map[a.index] = self.out.add_stream_from_template(a)
         self.video_packets = 0
         self.audio_packets = 0
+        self._shifts: dict[Fraction, int] = {}
 
     def mux(self, packet: Any, video: bool) -> None:
         if self.offset_s:
-            shift = round(Fraction(self.offset_s).limit_denominator(10**9) / packet.time_base)
+            time_base = packet.time_base
+            shift = self._shifts.get(time_base)
+            if shift is None:  # Fraction arithmetic once per time base, not per packet
+                shift = round(Fraction(self.offset_s).limit_denominator(10**9) / time_base)
+                self._shifts[time_base] = shift
             if packet.pts is not None:
                 packet.pts -= shift
             if packet.dts is not None:
