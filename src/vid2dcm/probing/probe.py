@@ -60,11 +60,32 @@ def probe_opened(label: Path, size: int, opener: Opener, stream: int | None = No
     """probe() for any source PyAV can open, e.g. a bitstream inside a DICOM file."""
     try:
         with opener() as container:
-            return _describe(label, size, container, opener, stream, frame_rate)
+            again = _Rewound(container) if container.format.name.startswith("mov") else opener
+            return _describe(label, size, container, again, stream, frame_rate)
     except InputError:
         raise
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{label}: not a readable video file ({_reason(exc)})") from exc
+
+
+class _Rewound:
+    """An Opener giving the open MP4/MOV container back, sought to its start, instead of
+    opening the file again: seeking in a sample table is exact and cheap, while each open
+    runs FFmpeg's stream analysis, which decodes pictures (0.4 s per open for a 1080p stream
+    of large pictures on the reference machine; issue 17)."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+    def __call__(self) -> _Rewound:
+        return self
+
+    def __enter__(self) -> Any:
+        self.container.seek(0)
+        return self.container
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _reason(exc: BaseException) -> str:
