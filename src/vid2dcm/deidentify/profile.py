@@ -157,6 +157,46 @@ def action_table() -> ActionTable:
     return ActionTable(exact, tuple(masked), private)
 
 
+SafePrivateKey = tuple[int, str, int]
+"""(group, Private Creator, element within its block) of one safe private attribute."""
+
+
+@cache
+def safe_private_table() -> frozenset[SafePrivateKey]:
+    """The pinned rows of PS3.15 Table E.3.10-1 (data/safe_private.tsv): the private
+    attributes the Retain Safe Private Option keeps, each only under its own Private Creator
+    (E.3.10: a private attribute is safe only as the creator that reserved its block defines
+    it; the same element number under another creator may hold anything)."""
+    text = resources.files("vid2dcm.deidentify").joinpath("data/safe_private.tsv").read_text()
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    header = lines[0].split("\t")
+    keys: set[SafePrivateKey] = set()
+    for line in lines[1:]:
+        cells = dict(zip(header, line.split("\t"), strict=True))
+        match = re.fullmatch(r"\(([0-9A-Fa-f]{4}),xx([0-9A-Fa-f]{2})\)", cells["tag"])
+        if match is None or int(match[1], 16) % 2 == 0:
+            raise RuntimeError(f"safe_private.tsv: {cells['tag']} is not a private (gggg,xxee)")
+        keys.add((int(match[1], 16), cells["private_creator"], int(match[2], 16)))
+    return frozenset(keys)
+
+
+def is_safe_private(ds: Dataset, tag: BaseTag) -> bool:
+    """Is this private attribute of `ds` listed as safe for the creator of its block? A
+    Private Creator element (gggg,0010-00FF) is safe when it names a creator with listed
+    attributes in its group (it is dropped later if none of them is present)."""
+    table = safe_private_table()
+    if 0x10 <= tag.element <= 0xFF:
+        creator = str(ds[tag].value).strip()
+        return any(g == tag.group and c == creator for g, c, _ in table)
+    block = tag.element >> 8
+    if block < 0x10:
+        return False
+    owner = ds.get(Tag(tag.group, block))
+    if owner is None:
+        return False
+    return (tag.group, str(owner.value).strip(), tag.element & 0xFF) in table
+
+
 def resolve(code: str, vr: str) -> Action:
     """One action for a combined code (E.1.1): keep the attribute present whenever the table
     allows it, so Type 1 and 2 attributes stay conformant in every IOD."""
@@ -237,6 +277,8 @@ class HeaderChange:
 class HeaderResult:
     changes: list[HeaderChange] = field(default_factory=list)
     private_removed: int = 0
+    private_kept: int = 0
+    """Safe private attributes retained (Retain Safe Private, Table E.3.10-1)."""
     uid_map: dict[str, str] = field(default_factory=dict)
     dates_shifted_by_days: int | None = None
     pseudonym: str = ""
@@ -289,6 +331,8 @@ class HeaderCleaner:
     def _dataset(self, ds: Dataset) -> None:
         for elem in list(ds):
             self._element(ds, elem)
+        if self.options.retain_safe_private:
+            _drop_unused_creators(ds)
 
     def _element(self, ds: Dataset, elem: DataElement) -> None:
         tag = Tag(elem.tag)
@@ -301,6 +345,13 @@ class HeaderCleaner:
                     self._dataset(item)
             return
         if tag.is_private:
+            if self.options.retain_safe_private and is_safe_private(ds, tag):
+                if not 0x10 <= tag.element <= 0xFF:
+                    self.result.private_kept += 1
+                if elem.VR == "SQ":  # standard attributes nested in it get their actions
+                    for item in elem.value:
+                        self._dataset(item)
+                return
             del ds[tag]
             self.result.private_removed += 1
             return
@@ -401,6 +452,17 @@ PSEUDONYMS: dict[str, Callable[[HeaderCleaner], str]] = {
 }
 """Z/D attributes replaced by consistent pseudonyms rather than emptied: the same patient
 gets the same name and ID across runs with the same secret (E.1.1 allows a dummy for Z)."""
+
+
+def _drop_unused_creators(ds: Dataset) -> None:
+    """A Private Creator kept for a safe attribute that turned out not to be present."""
+    used = {(Tag(e.tag).group, Tag(e.tag).element >> 8) for e in ds
+            if Tag(e.tag).is_private and Tag(e.tag).element > 0xFF}
+    for elem in list(ds):
+        tag = Tag(elem.tag)
+        if tag.is_private and 0x10 <= tag.element <= 0xFF and (tag.group,
+                                                               tag.element) not in used:
+            del ds[tag]
 
 
 def _scrubber(texts: Iterable[str]) -> Callable[[str], str]:

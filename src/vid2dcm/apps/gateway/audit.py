@@ -61,11 +61,31 @@ EVENTS: dict[str, AuditEvent] = {
                                   failure=True),
     "worklist query": AuditEvent(("110112", "Query"), "E"),
     "export de-identified": AuditEvent(("110106", "Export"), "R"),
+    # de-identified exports (issue 16): refused, and the worker's send to the research PACS
+    "export refused": AuditEvent(("110106", "Export"), "R", failure=True),
+    "export failed": AuditEvent(("110106", "Export"), "R", failure=True),
+    "export delivery": AuditEvent(("110104", "DICOM Instances Transferred"), "R"),
+    "export delivery failed": AuditEvent(("110104", "DICOM Instances Transferred"), "R",
+                                         failure=True),
     "audit export": AuditEvent(("110101", "Audit Log Used"), "R"),
     "issue token": AuditEvent(("110113", "Security Alert"), "E",
                               ("110137", "User Security Attributes Changed")),
     "revoke token": AuditEvent(("110113", "Security Alert"), "E",
                                ("110137", "User Security Attributes Changed")),
+    # orders and results (issue 15): actions read "<event> (HL7 ORM^O01)", "<event> (FHIR)",
+    # "<event> (HL7 AE)"; rows name the message type, never the patient
+    "order received": AuditEvent(("110109", "Order Record"), "C"),
+    "order changed": AuditEvent(("110109", "Order Record"), "U"),
+    "order cancelled": AuditEvent(("110109", "Order Record"), "D"),
+    "order merged": AuditEvent(("110110", "Patient Record"), "U"),
+    "order rejected": AuditEvent(("110109", "Order Record"), "C", failure=True),
+    "order error": AuditEvent(("110109", "Order Record"), "C", failure=True),
+    "result sent": AuditEvent(("110106", "Export"), "R"),
+    "result failed": AuditEvent(("110106", "Export"), "R", failure=True),
+    "ImagingStudy sent": AuditEvent(("110106", "Export"), "R"),
+    "ImagingStudy failed": AuditEvent(("110106", "Export"), "R", failure=True),
+    "MPPS sent": AuditEvent(("110111", "Procedure Record"), "U"),
+    "MPPS failed": AuditEvent(("110111", "Procedure Record"), "U", failure=True),
 }
 OTHER = AuditEvent(("110100", "Application Activity"), "E")
 SOURCE_ROLE = ("110153", "Source Role ID")

@@ -51,6 +51,10 @@ class Hl7Settings(BaseModel):
     """Reach the HIS over TLS, verified against this CA."""
     application: str = "VID2DCM"
     facility: str = ""
+    # results message kind (issue 15): a key of orders.results.RESULT_MESSAGES
+    result_message: Literal["ORU^R01", "ORU^R01 2.3.1", "ORM^O01", "OMI^O23"] = "ORU^R01"
+    """What the HIS gets once a study is stored: ORU^R01 v2.5.1 (default), ORU^R01 v2.3.1,
+    an ORM^O01 v2.3.1 status update or an OMI^O23 v2.5.1 status update (docs/integration.md)."""
 
 
 class FhirSettings(BaseModel):
@@ -66,6 +70,16 @@ class FhirSettings(BaseModel):
     ca_file: Path | None = None
     wado_rs_url: str = ""
     """The PACS's DICOMweb base, written as the ImagingStudy endpoint."""
+
+
+# de-identified exports (issue 16)
+class DeidentifySettings(BaseModel):
+    """`[deidentify]`: where a reviewer's "send de-identified" export goes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    research_destination: str | None = None
+    """A name in destinations_file (DIMSE or STOW-RS) that receives de-identified copies;
+    unset: exports are ZIP downloads only."""
 
 
 class ServiceSettings(BaseModel):
@@ -142,6 +156,8 @@ class ServiceSettings(BaseModel):
     """MPPS SCP (AE@HOST:PORT or a name in destinations_file) told about each recording."""
     recording_max_segment_s: float | None = Field(default=None, gt=0)
     """A long recording becomes several instances of its series, cut at key frames."""
+    # de-identified exports (issue 16)
+    deidentify: DeidentifySettings | None = None
 
     @property
     def uploads(self) -> Path:
@@ -186,7 +202,8 @@ def load_settings(data_dir: Path | None = None, **overrides: object) -> ServiceS
         try:
             document = tomllib.loads(config.read_text(encoding="utf-8"))
             values = dict(document.get("service", {}))
-            values.update({k: document[k] for k in ("hl7", "fhir", "routing") if k in document})
+            values.update({k: document[k] for k in ("hl7", "fhir", "routing", "deidentify")
+                           if k in document})
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{config} is not valid TOML: {exc}") from exc
     if "queue_url" not in values and os.environ.get(QUEUE_ENV):
