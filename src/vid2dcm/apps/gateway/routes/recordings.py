@@ -28,8 +28,8 @@ from vid2dcm.apps.gateway.queue import JobQueue
 from vid2dcm.apps.gateway.recordings import (
     LiveRecording,
     Recordings,
+    close_mpps,
     configured_source,
-    finish_mpps,
     folder_bytes,
     identity_free,
     new_folder,
@@ -253,8 +253,8 @@ def finish(recording: LiveRecording, settings: ServiceSettings, store: Store, qu
     own_stop = recording.session.manifest.stop_reason not in (None, "stopped")
     nothing = recording.state.frames == 0  # no source ever sent a picture
     mpps_reason = discontinued or ("equipment" if own_stop or nothing else None)
-    finish_mpps(recording, mpps_reason)
     recording.job_id = to_job(settings, store, recording)
+    close_mpps(settings, store, recording, mpps_reason, queue.later)  # retried in the outbox
     recording.status = "stopped"
     audit("stop recording", job=recording.job_id, upload=recording.id,
           study=recording.session.study_uid)
