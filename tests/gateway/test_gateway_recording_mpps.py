@@ -103,6 +103,7 @@ def test_recording_n_set_waits_for_the_ris_and_goes_once(
             job = nurse.get(f"/jobs/{job_id}").json()
             (notice,) = job["notifications"]
             assert (notice["state"], notice["attempts"]) == ("sent", 2)
+            assert nurse.get(f"/recordings/{rid}").json()["mpps"] == final
 
             # later tries and sweeps send nothing more
             time.sleep(RETRY_S + 0.05)

@@ -77,6 +77,8 @@ class LiveRecording:
     mpps: str = "off"
     """off, in progress, completed, discontinued, or failed: <reason>."""
     mpps_step: object | None = None
+    mpps_final: str = ""
+    """completed or discontinued: what the N-SET at stop says (sent or still retried)."""
     snapshots: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -184,13 +186,29 @@ def close_mpps(settings: ServiceSettings, store: Store, recording: LiveRecording
               for s in recording.session.manifest.sources]
     parcel = end_recording_step(settings, store, recording.job_id, recording.accession, step,
                                 series, discontinued, later)
-    final = "discontinued" if discontinued else "completed"
-    if parcel.state == "sent":
-        recording.mpps = final
-    elif parcel.state == "waiting":
-        recording.mpps = f"{final}, not sent yet: {parcel.error}; will be tried again"
+    recording.mpps_final = "discontinued" if discontinued else "completed"
+    _show(recording, parcel.state, parcel.error)
+
+
+RETRYING = "; will be tried again"
+
+
+def _show(recording: LiveRecording, state: str, error: str | None) -> None:
+    if state == "sent":
+        recording.mpps = recording.mpps_final
+    elif state == "waiting":
+        recording.mpps = f"{recording.mpps_final}, not sent yet: {error}{RETRYING}"
     else:
-        recording.mpps = f"failed: {parcel.error}"
+        recording.mpps = f"failed: {error}"
+
+
+def mpps_now(recording: LiveRecording, store: Store) -> str:
+    """The recording's MPPS state, following its N-SET parcel while the outbox retries it."""
+    if recording.job_id and recording.mpps.endswith(RETRYING):
+        for parcel in store.parcels(recording.job_id):
+            if parcel.destination.startswith("mpps:"):
+                _show(recording, parcel.state, parcel.error)
+    return recording.mpps
 
 
 def identity_free(metadata: Metadata) -> Metadata:
