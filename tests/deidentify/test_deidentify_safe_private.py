@@ -221,6 +221,21 @@ def test_table_rows_removed_under_another_creator(group: int, creator: str, elem
     assert result.private_kept == 0 and result.private_removed == 3
 
 
+@pytest.mark.parametrize(("vr", "value", "kept"), [
+    ("OB", b"\x00\x01", True), ("OW", b"\x00\x01", True), ("UN", b"\x00\x01", True),
+    ("LO", "ROE RICHARD", False)])
+def test_the_vr_column_is_honoured(vr: str, value: object, kept: bool) -> None:
+    """Frame Pixel Data (2001,xx7d) is OW/OB in the table: either is kept, UN (an implicit
+    VR read) too; an LO of that number is something else and goes."""
+    ds = _header()
+    for tag in _private_tags(ds):
+        del ds[tag]
+    ds.add_new(0x20010010, "LO", "Philips Imaging DD 001")
+    ds.add_new(0x2001107D, vr, value)
+    _clean(ds)
+    assert (0x2001107D in ds) is kept and (0x20010010 in ds) is kept
+
+
 # --- Self-described blocks (0008,0300) ---------------------------------------------------------
 
 def _declare(group: int, creator: str, status: str | None,

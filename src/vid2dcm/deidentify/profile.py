@@ -170,6 +170,8 @@ class SafePrivateTable:
     keys: frozenset[SafePrivateKey]
     creators: frozenset[tuple[int, str]]
     """(group, Private Creator) pairs with at least one listed attribute."""
+    vrs: dict[SafePrivateKey, frozenset[str]] = field(default_factory=dict)
+    """The VR column of each row: one VR, alternatives ("OW/OB"), or none given (empty)."""
 
 
 _TABLE_TAG = re.compile(r"\(([0-9A-Fa-f]{4}),xx([0-9A-Fa-f]{2})\)")
@@ -193,15 +195,16 @@ def safe_private_rows() -> SafePrivateTable:
         elif line and not line.startswith("#"):
             lines.append(line)
     header = lines[0].split("\t")
-    keys: set[SafePrivateKey] = set()
+    vrs: dict[SafePrivateKey, frozenset[str]] = {}
     for line in lines[1:]:
         cells = dict(zip(header, line.split("\t"), strict=True))
         match = _TABLE_TAG.fullmatch(cells["tag"])
         if match is None or int(match[1], 16) % 2 == 0:
             raise RuntimeError(f"safe_private.tsv: {cells['tag']} is not a private (gggg,xxee)")
-        keys.add((int(match[1], 16), cells["private_creator"], int(match[2], 16)))
-    return SafePrivateTable(edition, len(lines) - 1, frozenset(keys),
-                            frozenset((g, c) for g, c, _ in keys))
+        key = (int(match[1], 16), cells["private_creator"], int(match[2], 16))
+        vrs[key] = frozenset(vr for vr in cells["vr"].split("/") if vr)
+    return SafePrivateTable(edition, len(lines) - 1, frozenset(vrs),
+                            frozenset((g, c) for g, c, _ in vrs), vrs)
 
 
 def safe_private_table() -> frozenset[SafePrivateKey]:
@@ -263,7 +266,10 @@ def is_safe_private(ds: Dataset, tag: BaseTag,
     A block that describes itself in `declared` (see declared_blocks) is judged by that
     declaration alone: SAFE keeps every element, MIXED only the Nonidentifying Private
     Elements, anything else (UNSAFE, no or an unknown status) none. A block that does not
-    is judged by Table E.3.10-1 under its exact Private Creator. A Private Creator element
+    is judged by Table E.3.10-1 under its exact Private Creator, and the element's VR must
+    be one the row gives (any VR where the row gives none; UN always, as an implicit-VR
+    reader without the vendor's dictionary has nothing else to say): an element of the same
+    number but another VR is not the attribute the table lists. A Private Creator element
     (gggg,0010-00FF) is kept when its block may hold something safe (it is dropped later if
     nothing of its block remains)."""
     declared = declared or {}
@@ -286,7 +292,12 @@ def is_safe_private(ds: Dataset, tag: BaseTag,
         if declaration.status == "SAFE":
             return True
         return declaration.status == "MIXED" and (tag.element & 0xFF) in declaration.nonidentifying
-    return (tag.group, creator, tag.element & 0xFF) in table.keys
+    key = (tag.group, creator, tag.element & 0xFF)
+    if key not in table.keys:
+        return False
+    allowed = table.vrs.get(key, frozenset())
+    vr = str(ds[tag].VR)
+    return not allowed or vr in allowed or vr == "UN"
 
 
 def resolve(code: str, vr: str) -> Action:
