@@ -325,6 +325,30 @@ def test_a_declaration_must_name_the_exact_creator() -> None:
     assert not _private_tags(ds) and 0x00080300 not in ds
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR CS")
+def test_odd_declarations_keep_nothing_they_do_not_clearly_say() -> None:
+    """A MIXED list of one element keeps that element; an item whose Private Group Reference
+    holds two values names no block (its block falls back to the table, which does not know
+    it) and is dropped; "safe" in lower case is not the Enumerated Value SAFE."""
+    ds = _header()
+    for tag in _private_tags(ds):
+        del ds[tag]
+    ds.add_new(0x00090010, "LO", "ACME MIXED")
+    ds.add_new(0x00091001, "LO", "PROBE C5-1")
+    ds.add_new(0x00091002, "LO", "ROE RICHARD")
+    ds.add_new(0x00110010, "LO", "ACME TWO GROUPS")
+    ds.add_new(0x00111001, "LO", "ROE RICHARD")
+    ds.add_new(0x00130010, "LO", "ACME LOWER")
+    ds.add_new(0x00131001, "LO", "GAIN 40")
+    two = _declare(0x0011, "ACME TWO GROUPS", "SAFE")
+    two[0x00080301].value = [0x0011, 0x0013]
+    ds.add_new(0x00080300, "SQ", Sequence([_declare(0x0009, "ACME MIXED", "MIXED", [0x01]),
+                                           two, _declare(0x0013, "ACME LOWER", "safe")]))
+    _clean(ds)
+    assert _private_tags(ds) == {0x00090010, 0x00091001}
+    assert [i[0x00080302].value for i in ds[0x00080300].value] == ["ACME MIXED"]
+
+
 def test_declared_and_table_blocks_through_the_command(tmp_path: Path) -> None:
     """A whole object with a table-listed Philips block, a SAFE, a MIXED, an UNSAFE and an
     unmarked block: dcmdump shows exactly what the rules keep, the sequence describes only

@@ -236,19 +236,33 @@ def declared_blocks(ds: Dataset) -> dict[tuple[int, str], BlockDeclaration]:
     if elem is None or elem.VR != "SQ" or not elem.value:
         return found
     for item in elem.value:
-        group, creator = item.get(0x00080301), item.get(0x00080302)
-        if group is None or creator is None or group.value in (None, "") or not creator.value:
+        key = _block_reference(item)
+        if key is None:
             continue
-        key = (int(group.value), str(creator.value).strip())
         status_elem = item.get(0x00080303)
-        status = str(status_elem.value).strip().upper() if status_elem is not None else ""
+        # Enumerated Values, exactly: an invalid "safe" is not SAFE (when unsure, remove)
+        status = str(status_elem.value).strip() if status_elem is not None else ""
         listed = item.get(0x00080304)
-        numbers = _numbers(listed.value if listed is not None else None)
+        try:
+            numbers = _numbers(listed.value if listed is not None else None)
+        except (TypeError, ValueError):  # a malformed list declares nothing safe
+            numbers, status = [], "UNSAFE"
         declaration = BlockDeclaration(status, frozenset(n & 0xFF for n in numbers))
         if key in found and found[key] != declaration:
             declaration = BlockDeclaration("UNSAFE", frozenset())
         found[key] = declaration
     return found
+
+
+def _block_reference(item: Dataset) -> tuple[int, str] | None:
+    """(Private Group Reference, Private Creator Reference) of one item, or None when the
+    item does not name exactly one block."""
+    group, creator = item.get(0x00080301), item.get(0x00080302)
+    if group is None or creator is None or not isinstance(group.value, int):
+        return None
+    if not isinstance(creator.value, str) or not creator.value.strip():
+        return None
+    return group.value, creator.value.strip()
 
 
 def _numbers(value: object) -> list[int]:
@@ -583,10 +597,7 @@ def _prune_characteristics(ds: Dataset) -> None:
                if Tag(e.tag).is_private and 0x10 <= Tag(e.tag).element <= 0xFF}
     kept = []
     for item in elem.value or []:
-        group, creator = item.get(0x00080301), item.get(0x00080302)
-        if group is None or creator is None or group.value in (None, ""):
-            continue
-        if (int(group.value), str(creator.value).strip()) not in present:
+        if _block_reference(item) not in present:
             continue
         if 0x00080305 in item:
             del item[0x00080305]
