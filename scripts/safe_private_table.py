@@ -48,7 +48,8 @@ def content_sha256(rows: list[dict[str, str]]) -> str:
 class _TableReader(html.parser.HTMLParser):
     """Collects the cell texts of the rows of the table with id TABLE_ID (DocBook XML or
     HTML: both spell rows tr/td; in the HTML the id sits on an anchor just before the
-    table, in the DocBook on the table element itself)."""
+    table, in the DocBook on the table element itself). A cell spanning rows (rowspan, as
+    the standard's tables use for a repeated value) is repeated in each row it spans."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -56,7 +57,19 @@ class _TableReader(html.parser.HTMLParser):
         self.depth = 0
         self.rows: list[list[str]] = []
         self.cell: list[str] | None = None
+        self.span = 1
         self.header = False
+        self.pending: dict[int, tuple[int, str]] = {}
+
+    def _fill_spanned(self) -> None:
+        row = self.rows[-1]
+        while len(row) in self.pending:
+            left, text = self.pending[len(row)]
+            if left > 1:
+                self.pending[len(row)] = (left - 1, text)
+            else:
+                del self.pending[len(row)]
+            row.append(text)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if any(name in ("id", "xml:id", "name") and value == TABLE_ID for name, value in attrs):
@@ -68,7 +81,9 @@ class _TableReader(html.parser.HTMLParser):
         elif self.depth and tag == "tr" and not self.header:
             self.rows.append([])
         elif self.depth and tag in ("td", "th") and not self.header:
+            self._fill_spanned()
             self.cell = []
+            self.span = int(dict(attrs).get("rowspan") or 1)
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "table" and self.depth:
@@ -78,8 +93,13 @@ class _TableReader(html.parser.HTMLParser):
         elif self.depth and tag == "thead":
             self.header = False
         elif self.depth and tag in ("td", "th") and self.cell is not None:
-            self.rows[-1].append(" ".join("".join(self.cell).split()))
+            text = " ".join("".join(self.cell).split())
+            if self.span > 1:
+                self.pending[len(self.rows[-1])] = (self.span - 1, text)
+            self.rows[-1].append(text)
             self.cell = None
+        elif self.depth and tag == "tr" and not self.header and self.rows:
+            self._fill_spanned()
 
     def handle_data(self, data: str) -> None:
         if self.cell is not None:

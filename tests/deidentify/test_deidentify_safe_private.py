@@ -3,6 +3,7 @@ own Private Creator only; every other private attribute goes, with the option or
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -141,15 +142,18 @@ def test_a_hand_edited_table_fails_its_check(tmp_path: Path) -> None:
 
 def test_the_generator_reads_the_standards_table_markup(tmp_path: Path) -> None:
     """The chtml/DocBook shape: the id on the table (or an anchor before it), a header row,
-    cells wrapped in paragraphs; whitespace collapses, nothing else changes."""
+    cells wrapped in paragraphs, a cell spanning two rows; whitespace collapses, nothing
+    else changes, and another table on the page is not read."""
     page = tmp_path / "sect_E.3.10.html"
     page.write_text(
         '<div class="table"><a id="table_E.3.10-1"></a><table><thead><tr><th><p>Data Element'
         '</p></th><th>Private Creator</th><th>VR</th><th>VM</th><th>Meaning</th></tr></thead>'
         '<tbody><tr><td><p>(7053,xx00)</p></td><td><p>Philips PET Private Group</p></td>'
         '<td><p>DS</p></td><td><p>1</p></td><td><p>SUV Factor -\n  Multiplying</p></td></tr>'
-        '<tr><td><p>(0119,xx11)</p></td><td><p>SIEMENS Ultrasound SC2000</p></td><td></td>'
-        '<td><p>1</p></td><td><p>Stage Timer Time</p></td></tr></tbody></table></div>'
+        '<tr><td><p>(0119,xx11)</p></td><td rowspan="2"><p>SIEMENS Ultrasound SC2000</p></td>'
+        '<td></td><td><p>1</p></td><td><p>Stage Timer Time</p></td></tr>'
+        '<tr><td><p>(0119,xx12)</p></td><td></td><td><p>1</p></td><td><p>Stop Watch Time'
+        '</p></td></tr></tbody></table></div>'
         '<table id="other"><tr><td>(0009,xx01)</td><td>X</td><td>LO</td><td>1</td><td>no'
         '</td></tr></table>')
     out = tmp_path / "out.tsv"
@@ -161,9 +165,35 @@ def test_the_generator_reads_the_standards_table_markup(tmp_path: Path) -> None:
             if line and not line.startswith("#")]
     assert rows[1:] == [
         ["(7053,xx00)", "Philips PET Private Group", "DS", "1", "SUV Factor - Multiplying"],
-        ["(0119,xx11)", "SIEMENS Ultrasound SC2000", "", "1", "Stage Timer Time"]]
+        ["(0119,xx11)", "SIEMENS Ultrasound SC2000", "", "1", "Stage Timer Time"],
+        ["(0119,xx12)", "SIEMENS Ultrasound SC2000", "", "1", "Stop Watch Time"]]
     assert subprocess.run([sys.executable, str(SCRIPT), "check", str(out)],
                           check=False).returncode == 0
+
+
+def test_the_generator_reads_a_pymedphys_copy_and_checks_its_digest(tmp_path: Path) -> None:
+    """The committed rows, in PyMedPhys' JSON form with the digest it records, convert back
+    to the same rows; a copy whose rows do not match its recorded digest is refused."""
+    lines = [line.split("\t") for line in TSV.read_text().splitlines()
+             if line and not line.startswith("#")]
+    rows = [dict(zip(lines[0], cells, strict=True)) for cells in lines[1:]]
+    digest = "7acb26dbab0e3124c02d075cbf8c5510354a20ded9f89ee4765976a905d92f63"
+    source = tmp_path / "e3_10_1.json"
+    source.write_text(json.dumps({"schema": "pymedphys-deid-table/1",
+                                  "table": "PS3.15 Table E.3.10-1", "edition": "2026d",
+                                  "content_sha256": digest, "rows": rows}))
+    out = tmp_path / "out.tsv"
+    args = [sys.executable, str(SCRIPT), "convert", str(source), "--source-note", "test",
+            "-o", str(out)]
+    assert subprocess.run(args, check=False).returncode == 0
+    assert f"# content_sha256: {digest}" in out.read_text()
+    body = [line for line in out.read_text().splitlines() if not line.startswith("#")]
+    assert body == [line for line in TSV.read_text().splitlines() if not line.startswith("#")]
+    rows[5]["meaning"] = "Pitch (edited)"
+    source.write_text(json.dumps({"table": "PS3.15 Table E.3.10-1", "edition": "2026d",
+                                  "content_sha256": digest, "rows": rows}))
+    refused = subprocess.run(args, capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "do not match" in refused.stderr
 
 
 # (group, creator, element, VR used here, block): the table's first row, its last row, rows
