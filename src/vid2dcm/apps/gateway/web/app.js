@@ -110,6 +110,7 @@ function exportState(exported) {
   const line = document.createElement("p");
   line.className = `state export-${last.state}`;
   line.setAttribute("data-testid", "export-state");
+  line.setAttribute("role", "status");
   line.dataset.state = last.state;
   let text = `Research copy ${EXPORT_TEXT[last.state] || last.state} (${last.destination})`;
   if (last.state === "sending" && last.error) text += `: not yet stored, ${last.error}`;
@@ -175,6 +176,8 @@ function jobCard(job, exported = []) {
       send.type = "button"; send.className = "secondary"; send.dataset.exportSend = job.id;
       send.setAttribute("data-testid", "export-research");
       send.textContent = "Send to research";
+      const last = exported[exported.length - 1];
+      send.disabled = Boolean(last && (last.state === "preparing" || last.state === "sending"));
       actions.append(send);
     }
   }
