@@ -25,8 +25,10 @@ overhead eats the gain. Tests force a small value."""
 CHUNKS_PER_WORKER = 1
 """More chunks than workers even out unequal chunks but add overhead; one each is the default."""
 
-ENCODERS = ("libx264", "libx265")
-"""Encoders whose chunked output is known to join: same parameter sets for the same settings."""
+ENCODERS = ("libx264",)
+"""Encoders whose chunked output is tested to join (same parameter sets for the same settings,
+closed GOPs). x265 (HEVC targets, beyond H.264 Level 4.2) defaults to open GOPs and is not
+tested here yet: it keeps the single pass."""
 
 
 @dataclass(frozen=True)
