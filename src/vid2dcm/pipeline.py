@@ -17,6 +17,7 @@ from vid2dcm.core.metadata import Metadata
 from vid2dcm.core.syntaxes import lossy_method_for
 from vid2dcm.core.uids import UidSource
 from vid2dcm.core.version import __version__
+from vid2dcm.planning.chunks import chunk_transcode
 from vid2dcm.planning.plan import (
     Action,
     Layout,
@@ -26,7 +27,6 @@ from vid2dcm.planning.plan import (
     TranscodePolicy,
     plan_conversion,
 )
-from vid2dcm.planning.chunks import chunk_transcode
 from vid2dcm.probing.probe import probe
 from vid2dcm.producing.chunks import transcode_in_chunks
 from vid2dcm.producing.copy import copy_packets

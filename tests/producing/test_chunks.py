@@ -106,7 +106,7 @@ def psnr_shifted(info: object, target: object, joined: Path, at: int, shift: int
 
     refs = list(_reference_luma(info, target))  # type: ignore[arg-type]
     coded = list(_luma(joined))
-    broken = coded[:at] + coded[at + 1:] if shift < 0 else coded[:at] + [coded[at - 1]] + coded[at:]
+    broken = coded[:at] + coded[at + 1:] if shift < 0 else [*coded[:at], coded[at - 1], *coded[at:]]
     return [psnr(r, c) for r, c in zip(refs[at:], broken[at:], strict=False)]
 
 

@@ -13,11 +13,12 @@ joined stream is then probed and re-planned by the pipeline like any other encod
 from __future__ import annotations
 
 import heapq
-from array import array
+import itertools
 import pickle
 import subprocess
 import sys
 import time
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -274,7 +275,7 @@ def _video_packets(parts: Sequence[Path], extradata: bytes,
                 raise OutputError(
                     f"chunk {number} starts at {shown[0]}, not where chunk {number - 1} ended "
                     f"({expected}): a chunk is missing, repeated or cut elsewhere")
-            steps = sorted(b - a for a, b in zip(shown, shown[1:], strict=False))
+            steps = sorted(b - a for a, b in itertools.pairwise(shown))
             period = steps[len(steps) // 2] if steps else 0
             expected = shown[-1] + period if steps else None
             count = 0
