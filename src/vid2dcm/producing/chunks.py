@@ -13,6 +13,7 @@ joined stream is then probed and re-planned by the pipeline like any other encod
 from __future__ import annotations
 
 import heapq
+import os
 import itertools
 import pickle
 import subprocess
@@ -105,7 +106,7 @@ def encode_chunk(info: MediaInfo, target: VideoTarget, cut: Cut, out_path: Path)
     arguments, which pickle."""
     started = time.monotonic()
     packets_in = damaged = 0
-    partial = out_path.with_name(out_path.name + ".part")
+    partial = out_path.with_name(f"{out_path.name}.{os.getpid()}.part")  # one per process
     try:
         with av.open(str(info.path)) as source, av.open(
                 str(partial), "w", format=PART_FORMAT,

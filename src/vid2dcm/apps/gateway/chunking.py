@@ -83,8 +83,9 @@ def split_job(settings: ServiceSettings, job_id: str, source: Path, sop: str, tr
     if job is None:
         return False
     folder = chunk_folder(settings, job_id)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True, mode=0o700)
+    # a job split before (its worker restarted and the job was re-queued) keeps the chunks
+    # already done: chunk tasks are idempotent and the O_EXCL marker lets only one join run
+    folder.mkdir(parents=True, mode=0o700, exist_ok=True)
     (folder / "count").write_text(str(len(job.plan.chunks)))
     for n in range(len(job.plan.chunks)):
         enqueue_chunk(job_id, n)

@@ -30,7 +30,9 @@ class JobQueue:
         """Consume jobs until stopped (what `vid2dcm worker` runs)."""
         from huey.consumer import Consumer
 
-        Consumer(self.huey, workers=workers, worker_type="process").run()
+        # max_delay: an idle worker polls the SQLite queue at least every 2 s (huey's default
+        # backs off to 10 s), so the chunk tasks of a split job are taken promptly
+        Consumer(self.huey, workers=workers, worker_type="process", max_delay=2.0).run()
 
 
 def make_queue(settings: ServiceSettings) -> JobQueue:
