@@ -48,3 +48,40 @@ def test_listed_attributes_cover_a_real_output(tmp_path: Path) -> None:
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     listed = set(attributes_written(VIDEO_IODS[next(iter(VIDEO_IODS))]))
     assert {e.keyword for e in ds} - listed == set()
+
+
+def test_statement_names_the_order_and_result_services() -> None:
+    """Issue 15: MPPS, Storage Commitment (listener settings), KOS, HL7 v2 and FHIR sections
+    come from the tables the code uses."""
+    from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+        KeyObjectSelectionDocumentStorage,
+        ModalityPerformedProcedureStep,
+    )
+
+    from vid2dcm.apps.conformance import COMMITMENT_SETTINGS, mpps_attributes
+    from vid2dcm.delivery.destinations import Destination
+    from vid2dcm.orders.hl7_mapping import HL7_FIELDS
+    from vid2dcm.orders.inbox import SUPPORTED, AckCode
+    from vid2dcm.orders.results import RESULT_MESSAGES
+
+    text = render()
+    assert f"`{ModalityPerformedProcedureStep}`" in text
+    assert f"`{KeyObjectSelectionDocumentStorage}`" in text
+    assert set(COMMITMENT_SETTINGS) <= set(Destination.model_fields)
+    for name in COMMITMENT_SETTINGS:
+        assert f"| `{name}` |" in text
+    create, final = mpps_attributes()
+    assert "PerformedProcedureStepStatus" in create and "ScheduledStepAttributesSequence" in \
+        " ".join(create)
+    assert any(k.startswith("PerformedSeriesSequence [") for k in final)
+    for kind, event in SUPPORTED:
+        assert f"{kind}^{event}" in text
+    for code in AckCode:
+        assert f"| {code.value} |" in text
+    for name, form in RESULT_MESSAGES.items():
+        assert f"| `{name}` | {form.message_type} | {form.version} |" in text
+    for row in HL7_FIELDS:
+        assert f"| {row.field} | `{row.target}` |" in text
+    for heading in ("Storage Commitment SCU", "Modality Performed Procedure Step SCU",
+                    "HL7 v2 orders in", "HL7 v2 results out", "FHIR (R4"):
+        assert heading in text

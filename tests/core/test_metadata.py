@@ -310,3 +310,18 @@ def test_vector_size_limit_boundary() -> None:
 
 def test_vector_none_for_a_long_recording() -> None:
     assert frame_time_vector(make_timing((1234.5678,) * 7000)) is None
+
+
+@pytest.mark.parametrize(("vr", "value", "expected"), [
+    ("IS", "12", 12), ("IS", " 7 ", 7), ("IS", "1.5", None), ("IS", "x", None), ("IS", "", None),
+    ("DA", "20240131", date(2024, 1, 31)), ("DA", "2024-01-31x", None),
+    ("TM", "101112.123", time(10, 11, 12)), ("TM", "1011", time(10, 11)), ("TM", "99", None),
+    ("LO", "ABC", "ABC"), ("PN", None, None),
+])
+def test_from_dicom_reads_each_vr_and_gives_none_for_malformed(vr: str, value: object,
+                                                                 expected: object) -> None:
+    """A malformed value read from a foreign instance or worklist answer is left out, never a
+    crash (the docstring's contract; IS used to raise)."""
+    from vid2dcm.core.metadata import from_dicom
+
+    assert from_dicom(vr, value) == expected

@@ -275,8 +275,10 @@ def test_orders_in_results_out(tmp_path: Path) -> None:
         assert admin.post("/auth/login", json={"username": "it",
                                                "password": PASSWORD}).status_code == 200
         audited = [(e["who"], e["action"]) for e in admin.get("/audit").json()]
-        assert ("hl7-listener", "order message (HL7) AE") in audited
-        assert ("doc", "order created (FHIR)") in audited
+        assert ("hl7-listener", "order error (HL7 AE)") in audited
+        assert ("hl7-listener", "order received (HL7 ORM^O01)") in audited
+        assert ("doc", "order received (FHIR)") in audited
+        assert ("doc", "order error (FHIR)") in audited
     # the lifespan stopped the listener with the app
     with pytest.raises(DeliveryError, match="no acknowledgement"):
         send_message(*hl7_address(w.settings), ORM, timeout_s=2)

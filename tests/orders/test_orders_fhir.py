@@ -67,7 +67,7 @@ PATIENT = {"resourceType": "Patient", "id": "p42",
 class FhirStandIn:
     """A loopback FHIR server: records requests, validates bodies, serves a search Bundle."""
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, port: int = 0) -> None:
         self.version = version
         self.received: list[tuple[str, str, dict[str, Any] | None]] = []
         self.bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset",
@@ -103,7 +103,7 @@ class FhirStandIn:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

@@ -19,12 +19,12 @@ import pytest
 from pki import make_ca, make_leaf
 from vid2dcm.core.errors import DeliveryError
 from vid2dcm.core.metadata import Metadata
-from vid2dcm.delivery.transports.worklist import WorklistEntry
+from vid2dcm.core.worklist import WorklistEntry
 from vid2dcm.orders.hl7_mapping import HL7_FIELDS, field_value
 from vid2dcm.orders.inbox import handle
 from vid2dcm.orders.mllp import MllpServer, client_context, send_message, server_context
 from vid2dcm.orders.order import OrderStatus
-from vid2dcm.orders.results import StudyAvailable, build_oru, send_oru
+from vid2dcm.orders.results import RESULT_MESSAGES, StudyAvailable, build_oru, send_oru
 from vid2dcm.orders.store import OrderStore
 
 ORM = "\r".join([
@@ -346,3 +346,76 @@ def test_concurrent_connections_each_get_their_ack(listener: MllpServer,
     assert answers == [("AA", f"MSG{i}") for i in range(24)]
     assert sorted(o.accession_number for o in store.all()) == sorted(f"ACC{i}"
                                                                      for i in range(24))
+
+
+@pytest.mark.parametrize("kind", list(RESULT_MESSAGES))
+def test_each_result_message_kind_parses_with_its_fields(store: OrderStore, kind: str) -> None:
+    """Every row of RESULT_MESSAGES builds a message python-hl7 parses, with the type,
+    version, order control, status and the Study Instance UID the row says."""
+    handle(ORM, store)
+    order = store.find_by_accession("ACC100")
+    assert order is not None
+    form = RESULT_MESSAGES[kind]
+    uid = "1.2.826.0.1.3680043.10.543.100"
+    text = build_oru(StudyAvailable(order, uid, "https://viewer.example/s?u=1&x=2"),
+                     kind=kind, control_id="C1")
+    message = hl7.parse(text)
+    assert field_value(message, "MSH-9", whole=True) == form.message_type
+    assert field_value(message, "MSH-12") == form.version
+    assert field_value(message, "MSH-10") == "C1"
+    assert field_value(message, "ORC-1") == form.order_control
+    assert field_value(message, "ORC-5") == "CM"
+    assert field_value(message, "ORC-2") == "PLC100"
+    assert field_value(message, "OBR-18") == "ACC100"
+    assert field_value(message, "OBR-25") == form.result_status
+    obx = [s for s in message if str(s[0]) == "OBX"]
+    assert str(obx[0][2]) == form.uid_value_type
+    assert str(obx[0][3]) == "110180^Study Instance UID^DCM" and str(obx[0][5]) == uid
+    assert message.unescape(str(obx[1][5][0][0])).endswith("&x=2")
+    segments = [str(s[0]) for s in message]
+    if form.ipc:
+        assert segments == ["MSH", "PID", "ORC", "OBR", "IPC", "OBX", "OBX"]
+        assert field_value(message, "IPC-1") == "ACC100"
+        assert field_value(message, "IPC-3") == uid
+        assert field_value(message, "IPC-4") == "SPS100"
+    else:
+        assert segments == ["MSH", "PID", "ORC", "OBR", "OBX", "OBX"]
+    # what the listener of a HIS would make of it: a well-formed ACK
+    assert str(message.create_ack("AA")).startswith("MSH|")
+
+
+def test_unknown_result_message_kind_is_refused(store: OrderStore) -> None:
+    handle(ORM, store)
+    order = store.find_by_accession("ACC100")
+    assert order is not None
+    with pytest.raises(ValueError, match="unknown result message"):
+        build_oru(StudyAvailable(order, "1.2.3"), kind="ORU^R30")
+
+
+def test_settings_offer_exactly_the_result_message_kinds() -> None:
+    from typing import get_args
+
+    from vid2dcm.apps.gateway.settings import Hl7Settings
+
+    offered = get_args(Hl7Settings.model_fields["result_message"].annotation)
+    assert set(offered) == set(RESULT_MESSAGES)
+    assert Hl7Settings().result_message == "ORU^R01"
+
+
+def test_integration_doc_shows_what_build_oru_writes(store: OrderStore) -> None:
+    """docs/integration.md: one row and one sample per result message kind, each sample
+    exactly what build_oru writes for the ORM sample (so the doc cannot drift)."""
+    from datetime import UTC
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "integration.md").read_text()
+    handle(ORM, store)
+    order = store.find_by_accession("ACC100")
+    assert order is not None
+    uid = "1.2.826.0.1.3680043.10.543.100"
+    notice = StudyAvailable(order, uid, f"https://pacs.example/viewer?StudyInstanceUIDs={uid}",
+                            stored_at=datetime(2026, 12, 3, 13, 16, 45, tzinfo=UTC))
+    for kind, form in RESULT_MESSAGES.items():
+        sample = build_oru(notice, kind=kind, control_id="RES0001").replace("\r", "\n")
+        assert f"```\n{sample}\n```" in doc, kind
+        assert (f"| `{kind}` | {form.message_type} | {form.version} | {form.order_control} |"
+                in doc), kind

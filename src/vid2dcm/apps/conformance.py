@@ -14,6 +14,7 @@ the statement cannot drift from the code:
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import date, datetime, time
 from fractions import Fraction
 
@@ -23,6 +24,7 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     KeyObjectSelectionDocumentStorage,
+    ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
     StorageCommitmentPushModel,
     Verification,
@@ -37,7 +39,18 @@ from vid2dcm.core.version import __version__
 from vid2dcm.delivery.destinations import Destination
 from vid2dcm.delivery.kos import TITLES as KOS_TITLES
 from vid2dcm.delivery.negotiation import FRAME_FALLBACKS, VIDEO_TARGETS, proposed_syntaxes
+from vid2dcm.delivery.transports.mpps import (
+    DISCONTINUED_REASONS,
+    PerformedSeries,
+    final_dataset,
+    in_progress_dataset,
+)
 from vid2dcm.delivery.transports.worklist import RETURN_KEYS, STEP_KEYS
+from vid2dcm.orders.fhir import DICOM_UID_SYSTEM, FHIR_FIELDS
+from vid2dcm.orders.fhir import STATUS as FHIR_STATUS
+from vid2dcm.orders.hl7_mapping import HL7_FIELDS
+from vid2dcm.orders.inbox import FAILED_EVENT, ORDER_CONTROL_STATUS, SUPPORTED, AckCode, ErrorCode
+from vid2dcm.orders.results import RESULT_MESSAGES, STUDY_UID_CODE, VIEWER_CODE
 from vid2dcm.writing.writer import (
     InstanceIdentity,
     PixelDescription,
@@ -138,6 +151,47 @@ def attributes_written(iod: VideoIOD) -> list[str]:
     return [keyword_for_tag(t) for t in sorted(tags)]
 
 
+def _keywords(ds: Dataset) -> list[str]:
+    """Top-level keywords, a sequence's item keywords in brackets after it."""
+    out = []
+    for elem in ds:
+        if elem.VR == "SQ" and len(elem.value):
+            out.append(f"{elem.keyword} [{', '.join(_keywords(elem.value[0]))}]")
+        else:
+            out.append(elem.keyword)
+    return out
+
+
+def mpps_attributes() -> tuple[list[str], list[str]]:
+    """What the MPPS SCU sends: the N-CREATE attributes and the N-SET modification list, read
+    from the datasets delivery/transports/mpps.py builds."""
+    when = datetime(2026, 1, 1, 8, 0)
+    create = in_progress_dataset(Metadata(), "1.2.3", study_instance_uid="1.2.3",
+                                 modality="XC", station_ae_title="VID2DCM",
+                                 description="Video recording", started=when)
+    final = final_dataset("DISCONTINUED", [PerformedSeries("1.2.3.4", "video",
+                                                           (("1.2.5", "1.2.6"),))],
+                          "equipment", when)
+    return _keywords(create), _keywords(final)
+
+
+COMMITMENT_SETTINGS = {
+    "commitment_port": "port we listen on for an N-EVENT-REPORT on a new association (none: "
+                       "the storage association only)",
+    "commitment_listen_host": "address that listener binds: one the PACS can reach",
+    "commitment_ae_title": "our AE title on that association (default: calling_ae_title)",
+    "commitment_timeout_s": "how long to wait for the N-EVENT-REPORT",
+}
+"""The destination settings (delivery/destinations.Destination) of the commitment listener."""
+
+ACK_MEANINGS = {AckCode.AA: "accepted: the order store changed as the message says",
+                AckCode.AE: "content error (missing segment or field, bad value, unknown "
+                            "order): nothing changed; MSA-3 and ERR name the field, never the "
+                            "value",
+                AckCode.AR: "rejected (message type, event, version or processing id not "
+                            "taken): nothing read beyond MSH"}
+
+
 def _row(*cells: str) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
@@ -166,7 +220,8 @@ def render() -> str:
     for name in (*[iod.name + " Storage" for iod in VIDEO_IODS.values()],
                  UID(KeyObjectSelectionDocumentStorage).name,
                  "Verification", "Storage Commitment Push Model",
-                 "Modality Worklist Information Model - FIND"):
+                 "Modality Worklist Information Model - FIND",
+                 "Modality Performed Procedure Step"):
         add(_row(name, "Yes", "No"))
     add(_row("STOW-RS (PS3.18 10.5)", "Yes (origin server: no)", "No"))
     add("")
@@ -180,8 +235,8 @@ def render() -> str:
         "Commitment request is open, for the N-EVENT-REPORT on the address and port the "
         "destination names "
         f"(`commitment_listen_host`, default {fields['commitment_listen_host'].default}, and "
-        "`commitment_port`). HL7 v2 and FHIR order interfaces are not DICOM services and are "
-        "outside this statement.")
+        "`commitment_port`). The HL7 v2 and FHIR order and result interfaces are not DICOM "
+        "services; section 8 describes them.")
     add("")
     add(f"- Implementation Class UID: `{PYDICOM_IMPLEMENTATION_UID}` (pydicom's); "
         f"Implementation Version Name: `VID2DCM_{__version__}`.")
@@ -197,7 +252,8 @@ def render() -> str:
         add(_row(f"{iod.name} Storage", f"`{iod.sop_class_uid}`", iod.modality, kind, "SCU"))
     add(_row(UID(KeyObjectSelectionDocumentStorage).name,
              f"`{KeyObjectSelectionDocumentStorage}`", "KO", "none (references)", "SCU"))
-    for sop in (Verification, StorageCommitmentPushModel, ModalityWorklistInformationFind):
+    for sop in (Verification, StorageCommitmentPushModel, ModalityWorklistInformationFind,
+                ModalityPerformedProcedureStep):
         add(_row(UID(sop).name, f"`{sop}`", "", "", "SCU"))
     add("")
     add("### 3.2 Transfer syntaxes written and proposed")
@@ -253,6 +309,40 @@ def render() -> str:
     add("- STOW-RS: one multipart/related request per batch, Content-Length computed up "
         "front, files streamed from disk.")
     add("")
+    add("### 3.4 Storage Commitment SCU")
+    add("")
+    add("Storage Commitment Push Model (PS3.4 J) per destination with `storage_commitment = "
+        "true`: N-ACTION Request Storage Commitment on the storage association, listing every "
+        "instance stored there; the answer (N-EVENT-REPORT) is taken on that association "
+        "when the peer sends it there, else on a new association the peer opens to us:")
+    add("")
+    add(_row("Destination setting", "Default", "Meaning"))
+    add(_row("---", "---", "---"))
+    for name, meaning in COMMITMENT_SETTINGS.items():
+        add(_row(f"`{name}`", str(fields[name].default), meaning))
+    add("")
+    add("A PACS on another machine needs `commitment_listen_host` set to an address it can "
+        "reach and `commitment_ae_title` to the AE title it knows us by; instances it "
+        "reports as failed are reported per file as not committed.")
+    add("")
+    add("### 3.5 Modality Performed Procedure Step SCU")
+    add("")
+    add("Sent for every gateway job or recording bound to an order (`mpps_destination`) and by "
+        "`vid2dcm record --mpps`: N-CREATE with PPS Status IN PROGRESS before the recording or "
+        "conversion starts, N-SET COMPLETED with the Performed Series Sequence once the study "
+        "is stored (or kept), or DISCONTINUED with a reason when it fails. Every attribute set "
+        "later is created empty at N-CREATE (PS3.4 F.7.2.2.1). A failed N-SET is retried by "
+        "the gateway's outbox with the delivery backoff until the retry window ends; an "
+        "N-CREATE that never reached the SCP is sent by that retry first.")
+    add("")
+    create, final = mpps_attributes()
+    add("- N-CREATE attributes: " + ", ".join(create) + ".")
+    add("- N-SET attributes: " + ", ".join(final) + ".")
+    add("- Discontinuation reasons (CID 9300, DCM): " + ", ".join(
+        f"{code} {meaning}" for code, meaning in DISCONTINUED_REASONS.values()) + ".")
+    add("- SR/KOS instances are not listed as images performed; a step that made nothing "
+        "carries one Performed Series item with no images.")
+    add("")
     add("## 4. Character sets")
     add("")
     add("Default repertoire (ASCII) unless a text value is not ASCII; then Specific "
@@ -297,7 +387,72 @@ def render() -> str:
         add(_row(f"`{m.field}`", m.keyword, m.vr, m.module,
                  "Request Attributes Sequence item" if m.place is Place.REQUEST else "top level"))
     add("")
+    _interfaces(add)
     return "\n".join(out)
+
+
+def _interfaces(add: Callable[[str], None]) -> None:
+    """Section 8: the HL7 v2 and FHIR interfaces of the gateway (orders in, results out),
+    from the tables orders/ reads and writes with."""
+    add("## 8. HL7 v2 and FHIR interfaces")
+    add("")
+    add("Not DICOM services; listed here so one document says what the gateway exchanges. "
+        "Details, sample messages and flows: docs/integration.md.")
+    add("")
+    add("### 8.1 HL7 v2 orders in (MLLP listener, `[hl7] listen`, TLS optional)")
+    add("")
+    add("Messages taken: " + ", ".join(f"{k}^{e}" for k, e in sorted(SUPPORTED))
+        + ". Order controls (ORC-1): " + ", ".join(
+            f"{c} ({'keeps or reads the status' if st is None else st.value})"
+            for c, st in ORDER_CONTROL_STATUS.items()) + ". Original-mode acknowledgements:")
+    add("")
+    add(_row("ACK code", "Meaning", "Audit event"))
+    add(_row("---", "---", "---"))
+    for code in AckCode:
+        add(_row(code.value, ACK_MEANINGS[code],
+                 FAILED_EVENT.get(code, "order received / changed / cancelled / merged")))
+    add("")
+    add("ERR condition codes (HL7 table 0357): " + ", ".join(
+        f"{e.value} {e.name.lower().replace('_', ' ')}" for e in ErrorCode) + ".")
+    add("")
+    add(_row("HL7 field", "Record field", "Kind"))
+    add(_row("---", "---", "---"))
+    for f in HL7_FIELDS:
+        add(_row(f.field, f"`{f.target}`", f.kind.value))
+    add("")
+    add("### 8.2 HL7 v2 results out (MLLP client, `[hl7] his`, `[hl7] result_message`)")
+    add("")
+    add(f"Sent once every instance of a bound job is stored; OBX carries the Study Instance "
+        f"UID ({'^'.join(STUDY_UID_CODE)}) and the viewer link ({'^'.join(VIEWER_CODE)}, "
+        "type RP). Retried through the outbox while the HIS cannot be reached; an AE/AR "
+        "answer is not retried.")
+    add("")
+    add(_row("`result_message`", "MSH-9", "MSH-12", "ORC-1", "OBR-25", "Study UID OBX-2",
+             "IPC", "Use"))
+    add(_row("---", "---", "---", "---", "---", "---", "---", "---"))
+    for name, m in RESULT_MESSAGES.items():
+        add(_row(f"`{name}`", m.message_type, m.version, m.order_control,
+                 m.result_status or "(empty)", m.uid_value_type, "yes" if m.ipc else "no",
+                 m.use))
+    add("")
+    add("### 8.3 FHIR (R4 through the R4B models, R5)")
+    add("")
+    add("In: `POST /fhir/ServiceRequest` and polling `[fhir] server` for ServiceRequests "
+        "(with their Patient, contained or included) create orders. Status: " + ", ".join(
+            f"{k} -> {v.value}" for k, v in FHIR_STATUS.items()) + ".")
+    add("")
+    add(_row("FHIR element", "Record field"))
+    add(_row("---", "---"))
+    for source, target in FHIR_FIELDS:
+        add(_row(source, f"`{target}`"))
+    add("")
+    add(f"Out: an ImagingStudy per stored study, created or updated by a conditional PUT on "
+        f"its identifier (`{DICOM_UID_SYSTEM}`, `urn:oid:<Study Instance UID>`), `basedOn` "
+        "the ServiceRequest, series and instances with their SOP classes, a WADO-RS Endpoint "
+        "when `[fhir] wado_rs_url` is set; validated with fhir.resources before it is sent; "
+        "retried through the outbox while the server is unreachable or answers 408, 429 "
+        "or 5xx.")
+    add("")
 
 
 def main() -> None:

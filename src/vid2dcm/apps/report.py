@@ -15,13 +15,13 @@ from pydantic import BaseModel, ConfigDict
 
 from vid2dcm.core.iods import iod_for_sop_class
 from vid2dcm.core.syntaxes import uid_name
+from vid2dcm.core.worklist import WorklistEntry
 
 if TYPE_CHECKING:
     from vid2dcm.capture.finalize import FinalizeResult
     from vid2dcm.core.media_info import MediaInfo
     from vid2dcm.deidentify.report import DeidReport
     from vid2dcm.delivery.receipts import Receipt
-    from vid2dcm.delivery.transports.worklist import WorklistEntry
     from vid2dcm.pipeline import ConversionResult
     from vid2dcm.planning.plan import Plan
     from vid2dcm.reading.reader import VideoObject
@@ -341,28 +341,13 @@ def validate_report(report: Report) -> ValidateReport:
                                                   message=f.message) for f in report.findings])
 
 
-class WorklistEntryReport(_Shape):
-    """One scheduled procedure (worklist --json prints a JSON array of these). The only
-    output that carries patient attributes, because choosing the patient is its purpose."""
-
-    patient_name: str
-    patient_id: str
-    patient_birth_date: str
-    patient_sex: str
-    accession_number: str
-    study_instance_uid: str
-    requested_procedure_id: str
-    requested_procedure_description: str
-    referring_physician_name: str
-    modality: str
-    scheduled_date: str
-    scheduled_time: str
-    scheduled_procedure_step_id: str
-    scheduled_procedure_step_description: str
+WorklistEntryReport = WorklistEntry
+"""One scheduled procedure (worklist --json prints a JSON array of these). The only output that
+carries patient attributes, because choosing the patient is its purpose."""
 
 
 def worklist_report(entry: WorklistEntry) -> WorklistEntryReport:
-    return WorklistEntryReport.model_validate(to_plain(entry))
+    return entry
 
 
 # --- installation -------------------------------------------------------------------------------

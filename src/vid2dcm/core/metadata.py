@@ -257,7 +257,10 @@ def from_dicom(vr: str, value: object) -> object:
         except ValueError:
             return None
     if vr == "IS":
-        return int(str(value))
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            return None
     return str(value)
 
 

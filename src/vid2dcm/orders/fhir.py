@@ -22,7 +22,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -318,6 +318,19 @@ def imaging_study(order: Order | None, instances: Sequence[StoredInstance], *,
 
 # --- talking to a FHIR server --------------------------------------------------------------
 
+class FhirRefused(DeliveryError):
+    """The FHIR server answered with an HTTP error status (kept: 408, 429 and 5xx are worth
+    another try, other 4xx are not)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        return self.status in (408, 429) or self.status >= 500
+
+
 @dataclass(frozen=True)
 class FhirServer:
     base_url: str
@@ -343,8 +356,8 @@ class FhirServer:
                 raw = r.read()
                 status = int(r.status)
         except urllib.error.HTTPError as exc:
-            raise DeliveryError(f"FHIR server {self.base_url}: {method} {path.split('?')[0]} "
-                                f"answered {exc.code}") from None
+            raise FhirRefused(f"FHIR server {self.base_url}: {method} {path.split('?')[0]} "
+                              f"answered {exc.code}", exc.code) from None
         except (OSError, ValueError) as exc:
             raise DeliveryError(f"FHIR server {self.base_url} unreachable: {exc}") from None
         return status, (json.loads(raw) if raw.strip() else None)
@@ -421,8 +434,11 @@ class ServiceRequestPoller:
     `since` of each poll is the server's time of the previous one (its Bundle.meta.lastUpdated),
     or our clock when the server gives none."""
 
-    def __init__(self, server: FhirServer, store: Any, interval_s: float = 60.0) -> None:
+    def __init__(self, server: FhirServer, store: Any, interval_s: float = 60.0, *,
+                 on_poll: Callable[[PollResult], None] | None = None) -> None:
+        """`on_poll` hears what each poll stored and refused (the gateway's audit trail)."""
         self.server, self.store, self.interval_s = server, store, interval_s
+        self.on_poll = on_poll
         self.since: datetime | None = None
         self.last_error: str = ""
         self._stop = threading.Event()
@@ -435,6 +451,8 @@ class ServiceRequestPoller:
         self.since = result.server_time or started
         for line in result.refused:
             log.warning("FHIR order refused: %s", line.split(":")[0])
+        if self.on_poll is not None:
+            self.on_poll(result)
         return result
 
     def _run(self) -> None:

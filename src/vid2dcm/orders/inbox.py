@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -84,6 +84,11 @@ class Outcome:
     error: ErrorCode | None = None
     orders: tuple[str, ...] = ()
     changes: tuple[Order, ...] = field(default=(), repr=False)
+    event: str = ""
+    """What it was, for the audit trail: "order received", "order changed", "order cancelled",
+    "order merged" (AA); "order rejected" (AR) or "order error" (AE) otherwise."""
+    message_type: str = ""
+    """MSH-9.1^MSH-9.2 as received ("" when the message could not be parsed)."""
 
 
 class Rejected(Exception):
@@ -100,7 +105,7 @@ def handle(text: str, store: OrderStore, *, application: str = "VID2DCM",
         message = hl7.parse(text)
     except (HL7Exception, ValueError, IndexError) as exc:
         outcome = Outcome(AckCode.AE, f"not an HL7 v2 message ({type(exc).__name__})",
-                          ErrorCode.SEGMENT_SEQUENCE)
+                          ErrorCode.SEGMENT_SEQUENCE, event=FAILED_EVENT[AckCode.AE])
         return _bare_ack(outcome, application, facility), outcome
     try:
         with store.update_lock:  # read, decide, write: one message at a time
@@ -119,7 +124,29 @@ def handle(text: str, store: OrderStore, *, application: str = "VID2DCM",
                           ErrorCode.APPLICATION_ERROR)
     log.info("HL7 %s %s -> %s %s", field_value(message, "MSH-9", whole=True),
              field_value(message, "MSH-10"), outcome.code.value, outcome.reason)
+    kind = f"{field_value(message, 'MSH-9.1')}^{field_value(message, 'MSH-9.2')}"
+    event = (_event(message, outcome.changes) if outcome.code is AckCode.AA
+             else FAILED_EVENT[outcome.code])
+    outcome = replace(outcome, event=event, message_type=kind)
     return ack_for(message, outcome, application, facility), outcome
+
+
+FAILED_EVENT = {AckCode.AE: "order error", AckCode.AR: "order rejected"}
+
+
+def _event(message: Any, changes: tuple[Order, ...]) -> str:
+    """The audit event of an accepted message: ADT^A40 merges, ADT^A08 changes; an order
+    message by its first ORC-1 (NW received, cancel codes or an SC to a cancelled status
+    cancelled, anything else changed)."""
+    kind, trigger = field_value(message, "MSH-9.1"), field_value(message, "MSH-9.2")
+    if kind == "ADT":
+        return "order merged" if trigger == "A40" else "order changed"
+    control = field_value(message, "ORC-1").upper()
+    if control == "NW":
+        return "order received"
+    if control != "XO" and any(c.status is OrderStatus.CANCELLED for c in changes):
+        return "order cancelled"
+    return "order changed"
 
 
 Handler = Callable[[Any, OrderStore], tuple[list[Order], str]]

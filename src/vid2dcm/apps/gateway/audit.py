@@ -66,6 +66,20 @@ EVENTS: dict[str, AuditEvent] = {
                               ("110137", "User Security Attributes Changed")),
     "revoke token": AuditEvent(("110113", "Security Alert"), "E",
                                ("110137", "User Security Attributes Changed")),
+    # orders and results (issue 15): actions read "<event> (HL7 ORM^O01)", "<event> (FHIR)",
+    # "<event> (HL7 AE)"; rows name the message type, never the patient
+    "order received": AuditEvent(("110109", "Order Record"), "C"),
+    "order changed": AuditEvent(("110109", "Order Record"), "U"),
+    "order cancelled": AuditEvent(("110109", "Order Record"), "D"),
+    "order merged": AuditEvent(("110110", "Patient Record"), "U"),
+    "order rejected": AuditEvent(("110109", "Order Record"), "C", failure=True),
+    "order error": AuditEvent(("110109", "Order Record"), "C", failure=True),
+    "result sent": AuditEvent(("110106", "Export"), "R"),
+    "result failed": AuditEvent(("110106", "Export"), "R", failure=True),
+    "ImagingStudy sent": AuditEvent(("110106", "Export"), "R"),
+    "ImagingStudy failed": AuditEvent(("110106", "Export"), "R", failure=True),
+    "MPPS sent": AuditEvent(("110111", "Procedure Record"), "U"),
+    "MPPS failed": AuditEvent(("110111", "Procedure Record"), "U", failure=True),
 }
 OTHER = AuditEvent(("110100", "Application Activity"), "E")
 SOURCE_ROLE = ("110153", "Source Role ID")

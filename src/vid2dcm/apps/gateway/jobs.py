@@ -9,7 +9,6 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from vid2dcm.apps.gateway.audit import record
@@ -21,6 +20,7 @@ from vid2dcm.apps.gateway.models import (
     JobRequest,
     JobResult,
 )
+from vid2dcm.apps.gateway.outbox import Later, backoff
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import Job, Store, open_store
 from vid2dcm.core.errors import (
@@ -56,8 +56,6 @@ def uid_seed(job_id: str, request: JobRequest) -> str:
     return job_id if request.issue == 0 else f"{job_id}.{request.issue}"
 
 
-Later = Callable[[str, float], None]
-"""Ask the queue to try a job's deliveries again in so many seconds."""
 
 
 def execute(settings: ServiceSettings, job_id: str, later: Later | None = None,
@@ -70,8 +68,9 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None,
     from pydicom import dcmread
 
     from vid2dcm.apps.gateway.integration import (
+        Subject,
         find_order,
-        mpps_finish,
+        finish_step,
         mpps_start,
         routed,
         set_status,
@@ -94,6 +93,7 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None,
     job = store.job(job_id)
     assert job is not None
     request = job.request
+    unmade = Subject(job_id, request.accession, None, False)  # the MPPS of a failed conversion
     try:
         upload = store.upload(request.upload_id)
         if upload is None:
@@ -146,11 +146,11 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None,
             files += (key_images(out_dir, [out_dir / f.name for f in files], metadata),)
             summary = summary.model_copy(update={"files": files})
     except Vid2DcmError as exc:
-        notices.append(mpps_finish(settings, job_id, [], completed=False))
+        notices.append(finish_step(settings, store, unmade, later))
         store.finish(job_id, _noticed(None, notices), str(exc), failure_kind(exc))
         return
     except Exception as exc:  # a job must end in a state, whatever happened
-        notices.append(mpps_finish(settings, job_id, [], completed=False))
+        notices.append(finish_step(settings, store, unmade, later))
         store.finish(job_id, _noticed(None, notices),
                      f"internal error: {type(exc).__name__}", "internal")
         return
@@ -166,9 +166,8 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None,
         summary = summary.model_copy(update={"routing": tuple(decision.explain())})
     if request.unidentified or not destinations:
         if not request.unidentified:  # performed, kept here: the procedure step is complete
-            summary = _noticed(summary, [mpps_finish(
-                settings, job_id, [out_dir / f.name for f in files], completed=True)]) \
-                or summary
+            kept = Subject(job_id, request.accession, summary, True)
+            summary = _noticed(summary, [finish_step(settings, store, kept, later)]) or summary
         store.finish(job_id, summary, held=request.unidentified)
         return
     store.await_delivery(job_id, summary, tuple(destinations))
@@ -179,23 +178,23 @@ DELIVERY_LEASE_S = 600.0
 """A worker taking a parcel holds it this long; one that died mid-send frees it after."""
 
 
-def backoff(settings: ServiceSettings, attempts: int) -> float:
-    """Seconds before try number attempts+1: doubling from retry_first_s up to retry_max_s."""
-    return float(min(settings.retry_max_s, settings.retry_first_s * 2 ** (attempts - 1)))
-
-
 def deliver_job(settings: ServiceSettings, job_id: str, later: Later | None = None) -> None:
     """Try every due parcel of a waiting job once. Sent: recorded. Not sent: tried again
     after a backoff until the retry window (default 24 h) has passed, then given up with a
     plain reason. The same files (same UIDs) go every time, so the PACS keeps one copy."""
+    from vid2dcm.apps.gateway.integration import is_notice, retry_notices
+
     store = open_store(settings)
     job = store.job(job_id)
+    if job is not None and job.status in ("done", "failed"):  # its notices (issue 15)
+        retry_notices(settings, store, job, later)
+        return
     if job is None or job.status != "waiting" or job.result is None:
         return
     files = [settings.outputs / job_id / f.name for f in job.result.files]
     for parcel in store.parcels(job_id):
-        if parcel.state != "waiting" or not store.take_parcel(job_id, parcel.destination,
-                                                              DELIVERY_LEASE_S):
+        if parcel.state != "waiting" or is_notice(parcel.destination) or \
+                not store.take_parcel(job_id, parcel.destination, DELIVERY_LEASE_S):
             continue
         receipts, error = send_to(settings, parcel.destination, files)
         now = time.time()
@@ -214,12 +213,15 @@ def deliver_job(settings: ServiceSettings, job_id: str, later: Later | None = No
         record(store, settings, f"worker:{parcel.destination}",
                "delivery" if error is None else "delivery failed", job=job_id,
                study=job.result.study_instance_uid, role="system")
-    _conclude(store, job_id, settings)
+    _conclude(store, job_id, settings, later)
 
 
-def _conclude(store: Store, job_id: str, settings: ServiceSettings) -> None:
+def _conclude(store: Store, job_id: str, settings: ServiceSettings, later: Later | None = None
+              ) -> None:
+    from vid2dcm.apps.gateway.integration import Subject, finish_step, is_notice
+
     job = store.job(job_id)
-    parcels = store.parcels(job_id)
+    parcels = [p for p in store.parcels(job_id) if not is_notice(p.destination)]
     if job is None or job.result is None or any(p.state == "waiting" for p in parcels):
         return
     deliveries = tuple(r for p in parcels for r in p.receipts) + tuple(
@@ -228,30 +230,35 @@ def _conclude(store: Store, job_id: str, settings: ServiceSettings) -> None:
     result = job.result.model_copy(update={"deliveries": deliveries})
     gave_up = [p for p in parcels if p.state == "gave up"]
     if gave_up:
-        from vid2dcm.apps.gateway.integration import mpps_finish
-
         first = gave_up[0]
-        files = [settings.outputs / job_id / f.name for f in result.files]
-        result = _noticed(result, [mpps_finish(settings, job_id, files, completed=False)]) \
-            or result
+        lost = Subject(job_id, job.request.accession, result, False)
+        result = _noticed(result, [finish_step(settings, store, lost, later)]) or result
         store.settle(job_id, result, f"not stored in {first.destination} after "
                                      f"{first.attempts} tries: {first.error}", "delivery")
     else:
-        store.settle(job_id, stored(settings, job, result), None, None)
+        store.settle(job_id, stored(settings, store, job, result, later), None, None)
 
 
-def stored(settings: ServiceSettings, job: Job, result: JobResult) -> JobResult:
+def stored(settings: ServiceSettings, store: Store, job: Job, result: JobResult,
+           later: Later | None = None) -> JobResult:
     """After every parcel of a job was stored: MPPS COMPLETED, the order completed, the ORU
-    to the HIS and the ImagingStudy to the FHIR server; what happened goes in the notices."""
-    from vid2dcm.apps.gateway.integration import announce, find_order, mpps_finish, set_status
+    to the HIS and the ImagingStudy to the FHIR server, each a notice parcel in the outbox
+    (retried there); what the first try did goes in the notices."""
+    from vid2dcm.apps.gateway.integration import (
+        Subject,
+        announce,
+        find_order,
+        finish_step,
+        set_status,
+    )
     from vid2dcm.orders.order import OrderStatus
 
     if not result.study_instance_uid:
         return result
-    files = [settings.outputs / job.id / f.name for f in result.files]
     order = find_order(settings, job.request.accession)
-    notes = [mpps_finish(settings, job.id, files, completed=True)]
-    notes += announce(settings, order, result.study_instance_uid, files)
+    subject = Subject(job.id, job.request.accession, result, True)
+    notes = [finish_step(settings, store, subject, later)]
+    notes += announce(settings, store, subject, order, later)
     if order is not None:
         set_status(settings, order, OrderStatus.COMPLETED)
     return _noticed(result, notes) or result

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vid2dcm.core.metadata import Metadata
+from vid2dcm.core.worklist import WorklistEntry
 
 JobState = Literal["queued", "running", "waiting", "held", "done", "failed", "cancelled"]
 FailureKind = Literal["unreadable input", "not storable", "delivery", "output", "request",
@@ -94,6 +95,19 @@ class JobResult(BaseModel):
     """MPPS, ORU^R01 and ImagingStudy outcomes: sent, or why not (no patient data)."""
 
 
+class Notification(BaseModel):
+    """One notice of a job (issue 15): the MPPS N-SET ("mpps:<destination>"), the result
+    message to the HIS ("hl7:his") or the ImagingStudy ("fhir:imagingstudy"), as its outbox
+    parcel stands: waiting (to be tried again at next_try), sent or gave up."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    state: str
+    attempts: int
+    error: str | None = None
+    next_try: float | None = None
+
+
 class JobView(BaseModel):
     """A job as the API shows it."""
 
@@ -115,6 +129,8 @@ class JobView(BaseModel):
     """The state in words a nurse understands, e.g. "waiting for PACS (next try at 14:05)"."""
     next_try: float | None
     """When the next delivery try is due (waiting jobs)."""
+    notifications: tuple[Notification, ...] = ()
+    """MPPS, result message and ImagingStudy of the job, each with its state (issue 15)."""
 
 
 class Created(BaseModel):
@@ -141,20 +157,5 @@ class AuditEntry(BaseModel):
     study: str | None
 
 
-class WorklistItem(BaseModel):
-    """A scheduled procedure step, for the staff page to pick the patient from."""
-
-    patient_name: str
-    patient_id: str
-    patient_birth_date: str
-    patient_sex: str
-    accession_number: str
-    study_instance_uid: str
-    requested_procedure_id: str
-    requested_procedure_description: str
-    referring_physician_name: str
-    modality: str
-    scheduled_date: str
-    scheduled_time: str
-    scheduled_procedure_step_id: str
-    scheduled_procedure_step_description: str
+WorklistItem = WorklistEntry
+"""A scheduled procedure step, for the staff page to pick the patient from."""

@@ -12,6 +12,7 @@ from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from vid2dcm.apps.gateway.chunking import encode_job_chunk
 from vid2dcm.apps.gateway.jobs import clean_up, deliver_job, execute, failure_kind
+from vid2dcm.apps.gateway.outbox import due_jobs
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import open_store
 
@@ -67,9 +68,8 @@ def make_queue(settings: ServiceSettings) -> JobQueue:
     @huey.periodic_task(crontab(minute="*"))  # type: ignore[untyped-decorator]
     def sweep_outbox() -> None:
         """The outbox is the truth: a due parcel whose scheduled try was lost (queue wiped,
-        worker replaced) is tried within a minute."""
-        store = open_store(settings)
-        for job_id in sorted({job for job, _ in store.due_parcels(time.time())}):
+        worker replaced) is tried within a minute; so is a due notice (MPPS, ORU, FHIR)."""
+        for job_id in due_jobs(open_store(settings), time.time()):
             deliver_task(job_id)
 
     @huey.on_startup()  # type: ignore[untyped-decorator]

@@ -51,6 +51,10 @@ class Hl7Settings(BaseModel):
     """Reach the HIS over TLS, verified against this CA."""
     application: str = "VID2DCM"
     facility: str = ""
+    # results message kind (issue 15): a key of orders.results.RESULT_MESSAGES
+    result_message: Literal["ORU^R01", "ORU^R01 2.3.1", "ORM^O01", "OMI^O23"] = "ORU^R01"
+    """What the HIS gets once a study is stored: ORU^R01 v2.5.1 (default), ORU^R01 v2.3.1,
+    an ORM^O01 v2.3.1 status update or an OMI^O23 v2.5.1 status update (docs/integration.md)."""
 
 
 class FhirSettings(BaseModel):

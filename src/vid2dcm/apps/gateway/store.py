@@ -291,6 +291,28 @@ class Store:
                               (job_id,)).fetchall()
         return [_parcel(r) for r in rows]
 
+    def add_parcels(self, job_id: str, destinations: tuple[str, ...]) -> None:
+        """Parcels for a job in any state (results notices after storage, issue 15); one of
+        the same name left by an earlier run of the job starts again from nothing."""
+        now = time.time()
+        with self._db() as db:
+            db.executemany("INSERT INTO outbox VALUES (?, ?, 'waiting', 0, ?, ?, NULL, NULL) "
+                           "ON CONFLICT(job, destination) DO UPDATE SET state='waiting', "
+                           "attempts=0, first_try=excluded.first_try, "
+                           "next_try=excluded.next_try, error=NULL, receipts=NULL",
+                           [(job_id, d, now, now) for d in destinations])
+
+    def due_notices(self, now: float, kinds: tuple[str, ...]) -> list[tuple[str, str]]:
+        """Due parcels named "kind:..." of jobs that are done or failed (their notices)."""
+        marks = ",".join("?" * len(kinds))
+        with self._db() as db:
+            rows = db.execute("SELECT o.job, o.destination FROM outbox o JOIN jobs j ON "
+                              "j.id = o.job WHERE j.status IN ('done', 'failed') AND "
+                              "o.state='waiting' AND o.next_try <= ? AND substr(o.destination,"
+                              f" 1, instr(o.destination, ':')) IN ({marks})",
+                              (now, *kinds)).fetchall()
+        return [(r["job"], r["destination"]) for r in rows]
+
     def due_parcels(self, now: float) -> list[tuple[str, str]]:
         with self._db() as db:
             rows = db.execute("SELECT o.job, o.destination FROM outbox o JOIN jobs j ON "

@@ -62,6 +62,23 @@ def start_procedure_step(dest: Destination, metadata: Metadata, *, study_instanc
     """N-CREATE IN PROGRESS; returns the step to complete or discontinue later."""
     started = started or datetime.now()
     uid = new_uid(metadata.uid_root)
+    ds = in_progress_dataset(metadata, uid, study_instance_uid=study_instance_uid,
+                             modality=modality,
+                             station_ae_title=station_ae_title or dest.calling_ae_title,
+                             description=description, started=started)
+
+    def create(assoc: Association) -> None:
+        status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, uid)
+        _check(status, "N-CREATE")
+
+    with_association(dest, _contexts(), create, "MPPS N-CREATE")
+    return ProcedureStep(uid, started, dest)
+
+
+def in_progress_dataset(metadata: Metadata, uid: str, *, study_instance_uid: str,
+                        modality: str, station_ae_title: str, description: str,
+                        started: datetime) -> Dataset:
+    """The N-CREATE attribute list (also what the conformance statement lists)."""
     m = metadata
     ds = Dataset()
     step = Dataset()
@@ -80,7 +97,7 @@ def start_procedure_step(dest: Destination, metadata: Metadata, *, study_instanc
     ds.PatientSex = m.patient_sex or ""
     ds.ReferencedPatientSequence = DicomSequence([])
     ds.PerformedProcedureStepID = uid[-16:]
-    ds.PerformedStationAETitle = station_ae_title or dest.calling_ae_title
+    ds.PerformedStationAETitle = station_ae_title
     ds.PerformedStationName = ""
     ds.PerformedLocation = ""
     ds.PerformedProcedureStepStartDate = started.strftime("%Y%m%d")
@@ -98,13 +115,7 @@ def start_procedure_step(dest: Destination, metadata: Metadata, *, study_instanc
     ds.PerformedProcedureStepDiscontinuationReasonCodeSequence = DicomSequence([])
     if any(ord(ch) > 127 for ch in m.patient_name):
         ds.SpecificCharacterSet = "ISO_IR 192"
-
-    def create(assoc: Association) -> None:
-        status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, uid)
-        _check(status, "N-CREATE")
-
-    with_association(dest, _contexts(), create, "MPPS N-CREATE")
-    return ProcedureStep(uid, started, dest)
+    return ds
 
 
 def complete_procedure_step(step: ProcedureStep, series: list[PerformedSeries],
@@ -124,17 +135,7 @@ def _final(step: ProcedureStep, status: str, series: list[PerformedSeries],
            reason: str | None, ended: datetime | None) -> None:
     if not series:
         raise DeliveryError(f"MPPS {status} needs at least one performed series")
-    ended = ended or datetime.now()
-    ds = Dataset()
-    ds.PerformedProcedureStepStatus = status
-    ds.PerformedProcedureStepEndDate = ended.strftime("%Y%m%d")
-    ds.PerformedProcedureStepEndTime = ended.strftime("%H%M%S")
-    ds.PerformedSeriesSequence = DicomSequence([_series_item(s, step.dest) for s in series])
-    if reason is not None:
-        code = Dataset()
-        code.CodeValue, code.CodeMeaning = DISCONTINUED_REASONS[reason]
-        code.CodingSchemeDesignator = "DCM"
-        ds.PerformedProcedureStepDiscontinuationReasonCodeSequence = DicomSequence([code])
+    ds = final_dataset(status, series, reason, ended or datetime.now())
 
     def update(assoc: Association) -> None:
         status_ds, _ = assoc.send_n_set(ds, ModalityPerformedProcedureStep,
@@ -144,7 +145,23 @@ def _final(step: ProcedureStep, status: str, series: list[PerformedSeries],
     with_association(step.dest, _contexts(), update, f"MPPS N-SET {status}")
 
 
-def _series_item(s: PerformedSeries, dest: Destination) -> Dataset:
+def final_dataset(status: str, series: list[PerformedSeries], reason: str | None,
+                  ended: datetime) -> Dataset:
+    """The N-SET modification list (COMPLETED, or DISCONTINUED with a CID 9300 reason)."""
+    ds = Dataset()
+    ds.PerformedProcedureStepStatus = status
+    ds.PerformedProcedureStepEndDate = ended.strftime("%Y%m%d")
+    ds.PerformedProcedureStepEndTime = ended.strftime("%H%M%S")
+    ds.PerformedSeriesSequence = DicomSequence([_series_item(s) for s in series])
+    if reason is not None:
+        code = Dataset()
+        code.CodeValue, code.CodeMeaning = DISCONTINUED_REASONS[reason]
+        code.CodingSchemeDesignator = "DCM"
+        ds.PerformedProcedureStepDiscontinuationReasonCodeSequence = DicomSequence([code])
+    return ds
+
+
+def _series_item(s: PerformedSeries) -> Dataset:
     item = Dataset()
     item.PerformingPhysicianName = ""
     item.ProtocolName = s.protocol_name

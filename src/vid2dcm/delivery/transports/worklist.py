@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 
 from pydicom import Dataset
 
 from vid2dcm.core.errors import UsageError
-from vid2dcm.core.metadata import METADATA_ATTRIBUTES, from_dicom
+from vid2dcm.core.worklist import WorklistEntry
 from vid2dcm.delivery.destinations import Destination
 from vid2dcm.delivery.transports.dimse import find_worklist
 
@@ -18,40 +17,6 @@ RETURN_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "Ac
 STEP_KEYS = ("Modality", "ScheduledStationAETitle", "ScheduledProcedureStepStartDate",
              "ScheduledProcedureStepStartTime", "ScheduledProcedureStepID",
              "ScheduledProcedureStepDescription")
-
-
-@dataclass(frozen=True)
-class WorklistEntry:
-    patient_name: str
-    patient_id: str
-    patient_birth_date: str
-    patient_sex: str
-    accession_number: str
-    study_instance_uid: str
-    requested_procedure_id: str
-    requested_procedure_description: str
-    referring_physician_name: str
-    modality: str
-    scheduled_date: str
-    scheduled_time: str
-    scheduled_procedure_step_id: str
-    scheduled_procedure_step_description: str
-
-    def metadata_fields(self) -> dict[str, object]:
-        """Metadata fields for an instance acquired for this order (empty values left out),
-        converted by the VRs of core.metadata's one table; the requested procedure also
-        describes the study."""
-        fields: dict[str, object] = {}
-        for m in METADATA_ATTRIBUTES:
-            if m.field in ORDER_FIELDS:
-                value = from_dicom(m.vr, getattr(self, m.field))
-                if value is not None:
-                    fields[m.field] = value
-        if "requested_procedure_description" in fields:
-            fields.setdefault("study_description", fields["requested_procedure_description"])
-        if fields.get("patient_sex") not in ("M", "F", "O"):
-            fields.pop("patient_sex", None)
-        return fields
 
 
 def query(dest: Destination, on: date | None = None, modality: str | None = None,
@@ -101,10 +66,4 @@ def _entry(ds: Dataset) -> WorklistEntry:
     )
 
 
-ORDER_FIELDS = frozenset({
-    "patient_name", "patient_id", "patient_birth_date", "patient_sex", "accession_number",
-    "study_instance_uid", "referring_physician_name", "requested_procedure_id",
-    "requested_procedure_description", "scheduled_procedure_step_id",
-    "scheduled_procedure_step_description"})
-"""What a worklist answer decides about an acquisition (PS3.4 K.6.1.2; IHE RAD-5)."""
-
+__all__ = ["WorklistEntry", "query", "the_order"]

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from vid2dcm.apps.gateway.deps import AuditDep, Settings, needs
-from vid2dcm.apps.gateway.integration import order_store
+from vid2dcm.apps.gateway.integration import fhir_action, order_store
 from vid2dcm.core.errors import InputError
 from vid2dcm.orders.fhir import accept_service_request, operation_outcome
 
@@ -50,8 +50,9 @@ async def create_service_request(request: Request, settings: Settings, audit: Au
     try:
         order = accept_service_request(order_store(settings), body, version)
     except InputError as exc:
+        audit("order error (FHIR)")
         return _outcome(422 if str(exc).startswith("FHIR") else 400, _no_values(str(exc)))
-    audit("order created (FHIR)")
+    audit(fhir_action(order))
     return JSONResponse({"resourceType": "OperationOutcome", "issue": [{
         "severity": "information", "code": "informational",
         "diagnostics": f"order {order.placer_order_number} stored ({version})"}]},

@@ -33,6 +33,7 @@ from vid2dcm.apps.gateway.models import (
     Created,
     JobRequest,
     JobView,
+    Notification,
     PublicRequest,
     StatusAnswer,
 )
@@ -59,6 +60,13 @@ class AssignRequest(BaseModel):
 
 
 def view(job: Job, parcels: list[Parcel]) -> JobView:
+    from vid2dcm.apps.gateway.integration import is_notice
+
+    notices = tuple(Notification(name=p.destination, state=p.state, attempts=p.attempts,
+                                 error=p.error,
+                                 next_try=p.next_try if p.state == "waiting" else None)
+                    for p in parcels if is_notice(p.destination))
+    parcels = [p for p in parcels if not is_notice(p.destination)]
     waiting = [p.next_try for p in parcels if p.state == "waiting"]
     next_try = min(waiting) if waiting else None
     return JobView(id=job.id, upload_id=job.upload_id, status=job.status,
@@ -66,7 +74,8 @@ def view(job: Job, parcels: list[Parcel]) -> JobView:
                    result=job.result, error=job.error, failure_kind=job.failure_kind,
                    created=job.created, started=job.started, finished=job.finished,
                    attempts=job.attempts, owner=job.owner,
-                   state_text=state_text(job, parcels, next_try), next_try=next_try)
+                   state_text=state_text(job, parcels, next_try), next_try=next_try,
+                   notifications=notices)
 
 
 PLAIN_FAILURES = {

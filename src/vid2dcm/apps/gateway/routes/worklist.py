@@ -5,7 +5,6 @@ picking the patient on the staff page."""
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, HTTPException
 
@@ -43,7 +42,7 @@ def worklist(settings: Settings, audit: AuditDep, date: str | None = None,
         except Vid2DcmError as exc:
             raise HTTPException(502, f"worklist unavailable: {exc}") from exc
     audit("worklist query")
-    items = [WorklistItem.model_validate(asdict(e)) for e in entries]
+    items: list[WorklistItem] = list(entries)
     known = {i.accession_number for i in items if i.accession_number}
     return items + [WorklistItem.model_validate(o) for o in orders
                     if not o["accession_number"] or o["accession_number"] not in known]
