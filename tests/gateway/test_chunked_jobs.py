@@ -13,10 +13,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from test_service import ADMIN, Gateway, _wait_token
 
 from dcmtk_peers import free_port, stop, wait_listening
 from readback import read_back
-from test_service import ADMIN, Gateway, _wait_token
 from vid2dcm.apps.gateway.chunking import (
     JOINING,
     chunk_folder,

@@ -13,8 +13,8 @@ joined stream is then probed and re-planned by the pipeline like any other encod
 from __future__ import annotations
 
 import heapq
-import os
 import itertools
+import os
 import pickle
 import subprocess
 import sys

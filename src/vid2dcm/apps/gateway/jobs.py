@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vid2dcm.apps.gateway.audit import record
