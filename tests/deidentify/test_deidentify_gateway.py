@@ -99,8 +99,8 @@ tokens = [
     with zipfile.ZipFile(io.BytesIO(again)) as zf:  # same secret: same pseudonymous names
         assert sorted(zf.namelist()) == names
     entries = [e for e in json.loads(audit) if e["job"] == job]
-    assert [e["action"] for e in entries] == ["export de-identified (basic)"] * 2
-    assert all(e["who"] == "teacher" for e in entries)
+    assert sorted((e["action"], e["who"]) for e in entries) == [
+        ("export de-identified (basic)", "teacher")] * 2 + [("export refused", "nurse")]
     assert not list((data / "exports").iterdir())  # scratch removed once sent
     text = (data / "gateway.log").read_text(errors="replace")
     assert "DOE" not in text and "4711" not in text

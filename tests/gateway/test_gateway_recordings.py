@@ -257,7 +257,8 @@ def test_unidentified_recording_is_held_without_mpps(tmp_path: Path) -> None:
 def test_staff_page_records_for_the_confirmed_patient(tmp_path: Path) -> None:
     """The real services (uvicorn `serve` records, the huey `worker` converts, two processes
     sharing the data folder) driven from headless Chromium: confirm a typed patient, start,
-    watch the live state, take a still, stop; the job card reaches "stored in PACS"."""
+    watch the live state (and the recording in the page's list of live recordings), take a
+    still, stop; the job card reaches "stored in PACS"."""
     from playwright.sync_api import expect, sync_playwright
     from test_service import AXE, CHROMIUM, CHROMIUM_ARGS
 
@@ -316,6 +317,10 @@ def test_staff_page_records_for_the_confirmed_patient(tmp_path: Path) -> None:
                         .violations.filter(v => ['serious', 'critical'].includes(v.impact))
                         .map(v => v.id + ': ' + v.nodes.map(n => n.target).join(' '))""")
                     assert found == [], found
+                    listed = page.get_by_test_id("recordings").locator(
+                        "li[data-state='recording']")
+                    expect(listed).to_contain_text("scope · nurse · recording: ",
+                                                   timeout=10_000)
                     page.get_by_test_id("record-snapshot").click()
                     expect(state).to_contain_text("1 stills", timeout=10_000)
                     page.get_by_test_id("record-stop").click()

@@ -286,7 +286,7 @@ def test_staff_page_is_served_and_uses_the_api(gateway: Gateway) -> None:
         assert r.headers.get_content_type() == "text/html"
         assert "'unsafe-inline'" not in r.headers["Content-Security-Policy"]
     assert "<script>" not in html and "<style>" not in html, "no inline code (CSP)"
-    for asset in ("app.js", "app.css"):
+    for asset in ("common.js", "app.js", "app.css"):
         with urllib.request.urlopen(f"{gateway.url}/static/{asset}", timeout=30) as r:
             html += r.read().decode()
     for endpoint in ('"/jobs"', '"/files"', "Tus-Resumable", "/worklist?date=today",

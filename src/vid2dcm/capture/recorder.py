@@ -91,6 +91,8 @@ class LiveState:
     """Seconds from losing the source to the first frame of the next connection."""
     last_error: str | None = None
     stop_reason: str | None = None
+    bitstream: str | None = None
+    """For a pushed source (capture.pushed): kept as sent, or re-encoded and why."""
 
 
 @dataclass

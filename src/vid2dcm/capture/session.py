@@ -26,6 +26,7 @@ from pathlib import Path
 
 from vid2dcm.capture.finalize import MANIFEST, FinalizeResult, finalize
 from vid2dcm.capture.pieces import SessionManifest, SourceRecord, write_json
+from vid2dcm.capture.pushed import PushedRecorder
 from vid2dcm.capture.recorder import LiveState, Recorder, RecorderSettings
 from vid2dcm.capture.sources import SourceSpec
 from vid2dcm.core.errors import OutputError, UsageError
@@ -53,7 +54,10 @@ class SessionState:
 class RecordingSession:
     def __init__(self, sources: list[SourceSpec], folder: Path, metadata: Metadata, *,
                  settings: RecorderSettings | None = None, sop: SopChoice = SopChoice.PHOTOGRAPHIC,
-                 armed: bool = False, free_space: Callable[[Path], int] | None = None) -> None:
+                 armed: bool = False, free_space: Callable[[Path], int] | None = None,
+                 pushed: bool = False, on_stop: Callable[[], None] | None = None) -> None:
+        """pushed: the sources' media is pushed in (WebRTC): one PushedRecorder per source,
+        fed by the caller through `recorders`; on_stop runs when they are stopped."""
         if not sources:
             raise UsageError("record needs at least one source")
         names = [s.name for s in sources]
@@ -76,8 +80,11 @@ class RecordingSession:
                                   series_number=metadata.series_number + n,
                                   latency_s=s.latency_s)
                      for n, s in enumerate(sources)])
-        self.recorders = [Recorder(s, folder / s.name, self.settings, armed=armed,
-                                   free_space=free_space) for s in sources]
+        self.recorders: list[Recorder | PushedRecorder] = [
+            PushedRecorder(s, folder / s.name, self.settings, on_stop=on_stop,
+                           free_space=free_space) if pushed else
+            Recorder(s, folder / s.name, self.settings, armed=armed, free_space=free_space)
+            for s in sources]
         self.armed = armed
         """Waiting for trigger() (pre-record): --duration counts from the trigger."""
         self._started: float | None = None

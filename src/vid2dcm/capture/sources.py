@@ -29,6 +29,8 @@ class SourceKind(StrEnum):
     HLS = "hls"
     V4L2 = "v4l2"
     LAVFI = "lavfi"
+    WEBRTC = "webrtc"
+    """Pushed in by the gateway's WebRTC receiver (capture.pushed); never parsed from a URL."""
 
 
 @dataclass(frozen=True)

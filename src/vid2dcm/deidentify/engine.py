@@ -391,6 +391,6 @@ def _summary(header: HeaderResult) -> HeaderSummary:
         replaced=counts.get("dummy", 0), cleaned=counts.get("clean", 0),
         new_uids=counts.get("new_uid", 0), kept=counts.get("keep", 0),
         pseudonyms=counts.get("pseudonym", 0),
-        private_removed=header.private_removed,
+        private_removed=header.private_removed, private_kept=header.private_kept,
         attributes=tuple(f"{c.keyword}: {c.action}" for c in header.changes))
 

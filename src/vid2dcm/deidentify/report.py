@@ -55,6 +55,8 @@ class HeaderSummary:
     private_removed: int
     attributes: tuple[str, ...]
     """'Keyword: action' for every attribute the profile touched."""
+    private_kept: int = 0
+    """Safe private attributes retained (Retain Safe Private, PS3.15 Table E.3.10-1)."""
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,12 @@ EVENTS: dict[str, AuditEvent] = {
                                   failure=True),
     "worklist query": AuditEvent(("110112", "Query"), "E"),
     "export de-identified": AuditEvent(("110106", "Export"), "R"),
+    # de-identified exports (issue 16): refused, and the worker's send to the research PACS
+    "export refused": AuditEvent(("110106", "Export"), "R", failure=True),
+    "export failed": AuditEvent(("110106", "Export"), "R", failure=True),
+    "export delivery": AuditEvent(("110104", "DICOM Instances Transferred"), "R"),
+    "export delivery failed": AuditEvent(("110104", "DICOM Instances Transferred"), "R",
+                                         failure=True),
     "audit export": AuditEvent(("110101", "Audit Log Used"), "R"),
     "issue token": AuditEvent(("110113", "Security Alert"), "E",
                               ("110137", "User Security Attributes Changed")),

@@ -109,6 +109,21 @@ def audit_for(store: StoreDep, settings: Settings, who: Caller, request: Request
 AuditDep = Annotated[Audit, Depends(audit_for)]
 
 
+def exporter(job_id: str, who: Caller, audit: AuditDep) -> Principal:
+    """De-identified exports (issue 16): reviewers and admins (the review permission); anyone
+    else gets 403, and the refusal is audited with the job they tried."""
+    import re
+
+    if "review" not in who.scopes:
+        audit("export refused", job=job_id if re.fullmatch(r"[0-9a-f]{32}", job_id) else None)
+        raise HTTPException(403, f"exports need the review permission "
+                                 f"(you are signed in as {who.role})")
+    return who
+
+
+Exporter = Annotated[Principal, Depends(exporter)]
+
+
 def visible_job(store: Store, who: Principal, job_id: str) -> Job:
     """The job if this caller may see it. Another uploader's job is 404, not 403: its
     existence is not theirs to know."""

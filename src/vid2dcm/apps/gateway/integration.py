@@ -97,6 +97,10 @@ def check(settings: ServiceSettings) -> None:
     known = load_destinations(settings.destinations_file) if settings.destinations_file else {}
     if settings.routing is not None:
         settings.routing.check_destinations(known)
+    research = settings.deidentify.research_destination if settings.deidentify else None
+    if research and research not in known:  # de-identified exports (issue 16)
+        raise UsageError(f"[deidentify] research_destination {research!r} is not a "
+                         "destination in the destinations file")
     clash = sorted(name for name in known if is_notice(name))
     if clash:  # the outbox tells notices from DICOM parcels by these prefixes
         raise UsageError(f"destination name {clash[0]!r} starts with a notice prefix "

@@ -159,3 +159,37 @@ class AuditEntry(BaseModel):
 
 WorklistItem = WorklistEntry
 """A scheduled procedure step, for the staff page to pick the patient from."""
+
+
+# de-identified exports (issue 16)
+ExportState = Literal["preparing", "sending", "sent", "failed"]
+
+
+class ExportResult(BaseModel):
+    """What a de-identified export holds: the new (pseudonymous) instance UIDs and whether
+    every instance passed the pixel verification. No original identifier is in it."""
+
+    model_config = ConfigDict(frozen=True)
+    sop_instance_uids: tuple[str, ...] = ()
+    verification_passed: bool = False
+
+
+class ExportView(BaseModel):
+    """A send of a job's instances, de-identified, to the research destination."""
+
+    model_config = ConfigDict(frozen=True)
+    id: str
+    job: str
+    profile: str
+    destination: str
+    who: str
+    state: ExportState
+    created: float
+    finished: float | None
+    error: str | None
+    """Why it failed, or (sending) why the last try did not store it."""
+    result: ExportResult | None
+    deliveries: tuple[DeliveryResult, ...] = ()
+    attempts: int = 0
+    next_try: float | None = None
+    """When the next delivery try is due (state sending, after a failed try)."""

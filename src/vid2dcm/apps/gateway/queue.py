@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from vid2dcm.apps.gateway.chunking import encode_job_chunk
+from vid2dcm.apps.gateway.export import deliver_export, run_export
 from vid2dcm.apps.gateway.jobs import clean_up, deliver_job, execute, failure_kind
 from vid2dcm.apps.gateway.outbox import due_jobs
 from vid2dcm.apps.gateway.settings import ServiceSettings
@@ -23,9 +24,15 @@ class JobQueue:
 
     huey: Huey
     run_job: Callable[[str], object]
+    run_export: Callable[[str], object] | None = None
+    """De-identify and send an export (issue 16)."""
 
     def enqueue(self, job_id: str) -> None:
         self.run_job(job_id)
+
+    def enqueue_export(self, export_id: str) -> None:
+        assert self.run_export is not None
+        self.run_export(export_id)
 
     def run_worker(self, workers: int = 1) -> None:
         """Consume jobs until stopped (what `vid2dcm worker` runs)."""
@@ -65,12 +72,27 @@ def make_queue(settings: ServiceSettings) -> JobQueue:
     def deliver_task(job_id: str) -> None:
         deliver_job(settings, job_id, later)
 
+    # de-identified exports (issue 16): the same outbox, keyed by the export id
+    def export_later(export_id: str, delay: float) -> None:
+        deliver_export_task.schedule(args=(export_id,), delay=delay)
+
+    @huey.task(name="export")  # type: ignore[untyped-decorator]
+    def export_task(export_id: str) -> None:
+        run_export(settings, export_id, export_later)
+
+    @huey.task(name="deliver_export")  # type: ignore[untyped-decorator]
+    def deliver_export_task(export_id: str) -> None:
+        deliver_export(settings, export_id, export_later)
+
     @huey.periodic_task(crontab(minute="*"))  # type: ignore[untyped-decorator]
     def sweep_outbox() -> None:
         """The outbox is the truth: a due parcel whose scheduled try was lost (queue wiped,
         worker replaced) is tried within a minute; so is a due notice (MPPS, ORU, FHIR)."""
-        for job_id in due_jobs(open_store(settings), time.time()):
+        store = open_store(settings)
+        for job_id in due_jobs(store, time.time()):
             deliver_task(job_id)
+        for export_id in sorted(set(store.due_export_parcels(time.time()))):
+            deliver_export_task(export_id)
 
     @huey.on_startup()  # type: ignore[untyped-decorator]
     def requeue_interrupted() -> None:
@@ -78,10 +100,12 @@ def make_queue(settings: ServiceSettings) -> JobQueue:
         for job in open_store(settings).jobs(limit=1000):
             if job.status == "running":
                 run_job(job.id)
+        for export in open_store(settings).exports(state="preparing"):
+            export_task(export.id)
         sweep_outbox()
 
     @huey.periodic_task(crontab(minute="*/15"))  # type: ignore[untyped-decorator]
     def scheduled_cleanup() -> None:
         clean_up(settings)
 
-    return JobQueue(huey, run_job)
+    return JobQueue(huey, run_job, export_task)

@@ -72,6 +72,16 @@ class FhirSettings(BaseModel):
     """The PACS's DICOMweb base, written as the ImagingStudy endpoint."""
 
 
+# de-identified exports (issue 16)
+class DeidentifySettings(BaseModel):
+    """`[deidentify]`: where a reviewer's "send de-identified" export goes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    research_destination: str | None = None
+    """A name in destinations_file (DIMSE or STOW-RS) that receives de-identified copies;
+    unset: exports are ZIP downloads only."""
+
+
 class ServiceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     data_dir: Path
@@ -154,6 +164,8 @@ class ServiceSettings(BaseModel):
     """Videos shorter than this are transcoded in one piece (splitting costs a few seconds)."""
     chunk_min_s: float = Field(default=10.0, gt=0)
     """Shortest chunk (planning/chunks.py MIN_CHUNK_S)."""
+    # de-identified exports (issue 16)
+    deidentify: DeidentifySettings | None = None
 
     @property
     def uploads(self) -> Path:
@@ -198,7 +210,8 @@ def load_settings(data_dir: Path | None = None, **overrides: object) -> ServiceS
         try:
             document = tomllib.loads(config.read_text(encoding="utf-8"))
             values = dict(document.get("service", {}))
-            values.update({k: document[k] for k in ("hl7", "fhir", "routing") if k in document})
+            values.update({k: document[k] for k in ("hl7", "fhir", "routing", "deidentify")
+                           if k in document})
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{config} is not valid TOML: {exc}") from exc
     if "queue_url" not in values and os.environ.get(QUEUE_ENV):

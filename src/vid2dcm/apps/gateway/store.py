@@ -20,6 +20,8 @@ from pathlib import Path
 from vid2dcm.apps.gateway.models import (
     AuditEntry,
     DeliveryResult,
+    ExportResult,
+    ExportState,
     FailureKind,
     JobRequest,
     JobResult,
@@ -57,6 +59,10 @@ CREATE TABLE IF NOT EXISTS sign_ons (
     state TEXT PRIMARY KEY, nonce TEXT NOT NULL, verifier TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS login_failures (at REAL NOT NULL, user TEXT NOT NULL,
     client TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS exports (
+    id TEXT PRIMARY KEY, job TEXT NOT NULL, profile TEXT NOT NULL, destination TEXT NOT NULL,
+    who TEXT NOT NULL, state TEXT NOT NULL, created REAL NOT NULL, finished REAL, error TEXT,
+    result TEXT);
 """
 ADDED_COLUMNS = {"uploads": ("owner TEXT NOT NULL DEFAULT ''",),
                  "audit": ("role TEXT NOT NULL DEFAULT ''", "client TEXT NOT NULL DEFAULT ''"),
@@ -110,6 +116,23 @@ class Parcel:
     next_try: float
     error: str | None
     receipts: tuple[DeliveryResult, ...]
+
+
+@dataclass(frozen=True)
+class Export:
+    """A de-identified copy of a job's instances on its way to the research destination; its
+    delivery is a parcel in the same outbox as a job's (keyed by the export id)."""
+
+    id: str
+    job: str
+    profile: str
+    destination: str
+    who: str
+    state: ExportState
+    created: float
+    finished: float | None
+    error: str | None
+    result: ExportResult | None
 
 
 @dataclass(frozen=True)
@@ -348,6 +371,57 @@ class Store:
                               ("failed" if error else "done", result.model_dump_json(), error,
                                kind, time.time(), job_id)).rowcount == 1
 
+    # -- de-identified exports (issue 16) ------------------------------------------------------
+
+    def add_export(self, job_id: str, profile: str, destination: str, who: str) -> str:
+        export_id = uuid.uuid4().hex
+        with self._db() as db:
+            db.execute("INSERT INTO exports VALUES (?, ?, ?, ?, ?, 'preparing', ?, NULL, NULL, "
+                       "NULL)", (export_id, job_id, profile, destination, who, time.time()))
+        return export_id
+
+    def export(self, export_id: str) -> Export | None:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM exports WHERE id=?", (export_id,)).fetchone()
+        return _export(row) if row else None
+
+    def exports(self, job_id: str | None = None, state: str | None = None) -> list[Export]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM exports WHERE (? IS NULL OR job=?) AND "
+                              "(? IS NULL OR state=?) ORDER BY created",
+                              (job_id, job_id, state, state)).fetchall()
+        return [_export(r) for r in rows]
+
+    def export_prepared(self, export_id: str, result: ExportResult) -> bool:
+        """De-identified: the copy waits in the outbox for its destination. False if the
+        export is no longer being prepared."""
+        now = time.time()
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")  # the state and its parcel together, or neither
+            row = db.execute("UPDATE exports SET state='sending', result=? WHERE id=? AND "
+                             "state='preparing' RETURNING destination",
+                             (result.model_dump_json(), export_id)).fetchone()
+            if row is not None:
+                db.execute("INSERT OR IGNORE INTO outbox VALUES (?, ?, 'waiting', 0, ?, ?, "
+                           "NULL, NULL)", (export_id, row["destination"], now, now))
+            db.execute("COMMIT")
+        return row is not None
+
+    def export_finished(self, export_id: str, error: str | None) -> bool:
+        """Sent (error None) or failed; only once."""
+        with self._db() as db:
+            return db.execute("UPDATE exports SET state=?, error=?, finished=? WHERE id=? AND "
+                              "state IN ('preparing', 'sending')",
+                              ("failed" if error else "sent", error, time.time(),
+                               export_id)).rowcount == 1
+
+    def due_export_parcels(self, now: float) -> list[str]:
+        with self._db() as db:
+            rows = db.execute("SELECT o.job FROM outbox o JOIN exports e ON e.id = o.job "
+                              "WHERE e.state='sending' AND o.state='waiting' AND "
+                              "o.next_try <= ?", (now,)).fetchall()
+        return [r["job"] for r in rows]
+
     def set_status(self, job_id: str, status: JobState, allowed_from: tuple[str, ...]) -> bool:
         marks = ",".join("?" * len(allowed_from))
         with self._db() as db:
@@ -516,6 +590,12 @@ class Store:
                    JobResult.model_validate_json(row["result"]) if row["result"] else None,
                    row["error"], row["failure_kind"], row["created"], row["started"],
                    row["finished"], row["attempts"], row["owner"], row["ward"])
+
+
+def _export(row: sqlite3.Row) -> Export:
+    return Export(row["id"], row["job"], row["profile"], row["destination"], row["who"],
+                  row["state"], row["created"], row["finished"], row["error"],
+                  ExportResult.model_validate_json(row["result"]) if row["result"] else None)
 
 
 def _parcel(row: sqlite3.Row) -> Parcel:

@@ -19,6 +19,7 @@ from starlette.background import BackgroundTask
 from vid2dcm.apps.gateway.deps import (
     Admin,
     AuditDep,
+    Exporter,
     QueueDep,
     Reader,
     Reviewer,
@@ -27,10 +28,17 @@ from vid2dcm.apps.gateway.deps import (
     Uploader,
     visible_job,
 )
-from vid2dcm.apps.gateway.export import export_job
+from vid2dcm.apps.gateway.export import (
+    checked_profile,
+    export_job,
+    finished_job,
+    receipts_of,
+    research_destination,
+)
 from vid2dcm.apps.gateway.jobs import order_fields
 from vid2dcm.apps.gateway.models import (
     Created,
+    ExportView,
     JobRequest,
     JobView,
     Notification,
@@ -38,7 +46,7 @@ from vid2dcm.apps.gateway.models import (
     StatusAnswer,
 )
 from vid2dcm.apps.gateway.settings import ServiceSettings
-from vid2dcm.apps.gateway.store import Job, Parcel
+from vid2dcm.apps.gateway.store import Export, Job, Parcel, Store
 from vid2dcm.core.errors import UsageError, Vid2DcmError
 from vid2dcm.core.metadata import Metadata
 from vid2dcm.reading.reader import VideoObject, open_video_object
@@ -259,16 +267,57 @@ def download(job_id: str, index: int, who: Reader, store: StoreDep, settings: Se
 
 
 @router.post("/jobs/{job_id}/export")
-def export(job_id: str, who: Admin, store: StoreDep, settings: Settings, audit: AuditDep,
+def export(job_id: str, who: Exporter, store: StoreDep, settings: Settings, audit: AuditDep,
            profile: str = "basic") -> FileResponse:
     """The job's instances de-identified (PS3.15 Annex E, vid2dcm deidentify) as a ZIP of
-    DICOM files and their JSON reports."""
+    DICOM files and their JSON reports (reviewers and admins)."""
     job = visible_job(store, who, job_id)
     archive, folder = export_job(settings, store, job.id, profile)
     audit(f"export de-identified ({profile})", job=job.id)
     return FileResponse(archive, media_type="application/zip",
                         filename=f"deidentified-{job.id}.zip",
                         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
+
+
+@router.post("/jobs/{job_id}/export/send", status_code=202, response_model=ExportView)
+def export_send(job_id: str, who: Exporter, store: StoreDep, settings: Settings,
+                queue: QueueDep, audit: AuditDep, profile: str = "basic") -> ExportView:
+    """Send the job's instances, de-identified, to the research destination of the settings
+    ([deidentify] research_destination) by the normal delivery path (outbox, retries). The
+    worker de-identifies and sends; GET /exports/{id} tells how it went."""
+    job = finished_job(store, visible_job(store, who, job_id).id)
+    destination = research_destination(settings)
+    export_id = store.add_export(job.id, checked_profile(profile), destination, who.name)
+    audit(f"export de-identified ({profile}) to {destination}", job=job.id)
+    queue.enqueue_export(export_id)
+    return export_view(store, export_id)
+
+
+@router.get("/jobs/{job_id}/exports", response_model=list[ExportView])
+def job_exports(job_id: str, who: Exporter, store: StoreDep) -> list[ExportView]:
+    """The research exports of a job, oldest first (no patient data: pseudonymous UIDs)."""
+    job = visible_job(store, who, job_id)
+    return [export_view(store, e.id, e) for e in store.exports(job.id)]
+
+
+@router.get("/exports/{export_id}", response_model=ExportView)
+def get_export(export_id: str, _who: Reviewer, store: StoreDep) -> ExportView:
+    if not re.fullmatch(r"[0-9a-f]{32}", export_id):
+        raise HTTPException(400, "malformed export id")
+    return export_view(store, export_id)
+
+
+def export_view(store: Store, export_id: str, export: Export | None = None) -> ExportView:
+    export = export or store.export(export_id)
+    if export is None:
+        raise HTTPException(404, "no such export")
+    receipts, attempts, next_try, problem = receipts_of(store, export.id)
+    return ExportView(id=export.id, job=export.job, profile=export.profile,
+                      destination=export.destination, who=export.who, state=export.state,
+                      created=export.created, finished=export.finished,
+                      error=export.error or problem,
+                      result=export.result, deliveries=receipts, attempts=attempts,
+                      next_try=next_try)
 
 
 @router.get("/jobs/{job_id}/files/{index}/video")

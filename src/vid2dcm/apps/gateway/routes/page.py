@@ -10,10 +10,12 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "docs.js": "text/javascript",
-          "recording.js": "text/javascript",
+          "recording.js": "text/javascript", "common.js": "text/javascript",
           # capture page (record on a phone)
           "capture.js": "text/javascript", "capture.css": "text/css",
-          "icon.svg": "image/svg+xml", "icon-192.png": "image/png"}
+          "icon.svg": "image/svg+xml", "icon-192.png": "image/png",
+          # wristband barcodes where the browser has no BarcodeDetector (Apache-2.0)
+          "zxing.min.js": "text/javascript", "zxing-LICENSE.txt": "text/plain"}
 
 router = APIRouter(include_in_schema=False)
 

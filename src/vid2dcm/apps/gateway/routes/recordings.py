@@ -13,9 +13,18 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from vid2dcm.apps.gateway.auth import Principal
-from vid2dcm.apps.gateway.deps import AuditDep, QueueDep, Reader, Settings, StoreDep, Uploader
+from vid2dcm.apps.gateway.deps import (
+    Audit,
+    AuditDep,
+    QueueDep,
+    Reader,
+    Settings,
+    StoreDep,
+    Uploader,
+)
 from vid2dcm.apps.gateway.jobs import from_worklist
 from vid2dcm.apps.gateway.models import Created, JobRequest, StatusAnswer
+from vid2dcm.apps.gateway.queue import JobQueue
 from vid2dcm.apps.gateway.recordings import (
     LiveRecording,
     Recordings,
@@ -83,6 +92,8 @@ class SourceView(BaseModel):
     reconnects: int
     snapshots: int
     last_error: str | None
+    bitstream: str | None = None
+    """A WebRTC source: the received bitstream kept as sent, or re-encoded and why."""
 
 
 class RecordingView(BaseModel):
@@ -121,7 +132,8 @@ def view(r: LiveRecording) -> RecordingView:
     s = r.state
     sources = tuple(SourceView(name=x.source, status=x.status, bytes=x.bytes, frames=x.frames,
                                duration_s=round(x.duration_s, 3), reconnects=x.reconnects,
-                               snapshots=x.snapshots, last_error=x.last_error)
+                               snapshots=x.snapshots, last_error=x.last_error,
+                               bitstream=x.bitstream)
                     for x in s.sources)
     return RecordingView(
         id=r.id, owner=r.owner, state=r.status, started=r.started,
@@ -223,16 +235,25 @@ def stop(recording_id: str, request: Request, who: Uploader, settings: Settings,
     """Stop the sources, close the MPPS step, and hand the recording to the worker as a job
     (like an upload): it is converted, then delivered or held by the same rules."""
     recording = visible(request, who, recording_id)
+    if not finish(recording, settings, store, queue, audit,
+                  body.discontinued if body else None):
+        raise HTTPException(409, "the recording was already stopped")
+    return StatusAnswer(status="stopped")
+
+
+def finish(recording: LiveRecording, settings: ServiceSettings, store: Store, queue: JobQueue,
+           audit: Audit, discontinued: str | None = None, reason: str = "stopped") -> bool:
+    """Stop the sources, close the MPPS step and queue the job; False when another stop got
+    there first. Also what the gateway does itself when a WebRTC sender goes away."""
     with recording.lock:
         if recording.status != "recording":
-            raise HTTPException(409, "the recording was already stopped")
+            return False
         recording.status = "stopping"
-    recording.session.stop()
+    recording.session.stop(reason)
     own_stop = recording.session.manifest.stop_reason not in (None, "stopped")
     nothing = recording.state.frames == 0  # no source ever sent a picture
-    reason = (body.discontinued if body else None) or (
-        "equipment" if own_stop or nothing else None)
-    finish_mpps(recording, reason)
+    mpps_reason = discontinued or ("equipment" if own_stop or nothing else None)
+    finish_mpps(recording, mpps_reason)
     recording.job_id = to_job(settings, store, recording)
     recording.status = "stopped"
     audit("stop recording", job=recording.job_id, upload=recording.id,
@@ -240,7 +261,7 @@ def stop(recording_id: str, request: Request, who: Uploader, settings: Settings,
     audit("create job", job=recording.job_id, upload=recording.id,
           study=recording.session.study_uid)
     queue.enqueue(recording.job_id)
-    return StatusAnswer(status="stopped")
+    return True
 
 
 def to_job(settings: ServiceSettings, store: Store, recording: LiveRecording) -> str:

@@ -3,183 +3,16 @@
 // No inline script (the Content-Security-Policy forbids it); the DOM is built with
 // textContent only, never from HTML strings. The session is an HttpOnly cookie.
 
-const $ = (id) => document.getElementById(id);
+// Sign-in and the patient step come from common.js (loaded first); this page adds the
+// uploads and the job list.
 const CHUNK = 8 * 1024 * 1024;
-let me = null;            // {name, role}
-let orders = [];          // today's worklist
-let chosen = null;        // the worklist order picked, or null
-let patient = null;       // the confirmed patient: {label, body fields}
 const mine = new Map();   // job id -> {patient, file, procedure} for jobs made on this page
 let timer = null;
 
-class ApiError extends Error {}
-
-async function api(path, options = {}) {
-  let response;
-  try {
-    response = await fetch(path, {credentials: "same-origin", ...options});
-  } catch (e) {
-    throw new ApiError("The gateway did not answer. Check the network, then try again.");
-  }
-  if (response.status === 401 && me && !path.startsWith("/auth/")) signedOut();
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
-    throw new ApiError(String(detail));
-  }
-  return response;
-}
-
-function postJson(path, body) {
-  return api(path, {method: "POST", headers: {"Content-Type": "application/json"},
-                    body: JSON.stringify(body)});
-}
-
-// ---- people ------------------------------------------------------------------------------
-
-async function signIn(event) {
-  event.preventDefault();
-  $("signin-error").textContent = "";
-  try {
-    me = await (await postJson("/auth/login", {username: $("username").value.trim(),
-                                               password: $("password").value})).json();
-    $("password").value = "";
-    start();
-  } catch (e) { $("signin-error").textContent = e.message; }
-}
-
-function start() {
-  $("signin").hidden = true; $("app").hidden = false; $("who").hidden = false;
-  $("who-name").textContent = `${me.name} (${me.role})`;
-  loadWorklist(); refreshJobs();
-  timer = setInterval(refreshJobs, 3000);
-}
-
-function signedOut() {
-  me = null; clearInterval(timer);
-  $("app").hidden = true; $("who").hidden = true; $("signin").hidden = false;
-  $("signin-error").textContent = "Your session has ended. Sign in again.";
-}
-
-async function signOut() {
-  try { await api("/auth/logout", {method: "POST"}); } catch (e) { /* gone already */ }
-  signedOut();
-  $("signin-error").textContent = "";
-}
-
-// ---- patient -----------------------------------------------------------------------------
-
-function personName(value) {
-  // DICOM PN "FAMILY^GIVEN^MIDDLE^PREFIX^SUFFIX" -> "FAMILY, GIVEN MIDDLE"
-  const [family = "", given = "", middle = ""] = String(value || "").split("=")[0].split("^");
-  const rest = [given, middle].filter(Boolean).join(" ");
-  return rest ? `${family}, ${rest}` : family || "(no name)";
-}
-
-function day(value) {
-  const v = String(value || "");
-  return /^\d{8}$/.test(v) ? `${v.slice(0, 4)}-${v.slice(4, 6)}-${v.slice(6)}` : v || "—";
-}
-
-function clock(value) {
-  const v = String(value || "");
-  return /^\d{4}/.test(v) ? `${v.slice(0, 2)}:${v.slice(2, 4)}` : "";
-}
-
-async function loadWorklist() {
-  try {
-    orders = await (await api("/worklist?date=today")).json();
-  } catch (e) { orders = []; }
-  const list = $("worklist");
-  list.replaceChildren();
-  $("worklist-empty").hidden = orders.length > 0;
-  for (const order of orders) {
-    const item = document.createElement("li");
-    const button = document.createElement("button");
-    button.type = "button"; button.className = "order";
-    button.dataset.accession = order.accession_number;
-    button.setAttribute("aria-pressed", "false");
-    const name = document.createElement("span");
-    name.className = "name"; name.textContent = personName(order.patient_name);
-    const line = document.createElement("span");
-    line.textContent = ` · ID ${order.patient_id} · born ${day(order.patient_birth_date)}`;
-    const what = document.createElement("span");
-    what.className = "hint";
-    what.textContent = ` · ${clock(order.scheduled_time)} ${order.requested_procedure_description
-      || order.modality} · accession ${order.accession_number}`;
-    button.append(name, line, what);
-    item.append(button);
-    list.append(item);
-  }
-}
-
-function typedFields() {
-  const family = $("family").value.trim(), given = $("given").value.trim();
-  return {patient_id: $("patient-id").value.trim(),
-          patient_name: given ? `${family}^${given}` : family,
-          birth: $("birth").value};
-}
-
-function choose(accession) {
-  chosen = orders.find((o) => o.accession_number === accession) || null;
-  for (const b of document.querySelectorAll(".order")) {
-    b.setAttribute("aria-pressed", String(b.dataset.accession === accession));
-  }
-  for (const id of ["family", "given", "patient-id", "birth"]) $(id).value = "";
-  $("unknown").checked = false;
-  showCard();
-}
-
-function typed() {
-  if (chosen) {
-    chosen = null;
-    for (const b of document.querySelectorAll(".order")) b.setAttribute("aria-pressed", "false");
-  }
-  showCard();
-}
-
-function showCard() {
-  $("patient-error").textContent = "";
-  const t = typedFields();
-  let card = null;
-  if (chosen) {
-    card = {name: personName(chosen.patient_name), id: chosen.patient_id,
-            birth: day(chosen.patient_birth_date), accession: chosen.accession_number,
-            procedure: chosen.requested_procedure_description || chosen.modality,
-            body: {accession: chosen.accession_number}};
-  } else if ($("unknown").checked) {
-    card = {name: "Patient not known yet", id: "—", birth: "—", accession: "—",
-            procedure: "—", body: {unidentified: true}};
-  } else if (t.patient_id && t.patient_name) {
-    const metadata = {patient_id: t.patient_id, patient_name: t.patient_name};
-    if (t.birth) metadata.patient_birth_date = t.birth;
-    card = {name: personName(t.patient_name), id: t.patient_id, birth: t.birth || "—",
-            accession: "—", procedure: "—", body: {metadata}};
-  }
-  $("patient-card").hidden = !card;
-  $("confirm").disabled = !card;
-  if (card) {
-    $("card-name").textContent = card.name; $("card-id").textContent = card.id;
-    $("card-birth").textContent = card.birth; $("card-accession").textContent = card.accession;
-    $("card-procedure").textContent = card.procedure;
-  }
-  showCard.current = card;
-}
-
-function confirmPatient() {
-  if (!showCard.current) return;
-  patient = showCard.current;
-  $("choose").hidden = true; $("confirm").hidden = true; $("change").hidden = false;
-  $("step-videos").hidden = false;
-  $("files").focus();
-}
-
-function changePatient() {
-  patient = null;
-  $("choose").hidden = false; $("confirm").hidden = false; $("change").hidden = true;
-  $("step-videos").hidden = true;
-  choose(null);
-}
+page.started = () => { refreshJobs(); timer = setInterval(refreshJobs, 3000); };
+page.ended = () => { clearInterval(timer); };
+page.confirmed = () => { $("step-videos").hidden = false; $("files").focus(); };
+page.changed = () => { $("step-videos").hidden = true; };
 
 // ---- uploads (tus 1.0: a dropped connection resumes where the server got to) -------------
 
@@ -357,20 +190,9 @@ async function assign(event) {
 // ---- wiring ------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", async () => {
-  $("signin-form").addEventListener("submit", signIn);
-  $("signout").addEventListener("click", signOut);
-  $("worklist").addEventListener("click", (e) => {
-    const button = e.target.closest(".order");
-    if (button) choose(button.dataset.accession);
-  });
-  for (const id of ["family", "given", "patient-id", "birth"]) {
-    $(id).addEventListener("input", typed);
-  }
-  $("unknown").addEventListener("change", typed);
-  $("confirm").addEventListener("click", confirmPatient);
+  wirePeople();
   $("assign-form").addEventListener("submit", assign);
   $("assign-cancel").addEventListener("click", () => $("assign-dialog").close());
-  $("change").addEventListener("click", changePatient);
   $("files").addEventListener("change", (e) => { submit([...e.target.files]); e.target.value = ""; });
   const drop = $("drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });

@@ -4,155 +4,20 @@
 // (Upload-Defer-Length: the size is known only at stop), so a dropped connection loses
 // nothing: the page keeps the unsent bytes and resumes from the server's offset. Nothing is
 // kept in the browser after "send" (the review copy is released).
-// Sign-in and patient confirmation are a small duplication of app.js (the staff page is a
-// plain script, not a module); no inline script (CSP), the DOM is built with textContent.
+// Sign-in and the patient step come from common.js (shared with the staff page, loaded
+// first); no inline script (CSP), the DOM is built with textContent.
 
-const $ = (id) => document.getElementById(id);
-let me = null, orders = [], chosen = null, patient = null;
 let stream = null, recorder = null, upload = null, reviewUrl = null, kept = [];
 
-class ApiError extends Error {}
-
-async function api(path, options = {}) {
-  let response;
-  try {
-    response = await fetch(path, {credentials: "same-origin", ...options});
-  } catch (e) {
-    throw new ApiError("The gateway did not answer. Check the network, then try again.");
-  }
-  if (response.status === 401 && me && !path.startsWith("/auth/")) signedOut();
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
-    throw new ApiError(String(detail));
-  }
-  return response;
-}
-
-const postJson = (path, body) => api(path, {method: "POST",
-  headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+page.ended = () => { scanStop(); forget(); };
+page.confirmed = () => { scanStop(); $("step-record").hidden = false; cameraOn(); };
+page.changing = () => !recorder && !live;  // never switch patient under a running recording
+page.changed = () => { $("step-record").hidden = true; cameraOff(); };
 
 function setState(state, text) {
   const el = $("capture-state");
   el.dataset.state = state;
   el.textContent = text;
-}
-
-// ---- people ------------------------------------------------------------------------------
-
-async function signIn(event) {
-  event.preventDefault();
-  $("signin-error").textContent = "";
-  try {
-    me = await (await postJson("/auth/login", {username: $("username").value.trim(),
-                                               password: $("password").value})).json();
-    $("password").value = "";
-    start();
-  } catch (e) { $("signin-error").textContent = e.message; }
-}
-
-function start() {
-  $("signin").hidden = true; $("app").hidden = false; $("who").hidden = false;
-  $("who-name").textContent = `${me.name} (${me.role})`;
-  loadWorklist();
-}
-
-function signedOut() {
-  me = null;
-  forget();
-  $("app").hidden = true; $("who").hidden = true; $("signin").hidden = false;
-  $("signin-error").textContent = "Your session has ended. Sign in again.";
-}
-
-async function signOut() {
-  try { await api("/auth/logout", {method: "POST"}); } catch (e) { /* gone already */ }
-  signedOut();
-  $("signin-error").textContent = "";
-}
-
-// ---- patient (as on the staff page) ------------------------------------------------------
-
-function personName(value) {
-  const [family = "", given = "", middle = ""] = String(value || "").split("=")[0].split("^");
-  const rest = [given, middle].filter(Boolean).join(" ");
-  return rest ? `${family}, ${rest}` : family || "(no name)";
-}
-
-function day(value) {
-  const v = String(value || "");
-  return /^\d{8}$/.test(v) ? `${v.slice(0, 4)}-${v.slice(4, 6)}-${v.slice(6)}` : v || "—";
-}
-
-async function loadWorklist() {
-  try { orders = await (await api("/worklist?date=today")).json(); } catch (e) { orders = []; }
-  const list = $("worklist");
-  list.replaceChildren();
-  $("worklist-empty").hidden = orders.length > 0;
-  for (const order of orders) {
-    const item = document.createElement("li");
-    const button = document.createElement("button");
-    button.type = "button"; button.className = "order";
-    button.dataset.accession = order.accession_number;
-    button.setAttribute("aria-pressed", "false");
-    const name = document.createElement("span");
-    name.className = "name"; name.textContent = personName(order.patient_name);
-    const line = document.createElement("span");
-    line.textContent = ` · ID ${order.patient_id} · born ${day(order.patient_birth_date)}`;
-    const what = document.createElement("span");
-    what.className = "hint";
-    what.textContent = ` · ${order.requested_procedure_description || order.modality}` +
-      ` · accession ${order.accession_number}`;
-    button.append(name, line, what);
-    item.append(button);
-    list.append(item);
-  }
-}
-
-function choose(accession) {
-  chosen = orders.find((o) => o.accession_number === accession) || null;
-  for (const b of document.querySelectorAll(".order")) {
-    b.setAttribute("aria-pressed", String(b.dataset.accession === accession));
-  }
-  if (chosen) $("unknown").checked = false;
-  showCard();
-}
-
-function showCard() {
-  let card = null;
-  if (chosen) {
-    card = {name: personName(chosen.patient_name), id: chosen.patient_id,
-            birth: day(chosen.patient_birth_date), accession: chosen.accession_number,
-            procedure: chosen.requested_procedure_description || chosen.modality,
-            body: {accession: chosen.accession_number}};
-  } else if ($("unknown").checked) {
-    card = {name: "Patient not known yet", id: "—", birth: "—", accession: "—",
-            procedure: "—", body: {unidentified: true}};
-  }
-  $("patient-card").hidden = !card;
-  $("confirm").disabled = !card;
-  if (card) {
-    $("card-name").textContent = card.name; $("card-id").textContent = card.id;
-    $("card-birth").textContent = card.birth; $("card-accession").textContent = card.accession;
-    $("card-procedure").textContent = card.procedure;
-  }
-  showCard.current = card;
-}
-
-function confirmPatient() {
-  if (!showCard.current) return;
-  patient = showCard.current;
-  $("choose").hidden = true; $("confirm").hidden = true; $("change").hidden = false;
-  $("step-record").hidden = false;
-  cameraOn();
-}
-
-function changePatient() {
-  if (recorder) return;  // never switch patient under a running recording
-  patient = null;
-  $("choose").hidden = false; $("confirm").hidden = false; $("change").hidden = true;
-  $("step-record").hidden = true;
-  cameraOff();
-  choose(null);
 }
 
 // ---- camera ------------------------------------------------------------------------------
@@ -300,7 +165,7 @@ function chooseType() {
 }
 
 async function record() {
-  $("capture-error").textContent = "";
+  $("capture-error").textContent = ""; $("capture-next").hidden = true;
   if (!stream || !patient) return;
   const type = chooseType();
   try {
@@ -410,7 +275,16 @@ async function follow(jobId) {
     const el = $("capture-state");
     el.dataset.job = jobId;
     if (job.status === "done") { setState("stored", job.state_text); break; }
-    if (["failed", "held"].includes(job.status)) { setState(job.status, job.state_text); break; }
+    if (job.status === "held") {
+      // converted and kept on the gateway, not sent: a reviewer must confirm the patient
+      setState("held", "Held: converted, not yet sent to the PACS");
+      $("capture-next").textContent = "Nothing more to do on this phone. A reviewer assigns " +
+        "the patient on the staff page (Videos sent, then Assign patient); the video goes " +
+        "to the PACS then.";
+      $("capture-next").hidden = false;
+      break;
+    }
+    if (job.status === "failed") { setState(job.status, job.state_text); break; }
     setState("sent", job.state_text);
     await new Promise((r) => setTimeout(r, 1000));
   }
@@ -423,10 +297,16 @@ async function follow(jobId) {
 let live = null;  // {pc, id, timer, last}
 
 async function liveStart() {
-  $("capture-error").textContent = "";
+  // the stream is a recording on the gateway (listed with the network cameras' recordings):
+  // the confirmed patient goes with the offer, so the procedure step is IN PROGRESS while
+  // it streams; H.264 is offered first (a stream the gateway can store as sent is kept)
+  $("capture-error").textContent = ""; $("capture-next").hidden = true;
   if (!stream || !patient || live || recorder) return;
   const pc = new RTCPeerConnection({iceServers: []});
-  for (const track of stream.getVideoTracks()) pc.addTrack(track, stream);
+  for (const track of stream.getVideoTracks()) {
+    const transceiver = pc.addTransceiver(track, {direction: "sendonly", streams: [stream]});
+    preferH264(transceiver);
+  }
   await pc.setLocalDescription(await pc.createOffer());
   await new Promise((resolve) => {  // no trickle: the offer carries every candidate
     if (pc.iceGatheringState === "complete") return resolve();
@@ -436,11 +316,13 @@ async function liveStart() {
   });
   let answer;
   try {
-    answer = await (await postJson("/webrtc/offer", {sdp: pc.localDescription.sdp,
-                                                     type: "offer"})).json();
+    answer = await (await postJson("/webrtc/offer", {
+      sdp: pc.localDescription.sdp, type: "offer", sop: $("procedure").value,
+      ...patient.body})).json();
   } catch (e) { pc.close(); $("capture-error").textContent = e.message; return; }
   await pc.setRemoteDescription({type: answer.type, sdp: answer.sdp});
   live = {pc, id: answer.id, timer: setInterval(liveStats, 1000), last: null};
+  $("capture-state").dataset.recording = answer.id;
   pc.addEventListener("connectionstatechange", () => {
     if (pc.connectionState === "connected") setState("live", "Streaming live to the gateway");
     if (pc.connectionState === "failed") setState("offline", "Live stream lost");
@@ -451,12 +333,23 @@ async function liveStart() {
   $("change").disabled = true;
 }
 
+function preferH264(transceiver) {
+  const caps = window.RTCRtpSender && RTCRtpSender.getCapabilities &&
+               RTCRtpSender.getCapabilities("video");
+  if (!caps || !transceiver.setCodecPreferences) return;
+  const rank = (c) => (c.mimeType.toLowerCase() === "video/h264" ? 0 : 1);
+  try {
+    transceiver.setCodecPreferences([...caps.codecs].sort((a, b) => rank(a) - rank(b)));
+  } catch (e) { /* the browser's own order then */ }
+}
+
 async function liveStats() {
   if (!live) return;
   const report = await live.pc.getStats();
-  let bytes = 0, rtt = null, at = performance.now();
+  if (!live) return;  // stopped meanwhile
+  let bytes = 0, rtt = null, at = performance.now(), codecId = null;
   report.forEach((s) => {
-    if (s.type === "outbound-rtp" && s.kind === "video") bytes = s.bytesSent;
+    if (s.type === "outbound-rtp" && s.kind === "video") { bytes = s.bytesSent; codecId = s.codecId; }
     if (s.type === "remote-inbound-rtp" && s.kind === "video" && s.roundTripTime !== undefined) {
       rtt = s.roundTripTime;
     }
@@ -464,6 +357,8 @@ async function liveStats() {
         rtt === null) rtt = s.currentRoundTripTime;
   });
   const el = $("live-stats");
+  const codec = codecId && report.get(codecId);
+  if (codec) el.dataset.codec = `${codec.mimeType} ${codec.sdpFmtpLine || ""}`.trim();
   if (live.last) {
     const kbit = Math.round((bytes - live.last.bytes) * 8 / (at - live.last.at));
     el.dataset.kbps = String(kbit);
@@ -474,6 +369,14 @@ async function liveStats() {
     el.textContent += ` · latency ≈ ${Math.round(rtt * 500)} ms`;
   }
   live.last = {bytes, at};
+  try {  // what the gateway has recorded so far (its recording, as the recordings list shows)
+    const rec = await (await api(`/recordings/${live.id}`)).json();
+    if (!live) return;
+    const source = rec.sources[0] || {};
+    el.dataset.gatewayFrames = String(rec.frames);
+    el.textContent += ` · on the gateway: ${rec.frames} frames, ${rec.duration_s.toFixed(0)} s` +
+      (source.bitstream ? ` (${source.bitstream.split(" (")[0]})` : "");
+  } catch (e) { /* the next tick tries again */ }
 }
 
 async function liveStop() {
@@ -482,15 +385,18 @@ async function liveStop() {
   clearInterval(timer);
   live = null;
   try {
-    const body = {sop: $("procedure").value, ...patient.body};
-    const job = await (await postJson(`/webrtc/${id}/stop`, body)).json();
+    let refused = null;
+    try { await postJson(`/recordings/${id}/stop`, {}); } catch (e) { refused = e; }
     pc.close();
+    // the gateway may have stopped it already (the connection was lost): follow its job
+    const recording = await (await api(`/recordings/${id}`)).json();
+    if (!recording.job_id) throw refused || new ApiError("the recording made no job");
     cameraOff();
     $("live-stop").hidden = true; $("live-start").hidden = false; $("start").hidden = false;
     $("camera-on").hidden = false; $("fallback").hidden = false;
     $("change").disabled = false;
     setState("sent", "Sent: converting");
-    follow(job.id);
+    follow(recording.job_id);
   } catch (e) { pc.close(); $("capture-error").textContent = e.message; setState("error", "Live stream failed"); }
 }
 
@@ -498,7 +404,7 @@ async function liveStop() {
 
 async function sendFile(file) {
   if (!file || !patient) return;
-  $("capture-error").textContent = "";
+  $("capture-error").textContent = ""; $("capture-next").hidden = true;
   setState("uploading", "Uploading");
   try {
     upload = await LiveUpload.create(file.type || "video/mp4");
@@ -508,18 +414,104 @@ async function sendFile(file) {
   } catch (e) { $("capture-error").textContent = e.message; setState("error", "Upload failed"); }
 }
 
+// ---- wristband scan: fills the patient search, never picks the patient -------------------
+
+let scanning = null;  // {stream, timer}
+
+async function scanStart() {
+  if (scanning || !navigator.mediaDevices) return;
+  $("scan-state").textContent = "Hold the wristband barcode in front of the camera";
+  let s;
+  try {
+    s = await navigator.mediaDevices.getUserMedia({video: {facingMode: {ideal: "environment"}}});
+  } catch (e) {
+    $("scan-state").textContent = "No camera for scanning: type the patient ID instead.";
+    return;
+  }
+  scanning = {stream: s, timer: null};
+  $("scan-video").srcObject = s;
+  $("scanner").hidden = false;
+  let read;
+  try { read = await barcodeReader(); } catch (e) {
+    scanStop();
+    $("scan-state").textContent = "This browser cannot read barcodes: type the patient ID.";
+    return;
+  }
+  const tick = async () => {
+    if (!scanning) return;
+    let value = null;
+    try { value = await read($("scan-video")); } catch (e) { /* nothing readable yet */ }
+    if (value) {
+      scanStop();
+      $("patient-search").value = value.trim();
+      search();
+      $("scan-state").textContent = "Scanned: pick the patient below and confirm.";
+      return;
+    }
+    scanning.timer = setTimeout(tick, 250);
+  };
+  tick();
+}
+
+function scanStop() {
+  if (!scanning) return;
+  clearTimeout(scanning.timer);
+  for (const track of scanning.stream.getTracks()) track.stop();
+  scanning = null;
+  $("scan-video").srcObject = null;
+  $("scanner").hidden = true;
+}
+
+const WRISTBAND_FORMATS = ["code_128", "code_39", "qr_code", "data_matrix", "pdf417"];
+
+async function barcodeReader() {
+  // the browser's own BarcodeDetector where it has one (Android, macOS, ChromeOS), else
+  // ZXing (bundled, Apache-2.0), loaded only when needed
+  if ("BarcodeDetector" in window) {
+    const supported = await BarcodeDetector.getSupportedFormats();
+    const formats = WRISTBAND_FORMATS.filter((f) => supported.includes(f));
+    if (formats.length) {
+      const detector = new BarcodeDetector({formats});
+      return async (video) => {
+        const found = await detector.detect(video);
+        return found.length ? found[0].rawValue : null;
+      };
+    }
+  }
+  if (!window.ZXing) {
+    await new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = "/static/zxing.min.js";
+      script.onload = resolve; script.onerror = reject;
+      document.head.append(script);
+    });
+  }
+  const Z = window.ZXing;
+  const hints = new Map();
+  hints.set(Z.DecodeHintType.POSSIBLE_FORMATS, [Z.BarcodeFormat.CODE_128, Z.BarcodeFormat.CODE_39,
+    Z.BarcodeFormat.QR_CODE, Z.BarcodeFormat.DATA_MATRIX, Z.BarcodeFormat.PDF_417]);
+  hints.set(Z.DecodeHintType.TRY_HARDER, true);
+  const reader = new Z.MultiFormatReader();
+  reader.setHints(hints);
+  const canvas = document.createElement("canvas");
+  return async (video) => {
+    if (!video.videoWidth) return null;
+    canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+    canvas.getContext("2d", {willReadFrequently: true}).drawImage(video, 0, 0);
+    const bitmap = new Z.BinaryBitmap(new Z.HybridBinarizer(
+      new Z.HTMLCanvasElementLuminanceSource(canvas)));
+    try { return reader.decode(bitmap).getText(); } catch (e) { return null; }
+  };
+}
+
 // ---- wiring ------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", async () => {
-  $("signin-form").addEventListener("submit", signIn);
-  $("signout").addEventListener("click", signOut);
-  $("worklist").addEventListener("click", (e) => {
-    const button = e.target.closest(".order");
-    if (button) choose(button.dataset.accession);
+  wirePeople();
+  $("scan").addEventListener("click", scanStart);
+  $("scan-stop").addEventListener("click", () => {
+    scanStop(); $("scan-state").textContent = "";
   });
-  $("unknown").addEventListener("change", () => { chosen = null; choose(null); });
-  $("confirm").addEventListener("click", confirmPatient);
-  $("change").addEventListener("click", changePatient);
   $("camera-on").addEventListener("click", cameraOn);
   $("start").addEventListener("click", record);
   $("pause").addEventListener("click", pauseResume);
@@ -532,8 +524,5 @@ document.addEventListener("DOMContentLoaded", async () => {
     const file = e.target.files[0]; e.target.value = ""; sendFile(file);
   });
   window.addEventListener("pagehide", forget);
-  try {
-    me = await (await api("/auth/me")).json();
-    start();
-  } catch (e) { me = null; }
+  await resumeSession();
 });

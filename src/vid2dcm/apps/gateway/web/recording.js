@@ -1,7 +1,8 @@
 "use strict";
 // Live recording on the staff page (issue 13): start for the confirmed patient, take stills,
 // stop (the recording becomes a job in "Videos sent"), and a live status line. Loaded after
-// app.js (classic scripts share its globals: $, api, postJson, patient, refreshJobs). The
+// app.js (classic scripts share its and common.js's globals: $, api, postJson, patient, page,
+// refreshJobs). It also lists every recording the user may see, phones' live streams too. The
 // sources are names the gateway offers (GET /recordings/sources), never addresses.
 
 let recordingId = null;
@@ -90,6 +91,39 @@ async function stopRecording() {
     $("app-error").textContent = e.message;
     $("record-stop").disabled = false;
   }
+}
+
+// ---- every recording this user may see: room cameras and phones streaming live (WebRTC) ----
+
+let recordingsTimer = null;
+
+async function refreshRecordings() {
+  let all = [];
+  try { all = await (await api("/recordings")).json(); } catch (e) { return; }
+  const list = $("recordings");
+  list.replaceChildren();
+  for (const r of all) {
+    const item = document.createElement("li");
+    item.dataset.recording = r.id; item.dataset.state = r.state;
+    const names = r.sources.map((s) => s.name === "webrtc" ? "phone (live)" : s.name);
+    let text = `${names.join(", ")} · ${r.owner} · ${describe(r)}`;
+    if (r.mpps !== "off") text += ` · procedure step ${r.mpps}`;
+    const kept = r.sources.map((s) => s.bitstream).filter(Boolean);
+    if (kept.length) text += ` · ${kept[0].split(" (")[0]}`;
+    item.textContent = text;
+    list.append(item);
+  }
+  $("live-recordings").hidden = all.length === 0;
+}
+
+{
+  // follow the page's sign-in (app.js set these first; classic scripts share them)
+  const started = page.started, ended = page.ended;
+  page.started = () => {
+    started(); refreshRecordings();
+    clearInterval(recordingsTimer); recordingsTimer = setInterval(refreshRecordings, 3000);
+  };
+  page.ended = () => { ended(); clearInterval(recordingsTimer); };
 }
 
 document.addEventListener("DOMContentLoaded", () => {
