@@ -175,8 +175,8 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None,
     waiting = tuple(p.destination for p in store.parcels(job_id)
                     if is_notice(p.destination) and p.state == "waiting")
     store.await_delivery(job_id, summary, tuple(destinations))
-    kept = {p.destination for p in store.parcels(job_id)}  # sent meanwhile: kept, not reset
-    dropped = tuple(d for d in waiting if d not in kept)
+    present = {p.destination for p in store.parcels(job_id)}  # sent meanwhile: not reset
+    dropped = tuple(d for d in waiting if d not in present)
     if dropped:  # await_delivery drops unsent parcels; a recording's N-SET still waits
         store.add_parcels(job_id, dropped)
     deliver_job(settings, job_id, later)
