@@ -72,6 +72,7 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None,
         Subject,
         find_order,
         finish_step,
+        is_notice,
         mpps_start,
         routed,
         set_status,
@@ -171,7 +172,13 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None,
             summary = _noticed(summary, [finish_step(settings, store, kept, later)]) or summary
         store.finish(job_id, summary, held=request.unidentified)
         return
+    waiting = tuple(p.destination for p in store.parcels(job_id)
+                    if is_notice(p.destination) and p.state == "waiting")
     store.await_delivery(job_id, summary, tuple(destinations))
+    present = {p.destination for p in store.parcels(job_id)}  # sent meanwhile: not reset
+    dropped = tuple(d for d in waiting if d not in present)
+    if dropped:  # await_delivery drops unsent parcels; a recording's N-SET still waits
+        store.add_parcels(job_id, dropped)
     deliver_job(settings, job_id, later)
 
 
@@ -190,6 +197,8 @@ def deliver_job(settings: ServiceSettings, job_id: str, later: Later | None = No
     if job is not None and job.status in ("done", "failed"):  # its notices (issue 15)
         retry_notices(settings, store, job, later)
         return
+    if job is not None:  # a recording's N-SET does not wait for its job
+        retry_notices(settings, store, job, later)
     if job is None or job.status != "waiting" or job.result is None:
         return
     files = [settings.outputs / job_id / f.name for f in job.result.files]

@@ -26,6 +26,8 @@ class JobQueue:
     run_job: Callable[[str], object]
     run_export: Callable[[str], object] | None = None
     """De-identify and send an export (issue 16)."""
+    later: Callable[[str, float], None] | None = None
+    """Try a job's parcels again in so many seconds (a recording's N-SET at stop)."""
 
     def enqueue(self, job_id: str) -> None:
         self.run_job(job_id)
@@ -108,4 +110,4 @@ def make_queue(settings: ServiceSettings) -> JobQueue:
     def scheduled_cleanup() -> None:
         clean_up(settings)
 
-    return JobQueue(huey, run_job, export_task)
+    return JobQueue(huey, run_job, export_task, later)
