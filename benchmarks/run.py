@@ -203,6 +203,14 @@ def cases(folder: Path, gigabytes: float, servers: list[subprocess.Popen[bytes]]
              vid2dcm("convert", str(clips), "-o", str(out)), clean,
              "folder input, one process per CPU"),
     ]
+    found.append(Case(
+        "60 s 1080p30 -> H.264 in 2 chunks (--jobs 2, --transcode always)",
+        "--jobs 1 (single pass)",
+        vid2dcm("convert", str(hd), "-o", str(out / "t1.dcm"), "--transcode", "always"),
+        vid2dcm("convert", str(hd), "-o", str(out / "t2.dcm"), "--transcode", "always",
+                "--jobs", "2"), clean,
+        "issue 17: chunked transcoding; the model for N machines is in docs/scaling.md "
+        "(benchmarks/chunks.py measures its parts)"))
     sent = folder / "sent.dcm"
     subprocess.run([sys.executable, "-m", "vid2dcm.apps.cli", "convert", str(big), "-o", str(sent)],
                    check=True, capture_output=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -18,6 +18,7 @@ from vid2dcm.core.metadata import Metadata
 from vid2dcm.core.syntaxes import lossy_method_for
 from vid2dcm.core.uids import UidSource
 from vid2dcm.core.version import __version__
+from vid2dcm.planning.chunks import chunk_transcode
 from vid2dcm.planning.plan import (
     Action,
     Layout,
@@ -30,6 +31,7 @@ from vid2dcm.planning.plan import (
     plan_conversion,
 )
 from vid2dcm.probing.probe import probe, segment_video_bytes
+from vid2dcm.producing.chunks import transcode_in_chunks
 from vid2dcm.producing.copy import copy_packets
 from vid2dcm.producing.frames import encode_frames
 from vid2dcm.producing.quality import QualityReport, measure_quality
@@ -97,13 +99,16 @@ class ConversionResult:
 def convert(source: str | Path, out: str | Path | None = None, *,
             metadata: Metadata | None = None, options: Request | None = None,
             overwrite: bool = False, progress: Progress | None = None,
-            first_instance: int = 1, predecessor: str | None = None) -> ConversionResult:
+            first_instance: int = 1, predecessor: str | None = None,
+            encoded_chunks: Sequence[Path] | None = None) -> ConversionResult:
     """Convert one video file into one or more DICOM video instances.
 
     out may be a .dcm path or an existing folder; by default the .dcm lands beside the input.
     On any failure nothing is left behind and the input is untouched. first_instance and
     predecessor continue a series made of several inputs (a live recording's pieces): the
     instances are numbered on, and the first refers to the previous piece's instance.
+    encoded_chunks: the chunk files of the chosen video stream, already encoded by
+    producing.chunks.encode_chunk elsewhere (gateway workers), to be joined instead of encoded.
     """
     source = Path(source)
     metadata = metadata or Metadata()
@@ -112,7 +117,7 @@ def convert(source: str | Path, out: str | Path | None = None, *,
     say("probing", None)
     info = probe(source, options.stream, options.frame_rate)
     first = _convert_stream(source, info, out, metadata, options, overwrite, say,
-                            first_instance, predecessor)
+                            first_instance, predecessor, encoded_chunks)
     if options.stream is not None:
         return first
     others = [i for i in info.video_stream_indexes if i != info.video.index]
@@ -151,7 +156,8 @@ def _more_streams(first: ConversionResult, source: Path, others: list[int],
 
 def _convert_stream(source: Path, info: MediaInfo, out: str | Path | None, metadata: Metadata,
                     options: Request, overwrite: bool, say: Progress, first_instance: int = 1,
-                    predecessor: str | None = None) -> ConversionResult:
+                    predecessor: str | None = None,
+                    encoded_chunks: Sequence[Path] | None = None) -> ConversionResult:
     """probe -> plan -> produce -> write for the one video stream info describes."""
     plan = plan_conversion(info, options)
     if not plan.storable:
@@ -168,7 +174,8 @@ def _convert_stream(source: Path, info: MediaInfo, out: str | Path | None, metad
                                             first_instance, predecessor)
                 written.append(frame_file)
             elif plan.needs_transcode:
-                stats, wrapped, wrap_plan = _transcode(info, plan, options, work, say)
+                stats, wrapped, wrap_plan = _transcode(info, plan, options, work, say,
+                                                       encoded_chunks)
                 if options.measure_quality and plan.video_target is not None:
                     say("measuring quality", None)
                     quality = measure_quality(info, plan.video_target, wrapped.path)
@@ -190,16 +197,28 @@ def _convert_stream(source: Path, info: MediaInfo, out: str | Path | None, metad
                             written[0].series_instance_uid, tuple(warnings), stats, quality)
 
 
-def _transcode(info: MediaInfo, plan: Plan, options: Request, work: Path, say: Progress
+def _transcode(info: MediaInfo, plan: Plan, options: Request, work: Path, say: Progress,
+               encoded_chunks: Sequence[Path] | None = None
                ) -> tuple[TranscodeStats, MediaInfo, Plan]:
     """Encode what must be encoded, then plan the result like any other input: it must now
-    qualify for the target syntax, and splitting works on the encoded stream."""
+    qualify for the target syntax, and splitting works on the encoded stream. A long
+    transcode with options.jobs > 1 is encoded in chunks by that many processes and joined
+    (producing/chunks.py); encoded_chunks are chunks that gateway workers already encoded."""
     assert plan.container is not None
     encoded = work / f"encoded.{plan.container.extension}"
     stage = "transcoding" if plan.video_target else "re-encoding audio"
     say(stage, 0.0)
-    stats = transcode(info, plan.video_target, plan.audio, plan.container, encoded,
-                      lambda done: say(stage, done))
+    chunking = (chunk_transcode(info.video, plan.video_target, max(options.jobs, 1),
+                                options.min_chunk_s)
+                if plan.video_target is not None else None)
+    if chunking is not None and plan.video_target is not None and (
+            chunking.parallel or encoded_chunks is not None):
+        stats = transcode_in_chunks(info, plan.video_target, plan.audio, plan.container,
+                                    encoded, chunking, options.jobs, work,
+                                    lambda done: say(stage, done), encoded_chunks)
+    else:
+        stats = transcode(info, plan.video_target, plan.audio, plan.container, encoded,
+                          lambda done: say(stage, done))
     wrapped = probe(encoded)
     wrap_plan = plan_conversion(wrapped, replace(options, transcode=TranscodePolicy.NEVER))
     wanted = plan.transfer_syntax

@@ -9,9 +9,11 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vid2dcm.apps.gateway.audit import record
+from vid2dcm.apps.gateway.chunking import forget_chunks, joined_chunks, split_job
 from vid2dcm.apps.gateway.models import (
     DeliveryResult,
     FailureKind,
@@ -57,15 +59,20 @@ def uid_seed(job_id: str, request: JobRequest) -> str:
 
 
 
-def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) -> None:
+def execute(settings: ServiceSettings, job_id: str, later: Later | None = None,
+            split: Callable[[str, int], None] | None = None) -> None:
     """Convert one job, then hold it (no patient yet), finish it (no destination) or put its
-    deliveries in the outbox and try them; every outcome is recorded in the store."""
+    deliveries in the outbox and try them; every outcome is recorded in the store.
+
+    With split (queue one chunk task), a long transcode is first spread over the workers
+    (chunking.py) and this returns; the join runs this again with the chunks encoded."""
     from pydicom import dcmread
 
     from vid2dcm.apps.gateway.integration import (
         Subject,
         find_order,
         finish_step,
+        is_notice,
         mpps_start,
         routed,
         set_status,
@@ -77,7 +84,11 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
     from vid2dcm.planning.plan import Request
 
     store = open_store(settings)
-    if not store.claim(job_id):
+    pieces = joined_chunks(settings, job_id)  # the join of a job spread over the workers
+    if pieces is None and not store.claim(job_id):
+        return
+    if pieces is not None and getattr(store.job(job_id), "status", None) != "running":
+        forget_chunks(settings, job_id)
         return
     notices: list[str] = []
     order = None
@@ -89,6 +100,10 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
         upload = store.upload(request.upload_id)
         if upload is None:
             raise InputError("the upload of this job no longer exists")
+        if (pieces is None and split is not None and not is_recording(upload.path)
+                and split_job(settings, job_id, upload.path, request.sop, request.transcode,
+                              split)):
+            return  # the chunk tasks take it from here (chunking.py)
         out_dir = settings.outputs / job_id
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True, mode=0o700)
@@ -113,8 +128,10 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
         else:
             result = convert(upload.path, out_dir / "video.dcm", metadata=metadata,
                              options=Request(sop=request.sop,  # type: ignore[arg-type]
-                                             transcode=request.transcode),  # type: ignore[arg-type]
-                             overwrite=True,
+                                             transcode=request.transcode,  # type: ignore[arg-type]
+                                             jobs=settings.chunk_count if pieces else 1,
+                                             min_chunk_s=settings.chunk_min_s),
+                             overwrite=True, encoded_chunks=pieces[0] if pieces else None,
                              progress=lambda _stage, done: store.progress(job_id, done or 0.0))
             files = tuple(FileResult(name=f.path.name, sop_instance_uid=f.sop_instance_uid,
                                      transfer_syntax_uid=f.transfer_syntax_uid,
@@ -124,7 +141,9 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
                                 stop_before_pixels=True).StudyInstanceUID)
             summary = JobResult(files=files, action=result.plan.action.value,
                                 warnings=tuple(result.warnings), study_instance_uid=study,
-                                worker=f"{socket.gethostname()}:{os.getpid()}")
+                                worker=f"{socket.gethostname()}:{os.getpid()}" + (
+                                    f" (joined chunks encoded by {', '.join(pieces[1])})"
+                                    if pieces else ""))
         if settings.kos:
             files += (key_images(out_dir, [out_dir / f.name for f in files], metadata),)
             summary = summary.model_copy(update={"files": files})
@@ -137,6 +156,9 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
         store.finish(job_id, _noticed(None, notices),
                      f"internal error: {type(exc).__name__}", "internal")
         return
+    finally:
+        if pieces is not None:
+            forget_chunks(settings, job_id)
     summary = _noticed(summary, notices) or summary
     destinations = request.destinations or settings.default_destinations
     if not request.destinations and settings.routing is not None:
@@ -150,7 +172,13 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) 
             summary = _noticed(summary, [finish_step(settings, store, kept, later)]) or summary
         store.finish(job_id, summary, held=request.unidentified)
         return
+    waiting = tuple(p.destination for p in store.parcels(job_id)
+                    if is_notice(p.destination) and p.state == "waiting")
     store.await_delivery(job_id, summary, tuple(destinations))
+    present = {p.destination for p in store.parcels(job_id)}  # sent meanwhile: not reset
+    dropped = tuple(d for d in waiting if d not in present)
+    if dropped:  # await_delivery drops unsent parcels; a recording's N-SET still waits
+        store.add_parcels(job_id, dropped)
     deliver_job(settings, job_id, later)
 
 
@@ -169,6 +197,8 @@ def deliver_job(settings: ServiceSettings, job_id: str, later: Later | None = No
     if job is not None and job.status in ("done", "failed"):  # its notices (issue 15)
         retry_notices(settings, store, job, later)
         return
+    if job is not None:  # a recording's N-SET does not wait for its job
+        retry_notices(settings, store, job, later)
     if job is None or job.status != "waiting" or job.result is None:
         return
     files = [settings.outputs / job_id / f.name for f in job.result.files]
