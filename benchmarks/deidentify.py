@@ -22,13 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from deid_fixtures import endoscopy_frame, load_face, make_clip  # noqa: E402
-
-from vid2dcm.core.metadata import Metadata  # noqa: E402
-from vid2dcm.deidentify import DeidSettings, ProfileOptions, deidentify  # noqa: E402
-from vid2dcm.deidentify.faces import detect_faces  # noqa: E402
-from vid2dcm.deidentify.pixels import read_text, require_tesseract  # noqa: E402
-from vid2dcm.pipeline import convert  # noqa: E402
+from deid_fixtures import endoscopy_frame, load_face, make_clip
+from vid2dcm.core.metadata import Metadata
+from vid2dcm.deidentify import DeidSettings, ProfileOptions, deidentify
+from vid2dcm.deidentify.faces import detect_faces
+from vid2dcm.deidentify.pixels import read_text, require_tesseract
+from vid2dcm.pipeline import convert
 
 
 def per_frame(width: int, height: int, repeats: int = 5) -> tuple[float, float]:

@@ -18,8 +18,8 @@ import urllib.request
 from fractions import Fraction
 from pathlib import Path
 
-from vid2dcm.producing.synth import AudioSpec, ClipSpec, synthesize
 from vid2dcm.apps.gateway.settings import hash_token
+from vid2dcm.producing.synth import AudioSpec, ClipSpec, synthesize
 
 TOKEN = "bench-token"
 

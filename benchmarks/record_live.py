@@ -61,7 +61,7 @@ def copy_1080p30(work: Path, seconds: float) -> dict[str, float]:
     clip = work / "1080p30.ts"
     assert FFMPEG
     subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i",
-                    f"testsrc2=size=1920x1080:rate=30,format=yuv420p", "-t", str(seconds + 8),
+                    "testsrc2=size=1920x1080:rate=30,format=yuv420p", "-t", str(seconds + 8),
                     "-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "high",
                     "-x264-params", "cabac=1:8x8dct=1", "-g", "30", "-b:v", "8M",
                     "-f", "mpegts", str(clip)], check=True)

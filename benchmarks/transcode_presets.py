@@ -16,9 +16,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from vid2dcm.pipeline import convert
-from vid2dcm.producing.synth import ClipSpec, synthesize
 from vid2dcm.planning.plan import Request
 from vid2dcm.planning.video_target import Quality, Speed
+from vid2dcm.producing.synth import ClipSpec, synthesize
 
 
 def main() -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import struct
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from vid2dcm.core.errors import NotStorableError, OutputError, UsageError, Vid2DcmError
 from vid2dcm.core.media_info import MediaInfo
@@ -17,21 +18,27 @@ from vid2dcm.core.metadata import Metadata
 from vid2dcm.core.syntaxes import lossy_method_for
 from vid2dcm.core.uids import UidSource
 from vid2dcm.core.version import __version__
+from vid2dcm.planning.chunks import chunk_transcode
 from vid2dcm.planning.plan import (
     Action,
     Layout,
+    OutputContainer,
     Plan,
     Request,
     Segment,
     TranscodePolicy,
+    estimated_container_bytes,
     plan_conversion,
 )
-from vid2dcm.probing.probe import probe
+from vid2dcm.probing.probe import probe, segment_video_bytes
+from vid2dcm.producing.chunks import transcode_in_chunks
 from vid2dcm.producing.copy import copy_packets
 from vid2dcm.producing.frames import encode_frames
 from vid2dcm.producing.quality import QualityReport, measure_quality
 from vid2dcm.producing.transcode import TranscodeStats, transcode
 from vid2dcm.writing.encapsulation import (
+    StreamedPixelData,
+    fragment_lengths,
     item_offsets,
     write_frame_items,
     write_native_pixel_data,
@@ -44,9 +51,12 @@ from vid2dcm.writing.writer import (
     VideoInstance,
     build_dataset,
     describe_bitstream,
+    streamed_instance,
     write_instance,
-    write_instance_streamed,
 )
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 Progress = Callable[[str, float | None], None]
 """Called with a stage name and, where known, the fraction of it done."""
@@ -89,13 +99,16 @@ class ConversionResult:
 def convert(source: str | Path, out: str | Path | None = None, *,
             metadata: Metadata | None = None, options: Request | None = None,
             overwrite: bool = False, progress: Progress | None = None,
-            first_instance: int = 1, predecessor: str | None = None) -> ConversionResult:
+            first_instance: int = 1, predecessor: str | None = None,
+            encoded_chunks: Sequence[Path] | None = None) -> ConversionResult:
     """Convert one video file into one or more DICOM video instances.
 
     out may be a .dcm path or an existing folder; by default the .dcm lands beside the input.
     On any failure nothing is left behind and the input is untouched. first_instance and
     predecessor continue a series made of several inputs (a live recording's pieces): the
     instances are numbered on, and the first refers to the previous piece's instance.
+    encoded_chunks: the chunk files of the chosen video stream, already encoded by
+    producing.chunks.encode_chunk elsewhere (gateway workers), to be joined instead of encoded.
     """
     source = Path(source)
     metadata = metadata or Metadata()
@@ -104,7 +117,7 @@ def convert(source: str | Path, out: str | Path | None = None, *,
     say("probing", None)
     info = probe(source, options.stream, options.frame_rate)
     first = _convert_stream(source, info, out, metadata, options, overwrite, say,
-                            first_instance, predecessor)
+                            first_instance, predecessor, encoded_chunks)
     if options.stream is not None:
         return first
     others = [i for i in info.video_stream_indexes if i != info.video.index]
@@ -143,7 +156,8 @@ def _more_streams(first: ConversionResult, source: Path, others: list[int],
 
 def _convert_stream(source: Path, info: MediaInfo, out: str | Path | None, metadata: Metadata,
                     options: Request, overwrite: bool, say: Progress, first_instance: int = 1,
-                    predecessor: str | None = None) -> ConversionResult:
+                    predecessor: str | None = None,
+                    encoded_chunks: Sequence[Path] | None = None) -> ConversionResult:
     """probe -> plan -> produce -> write for the one video stream info describes."""
     plan = plan_conversion(info, options)
     if not plan.storable:
@@ -160,7 +174,8 @@ def _convert_stream(source: Path, info: MediaInfo, out: str | Path | None, metad
                                             first_instance, predecessor)
                 written.append(frame_file)
             elif plan.needs_transcode:
-                stats, wrapped, wrap_plan = _transcode(info, plan, options, work, say)
+                stats, wrapped, wrap_plan = _transcode(info, plan, options, work, say,
+                                                       encoded_chunks)
                 if options.measure_quality and plan.video_target is not None:
                     say("measuring quality", None)
                     quality = measure_quality(info, plan.video_target, wrapped.path)
@@ -182,16 +197,28 @@ def _convert_stream(source: Path, info: MediaInfo, out: str | Path | None, metad
                             written[0].series_instance_uid, tuple(warnings), stats, quality)
 
 
-def _transcode(info: MediaInfo, plan: Plan, options: Request, work: Path, say: Progress
+def _transcode(info: MediaInfo, plan: Plan, options: Request, work: Path, say: Progress,
+               encoded_chunks: Sequence[Path] | None = None
                ) -> tuple[TranscodeStats, MediaInfo, Plan]:
     """Encode what must be encoded, then plan the result like any other input: it must now
-    qualify for the target syntax, and splitting works on the encoded stream."""
+    qualify for the target syntax, and splitting works on the encoded stream. A long
+    transcode with options.jobs > 1 is encoded in chunks by that many processes and joined
+    (producing/chunks.py); encoded_chunks are chunks that gateway workers already encoded."""
     assert plan.container is not None
     encoded = work / f"encoded.{plan.container.extension}"
     stage = "transcoding" if plan.video_target else "re-encoding audio"
     say(stage, 0.0)
-    stats = transcode(info, plan.video_target, plan.audio, plan.container, encoded,
-                      lambda done: say(stage, done))
+    chunking = (chunk_transcode(info.video, plan.video_target, max(options.jobs, 1),
+                                options.min_chunk_s)
+                if plan.video_target is not None else None)
+    if chunking is not None and plan.video_target is not None and (
+            chunking.parallel or encoded_chunks is not None):
+        stats = transcode_in_chunks(info, plan.video_target, plan.audio, plan.container,
+                                    encoded, chunking, options.jobs, work,
+                                    lambda done: say(stage, done), encoded_chunks)
+    else:
+        stats = transcode(info, plan.video_target, plan.audio, plan.container, encoded,
+                          lambda done: say(stage, done))
     wrapped = probe(encoded)
     wrap_plan = plan_conversion(wrapped, replace(options, transcode=TranscodePolicy.NEVER))
     wanted = plan.transfer_syntax
@@ -218,27 +245,13 @@ def _wrap(source: MediaInfo, info: MediaInfo, plan: Plan, original: Plan, target
     series_uid = metadata.series_instance_uid or uids.new("series")
     recorded_at = metadata.acquisition_datetime or source.creation_time
     provenance = describe_provenance(source, original)
-    if plan.layout is Layout.SINGLE and _timing_survives_remux(info):
-        identity = InstanceIdentity(study_uid, series_uid,
-                                    uids.new(f"instance-{first_instance}"), first_instance,
-                                    predecessor)
-        instance = VideoInstance(
-            iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid,
-            pixels=describe_bitstream(info, plan.transfer_syntax, plan.copied_audio),
-            identity=identity, acquired_at=recorded_at, converted_at=datetime.now(),
-            metadata=metadata, provenance=provenance)
-        say(f"writing {targets[0].name}", 0.0)
+    if _one_pass(info, plan):
+        series = _Series(uids, study_uid, series_uid, recorded_at, provenance, original.action)
         try:
-            size, length = write_instance_streamed(targets[0], build_dataset(instance), partial(
-                _copy_into, info, plan, lambda done: say(f"writing {targets[0].name}", done)))
+            return _wrap_in_place(info, plan, targets, metadata, options, say, written, series,
+                                  first_instance, predecessor)
         except (OutputError, ValueError):
             pass  # e.g. the index outgrew its reserved room: take the spool route below
-        else:
-            written.append(WrittenFile(
-                targets[0], plan.iod.sop_class_uid, identity.sop_instance_uid,
-                plan.transfer_syntax_uid, info.video.timing.frame_count, info.video.height,
-                info.video.width, size, length, original.action, study_uid, series_uid))
-            return written
     say("copying packets", 0.0)
     pieces = copy_packets(info, plan.copied_audio, plan.container, plan.segments, work,
                           lambda done: say("copying packets", done))
@@ -322,19 +335,125 @@ def source_lossy_method(codec: str) -> str | None:
     return lossy_method_for(codec) or ("ISO_10918_1" if codec == "mjpeg" else None)
 
 
-def _timing_survives_remux(info: MediaInfo) -> bool:
-    """The one-pass route writes the header from the source's timing before the container
-    exists. That is exact for constant-rate streams with timestamps; variable-rate and raw
-    streams are retimed by the muxer, so their header is taken from the written container."""
-    return info.video.has_timestamps and not info.video.timing.variable
+def _one_pass(info: MediaInfo, plan: Plan) -> bool:
+    """Whether every header can be written from the source's index before its container
+    exists, so the bitstream is streamed once, straight into the DICOM files (no spool).
+
+    Constant-rate streams with timestamps are exact (CleanClock stamps the copy on the
+    stream's own grid). Variable-rate ones keep their timestamps: an MP4 muxer's time scale
+    is the source's time base denominator times a power of two, so every interval survives
+    exactly and the Frame Time Vector measured on the source is the copy's. Their nominal
+    rate (Cine Rate) is the demuxer's average over the sample table, the same for an MP4/MOV
+    source and its MP4 copy, but not for Matroska or TS sources (FFmpeg estimates it there
+    differently); a transport stream's 90 kHz clock could round the intervals, and a split
+    part would need its own vector. Those take the spool route and are measured after
+    writing, as are raw streams, which have no timestamps until the muxer makes them."""
+    v = info.video
+    if not v.has_timestamps:
+        return False
+    if not v.timing.variable:
+        return True
+    return (info.container.startswith("mov") and plan.container is OutputContainer.MP4
+            and plan.layout is not Layout.SPLIT)
 
 
-def _copy_into(info: MediaInfo, plan: Plan, progress: Callable[[float], None],
-               sink: BinaryIO) -> None:
-    """The single-pass route: packets muxed straight into the open DICOM file."""
-    assert plan.container is not None
-    copy_packets(info, plan.copied_audio, plan.container, plan.segments, None, progress,
-                 sink=sink)
+@dataclass(frozen=True)
+class _Series:
+    uids: UidSource
+    study_uid: str
+    series_uid: str
+    recorded_at: datetime | None
+    provenance: Provenance
+    action: Action
+
+
+class _InstanceSinks:
+    """PartSinks that write each part's header and open its Pixel Data for the muxer; a
+    part is complete, durable and named when its container is (writer.streamed_instance)."""
+
+    def __init__(self, headers: list[Dataset], targets: list[Path], max_item: int,
+                 fragments: int) -> None:
+        self.stack = ExitStack()
+        self.headers = headers
+        self.targets = targets
+        self.max_item = max_item
+        self.fragments = fragments
+        self.open_parts: dict[int, tuple[ExitStack, StreamedPixelData]] = {}
+        self.lengths: dict[int, int] = {}
+
+    def open(self, number: int) -> BinaryIO:
+        part = ExitStack()
+        self.stack.push(part)
+        pixels = part.enter_context(streamed_instance(
+            self.targets[number], self.headers[number], self.max_item, self.fragments))
+        self.open_parts[number] = (part, pixels)
+        return cast(BinaryIO, pixels.window)
+
+    def close(self, number: int) -> None:
+        part, pixels = self.open_parts.pop(number)
+        part.close()
+        self.lengths[number] = pixels.length
+
+
+def _wrap_in_place(info: MediaInfo, plan: Plan, targets: list[Path], metadata: Metadata,
+                   options: Request, say: Progress, written: list[WrittenFile],
+                   series: _Series, first_instance: int, predecessor: str | None
+                   ) -> list[WrittenFile]:
+    """The one-pass route: every header from the source's index, then one demux pass that
+    muxes each part's container straight into its DICOM file's Pixel Data."""
+    assert plan.container is not None and plan.transfer_syntax is not None
+    assert plan.transfer_syntax_uid is not None
+    segments = plan.segments
+    frames = [s.end_frame - s.first_frame for s in segments]
+    if len(segments) == 1:
+        stored = [info.video.packet_bytes]
+    else:
+        stored = segment_video_bytes(info, [(s.first_frame, s.end_frame) for s in segments])
+    fragments = 1
+    if plan.layout is Layout.FRAGMENTS:
+        payload = info.total_packet_bytes if plan.copied_audio else info.video.packet_bytes
+        expected = estimated_container_bytes(payload, frames[0], plan.container)
+        fragments = len(fragment_lengths(expected, options.max_item_bytes))
+    whole = describe_bitstream(info, plan.transfer_syntax, plan.copied_audio)
+    headers: list[Dataset] = []
+    identities: list[InstanceIdentity] = []
+    previous = predecessor
+    for number, (segment, count, size) in enumerate(zip(segments, frames, stored, strict=True),
+                                                    first_instance):
+        identity = InstanceIdentity(series.study_uid, series.series_uid,
+                                    series.uids.new(f"instance-{number}"), number, previous)
+        timing = info.video.timing if len(segments) == 1 else replace(
+            info.video.timing, frame_count=count, duration_s=float(count / info.video.timing.rate))
+        pixels = replace(whole, timing=timing, stored_bytes=size, bitstream_length=None,
+                         fragments=fragments)
+        at = series.recorded_at
+        if at is not None and len(segments) > 1:
+            at = _part_start(at, info, segment)
+        headers.append(build_dataset(VideoInstance(
+            iod=plan.iod, transfer_syntax_uid=plan.transfer_syntax_uid, pixels=pixels,
+            identity=identity, acquired_at=at, converted_at=datetime.now(),
+            metadata=metadata, provenance=series.provenance)))
+        identities.append(identity)
+        previous = identity.sop_instance_uid
+    max_item = options.max_item_bytes
+    label = targets[0].name if len(targets) == 1 else f"{len(targets)} instances"
+    say(f"writing {label}", 0.0)
+    sinks = _InstanceSinks(headers, targets, max_item, fragments)
+    try:
+        with sinks.stack:  # on failure the part being written is removed ...
+            copy_packets(info, plan.copied_audio, plan.container, segments, None,
+                         lambda part: say(f"writing {label}", part), parts=sinks)
+    except BaseException:
+        for n in sinks.lengths:  # ... and so are the finished ones
+            targets[n].unlink(missing_ok=True)
+        raise
+    for n, (target, identity) in enumerate(zip(targets, identities, strict=True)):
+        written.append(WrittenFile(
+            target, plan.iod.sop_class_uid, identity.sop_instance_uid,
+            plan.transfer_syntax_uid, frames[n], info.video.height, info.video.width,
+            target.stat().st_size, sinks.lengths[n], series.action, series.study_uid,
+            series.series_uid))
+    return written
 
 
 def describe_provenance(source: MediaInfo, plan: Plan) -> Provenance:

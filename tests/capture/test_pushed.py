@@ -6,6 +6,7 @@ piece's timing; Constrained Baseline is judged not storable (re-encoded)."""
 from __future__ import annotations
 
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -131,3 +132,27 @@ def test_disk_guard_and_a_crash_leave_a_recording_that_finalizes(tmp_path: Path)
     back = read_back(video.path, tmp_path)
     assert back.decoded_frames == int(back.dataset.NumberOfFrames) == piece.frames
     session.stop()
+
+
+def test_a_still_asked_for_just_before_stop_is_taken(tmp_path: Path) -> None:
+    """The snapshot API answers at once and the writer thread takes the still with the next
+    picture; when stop comes before another picture (a sender that stalls, a nurse pressing
+    Still then Stop), the still is taken from the last picture all the same, never dropped."""
+    clip = _clip(tmp_path, "high")
+    recorder = PushedRecorder(SPEC, tmp_path / "rec", RecorderSettings())
+    recorder.codec("VP8")
+    recorder.start()
+    with av.open(str(clip)) as container:
+        frames = list(container.decode(video=0))
+    for n, frame in enumerate(frames):
+        frame.pts, frame.time_base = n * 3600, Fraction(1, 90_000)
+        recorder.put_frame(frame)
+    deadline = time.monotonic() + 20
+    while recorder.state.frames < len(frames):  # the writer has drained every picture
+        assert time.monotonic() < deadline, recorder.state
+        time.sleep(0.05)
+    recorder.snapshot()
+    recorder.stop()
+    assert recorder.join(20)
+    assert recorder.state.snapshots == 1
+    assert len(list((tmp_path / "rec").glob("snap-*.png"))) == 1

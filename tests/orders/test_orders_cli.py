@@ -112,3 +112,60 @@ def test_kos_command_writes_a_valid_manifest(make_clip, tmp_path: Path) -> None:
     assert pydicom.dcmread(out).ConceptNameCodeSequence[0].CodeMeaning == "Manifest"
     again = runner.invoke(app, ["kos", str(video), "-o", str(out)])
     assert again.exit_code == 2 and "exists" in again.output
+
+
+@pytest.mark.integration
+def test_oru_message_kinds_from_the_result_table(tmp_path: Path) -> None:
+    """`vid2dcm oru --message KIND` sends each kind of RESULT_MESSAGES (the names of
+    `[hl7] result_message`) to a python-hl7 MLLP server on loopback; each is parsed with
+    python-hl7 and has that kind's MSH-9 and MSH-12, the order and the Study Instance UID.
+    A name not in the table is one line and the usage exit code, before anything is made."""
+    import hl7
+
+    from vid2dcm.apps.cli.codes import EXIT_CODES
+    from vid2dcm.orders.hl7_mapping import field_value
+    from vid2dcm.orders.mllp import MllpServer
+    from vid2dcm.orders.results import RESULT_MESSAGES, STUDY_UID_CODE
+
+    study = "1.2.826.0.1.3680043.10.543.100"
+    handle(ORM, OrderStore(tmp_path / "orders.sqlite"))
+    got: list[str] = []
+
+    def on_message(text: str) -> str:
+        got.append(text)
+        return str(hl7.parse(text).create_ack("AA"))
+
+    with MllpServer(on_message, "127.0.0.1", 0) as his:
+        to = f"{his.address[0]}:{his.address[1]}"
+        for kind in RESULT_MESSAGES:
+            result = runner.invoke(app, ["oru", "--data", str(tmp_path), "--to", to,
+                                         "--accession", "ACC100", "--study-uid", study,
+                                         "--viewer-url", "http://viewer.example/s",
+                                         "--message", kind])
+            assert result.exit_code == 0, result.output
+            assert result.output.strip() == f"HIS acknowledged the {kind} (AA)"
+    assert len(got) == len(RESULT_MESSAGES)
+    for kind, text in zip(RESULT_MESSAGES, got, strict=True):
+        message = hl7.parse(text)
+        form = RESULT_MESSAGES[kind]
+        assert (field_value(message, "MSH-9", whole=True),
+                field_value(message, "MSH-12")) == (form.message_type, form.version), kind
+        assert (field_value(message, "ORC-2"), field_value(message, "OBR-18")) == (
+            "PLC100", "ACC100")
+        observations = [s for s in message if str(s[0]) == "OBX"]
+        uid = [o for o in observations if str(o[3][0][0]) == STUDY_UID_CODE[0]]
+        assert len(uid) == 1 and str(uid[0][5]) == study, kind
+        assert "http://viewer.example/s" in text
+
+    usage = next(e.code for e in EXIT_CODES if e.kind == "usage")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "vid2dcm", "oru", "--data", str(empty),
+                           "--to", "127.0.0.1:9", "--accession", "ACC100", "--study-uid",
+                           study, "--message", "ORU^R99"], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == usage == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("vid2dcm: error:")
+    assert "'ORU^R99'" in proc.stderr and "'ORU^R01 2.3.1'" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert list(empty.iterdir()) == []  # no order store made for a bad option

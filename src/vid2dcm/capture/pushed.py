@@ -288,6 +288,8 @@ class PushedRecorder:
                     self._close("connection lost")
                 if self._snap_requests:
                     self._take_snapshots()
+            if self._snap_requests:  # asked for just before stop: the API said yes, keep it
+                self._take_snapshots()
             self._flush_encoder()
             self._close("stopped")
             self._update(status="stopped")

@@ -533,6 +533,8 @@ class _Connection:
                 self.rec._on_piece(record)
 
     def end(self, reason: str) -> None:
+        if self.rec._snap_requests:  # a still asked for just before stop is still taken
+            self.take_snapshots(self.rec._take_snap_requests())
         if self.encoder is not None and self.piece is not None:
             with contextlib.suppress(av.FFmpegError, ValueError):
                 for out in self.encoder.flush(self):

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pydicom import uid as pu
-
 
 class FrameEncoding(StrEnum):
     JPEG = "jpeg"
@@ -41,16 +39,16 @@ class FrameSyntax:
 
 
 FRAME_SYNTAXES: dict[FrameEncoding, FrameSyntax] = {
-    FrameEncoding.JPEG: FrameSyntax(FrameEncoding.JPEG, pu.JPEGBaseline8Bit,
+    FrameEncoding.JPEG: FrameSyntax(FrameEncoding.JPEG, "1.2.840.10008.1.2.4.50",
                                     "JPEG Baseline (Process 1)", "YBR_FULL_422", "yuvj422p",
                                     "mjpeg", "ISO_10918_1"),
-    FrameEncoding.JPEG_LS: FrameSyntax(FrameEncoding.JPEG_LS, pu.JPEGLSLossless,
+    FrameEncoding.JPEG_LS: FrameSyntax(FrameEncoding.JPEG_LS, "1.2.840.10008.1.2.4.80",
                                        "JPEG-LS Lossless", "RGB", "rgb24", "jpegls", None),
-    FrameEncoding.J2K: FrameSyntax(FrameEncoding.J2K, pu.JPEG2000Lossless,
+    FrameEncoding.J2K: FrameSyntax(FrameEncoding.J2K, "1.2.840.10008.1.2.4.90",
                                    "JPEG 2000 Lossless", "YBR_RCT", "rgb24", None, None),
-    FrameEncoding.RLE: FrameSyntax(FrameEncoding.RLE, pu.RLELossless, "RLE Lossless", "RGB",
+    FrameEncoding.RLE: FrameSyntax(FrameEncoding.RLE, "1.2.840.10008.1.2.5", "RLE Lossless", "RGB",
                                    "rgb24", None, None),
-    FrameEncoding.RAW: FrameSyntax(FrameEncoding.RAW, pu.ExplicitVRLittleEndian,
+    FrameEncoding.RAW: FrameSyntax(FrameEncoding.RAW, "1.2.840.10008.1.2.1",
                                    "Explicit VR Little Endian", "RGB", "rgb24", None, None),
 }
 

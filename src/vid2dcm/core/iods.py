@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pydicom import uid as pu
-
 
 class SopChoice(StrEnum):
     PHOTOGRAPHIC = "photographic"
@@ -28,21 +26,21 @@ class VideoIOD:
 
 VIDEO_IODS: dict[SopChoice, VideoIOD] = {
     SopChoice.PHOTOGRAPHIC: VideoIOD(
-        SopChoice.PHOTOGRAPHIC, "Video Photographic Image", pu.VideoPhotographicImageStorage, "XC"
+        SopChoice.PHOTOGRAPHIC, "Video Photographic Image", "1.2.840.10008.5.1.4.1.1.77.1.4.1", "XC"
     ),
     SopChoice.ENDOSCOPIC: VideoIOD(
-        SopChoice.ENDOSCOPIC, "Video Endoscopic Image", pu.VideoEndoscopicImageStorage, "ES"
+        SopChoice.ENDOSCOPIC, "Video Endoscopic Image", "1.2.840.10008.5.1.4.1.1.77.1.1.1", "ES"
     ),
     SopChoice.MICROSCOPIC: VideoIOD(
-        SopChoice.MICROSCOPIC, "Video Microscopic Image", pu.VideoMicroscopicImageStorage, "GM"
+        SopChoice.MICROSCOPIC, "Video Microscopic Image", "1.2.840.10008.5.1.4.1.1.77.1.2.1", "GM"
     ),
     SopChoice.ULTRASOUND: VideoIOD(
         SopChoice.ULTRASOUND, "Ultrasound Multi-frame Image",
-        pu.UltrasoundMultiFrameImageStorage, "US", frames_only=True,
+        "1.2.840.10008.5.1.4.1.1.3.1", "US", frames_only=True,
     ),
     SopChoice.SC: VideoIOD(
         SopChoice.SC, "Multi-frame True Color Secondary Capture Image",
-        pu.MultiFrameTrueColorSecondaryCaptureImageStorage, "OT", frames_only=True,
+        "1.2.840.10008.5.1.4.1.1.7.4", "OT", frames_only=True,
     ),
 }
 

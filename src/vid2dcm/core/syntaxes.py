@@ -12,9 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydicom import uid as pu
-from pydicom.uid import UID
-
 
 @dataclass(frozen=True)
 class VideoTransferSyntax:
@@ -65,43 +62,45 @@ MP4_OR_TS = frozenset({"mp4", "mpegts"})
 MPEG2_SYSTEMS = frozenset({"mpeg", "mpegts", "mpegvideo", "mp4"})
 
 MPEG2_MPML = VideoTransferSyntax(
-    pu.MPEG2MPML, "MPEG2 Main Profile / Main Level", "mpeg2video", frozenset({"Main"}), 8,
-    ISO_MPEG2, MPEG2_SYSTEMS, False, pu.MPEG2MPMLF,
+    "1.2.840.10008.1.2.4.100", "MPEG2 Main Profile / Main Level", "mpeg2video",
+    frozenset({"Main"}), 8,
+    ISO_MPEG2, MPEG2_SYSTEMS, False, "1.2.840.10008.1.2.4.100.1",
     "Fragmentable MPEG2 Main Profile / Main Level", True, non_square_pixels=True,
 )
 MPEG2_MPHL = VideoTransferSyntax(
-    pu.MPEG2MPHL, "MPEG2 Main Profile / High Level", "mpeg2video", frozenset({"Main"}), 4,
-    ISO_MPEG2, MPEG2_SYSTEMS, False, pu.MPEG2MPHLF,
+    "1.2.840.10008.1.2.4.101", "MPEG2 Main Profile / High Level", "mpeg2video",
+    frozenset({"Main"}), 4,
+    ISO_MPEG2, MPEG2_SYSTEMS, False, "1.2.840.10008.1.2.4.101.1",
     "Fragmentable MPEG2 Main Profile / High Level", True,
 )
 H264_HP41 = VideoTransferSyntax(
-    pu.MPEG4HP41, "MPEG-4 AVC/H.264 High Profile / Level 4.1", "h264", H264_HIGH, 41,
-    ISO_H264, MP4_OR_TS, False, pu.MPEG4HP41F,
+    "1.2.840.10008.1.2.4.102", "MPEG-4 AVC/H.264 High Profile / Level 4.1", "h264", H264_HIGH, 41,
+    ISO_H264, MP4_OR_TS, False, "1.2.840.10008.1.2.4.102.1",
     "Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.1", True,
     encoder="libx264", encoder_level="4.1", transcode_box=(1920, 1080),
 )
 H264_HP41_BD = VideoTransferSyntax(
-    pu.MPEG4HP41BD, "MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1", "h264",
-    H264_HIGH, 41, ISO_H264, MP4_OR_TS, False, pu.MPEG4HP41BDF,
+    "1.2.840.10008.1.2.4.103", "MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1", "h264",
+    H264_HIGH, 41, ISO_H264, MP4_OR_TS, False, "1.2.840.10008.1.2.4.103.1",
     "Fragmentable MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1", True,
 )
 H264_HP42_2D = VideoTransferSyntax(
-    pu.MPEG4HP422D, "MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video", "h264",
-    H264_HIGH, 42, ISO_H264, MP4_OR_TS, False, pu.MPEG4HP422DF,
+    "1.2.840.10008.1.2.4.104", "MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video", "h264",
+    H264_HIGH, 42, ISO_H264, MP4_OR_TS, False, "1.2.840.10008.1.2.4.104.1",
     "Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video", True,
     encoder="libx264", encoder_level="4.2", transcode_box=(1920, 1080),
 )
 H264_HP42_3D = VideoTransferSyntax(
-    pu.MPEG4HP423D, "MPEG-4 AVC/H.264 High Profile / Level 4.2 For 3D Video", "h264",
-    H264_HIGH, 42, ISO_H264, MP4_OR_TS, False, pu.MPEG4HP423DF,
+    "1.2.840.10008.1.2.4.105", "MPEG-4 AVC/H.264 High Profile / Level 4.2 For 3D Video", "h264",
+    H264_HIGH, 42, ISO_H264, MP4_OR_TS, False, "1.2.840.10008.1.2.4.105.1",
     "Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.2 For 3D Video", True,
     stereo_pairs=True,
 )
 """Chosen when the first picture carries an H.264 frame-packing arrangement SEI (FFmpeg's
 stereo-3D side data); never produced by the transcode path."""
 H264_STEREO_HP42 = VideoTransferSyntax(
-    pu.MPEG4HP42STEREO, "MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2", "h264",
-    frozenset({"Stereo High"}), 42, ISO_H264, MP4_OR_TS, False, pu.MPEG4HP42STEREOF,
+    "1.2.840.10008.1.2.4.106", "MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2", "h264",
+    frozenset({"Stereo High"}), 42, ISO_H264, MP4_OR_TS, False, "1.2.840.10008.1.2.4.106.1",
     "Fragmentable MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2", True,
     stereo_pairs=True,
 )
@@ -109,12 +108,14 @@ H264_STEREO_HP42 = VideoTransferSyntax(
 MVC subset SPS and NAL types 15/20 and reports an MVC file by its base view (High), so
 in practice an MVC input is stored as its 2D base view; the dependent view is lost."""
 HEVC_MP51 = VideoTransferSyntax(
-    pu.HEVCMP51, "HEVC/H.265 Main Profile / Level 5.1", "hevc", frozenset({"Main"}), 153,
+    "1.2.840.10008.1.2.4.107", "HEVC/H.265 Main Profile / Level 5.1", "hevc",
+    frozenset({"Main"}), 153,
     ISO_HEVC, MP4_OR_TS, True, None, None, False,
     encoder="libx265", encoder_level="5.1",
 )
 HEVC_M10P51 = VideoTransferSyntax(
-    pu.HEVCM10P51, "HEVC/H.265 Main 10 Profile / Level 5.1", "hevc", frozenset({"Main 10"}),
+    "1.2.840.10008.1.2.4.108", "HEVC/H.265 Main 10 Profile / Level 5.1", "hevc",
+    frozenset({"Main 10"}),
     153, ISO_HEVC, MP4_OR_TS, True, None, None, False, bit_depth=10,
 )
 """Stored as-is (copy only): 10-bit samples are kept. HEVC syntaxes already allow several
@@ -160,5 +161,7 @@ def allows_multiple_fragments(uid: str) -> bool:
 def uid_name(uid: str) -> str:
     ts = by_uid(uid)
     if ts is None:
-        return UID(uid).name
+        from pydicom.uid import UID  # its name table: only for UIDs outside the registry
+
+        return str(UID(uid).name)
     return ts.fragmentable_name if uid == ts.fragmentable_uid and ts.fragmentable_name else ts.name

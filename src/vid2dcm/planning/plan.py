@@ -15,6 +15,7 @@ from vid2dcm.core.frame_syntaxes import FRAME_SYNTAXES, FrameEncoding, FrameSynt
 from vid2dcm.core.iods import VIDEO_IODS, SopChoice, VideoIOD
 from vid2dcm.core.media_info import AudioStreamInfo, KeyFrame, MediaInfo, VideoStreamInfo
 from vid2dcm.core.syntaxes import MAX_ITEM_BYTES, VideoTransferSyntax
+from vid2dcm.planning.chunks import MIN_CHUNK_S
 from vid2dcm.planning.video_target import Quality, Speed, VideoTarget, choose_video_target
 
 
@@ -83,12 +84,19 @@ class Request:
     frame_rate: Fraction | None = None
     """Rate for raw elementary streams (.h264/.hevc/.m2v), which carry no timestamps; it
     overrides the SPS/VPS VUI timing. Ignored (with a warning) where timestamps exist."""
+    jobs: int = 1
+    """Processes that encode a long transcode's chunks at once (planning/chunks.py decides
+    whether it is long enough to split; 1 is a single pass)."""
+    min_chunk_s: float = MIN_CHUNK_S
+    """Shortest chunk when splitting a transcode (small only to exercise the chunks in tests)."""
 
     def __post_init__(self) -> None:
         if self.frame_rate is not None and not isinstance(self.frame_rate, Fraction):
             object.__setattr__(self, "frame_rate", Fraction(str(self.frame_rate)))
         if self.frame_rate is not None and self.frame_rate <= 0:
             raise ValueError("frame_rate must be positive")
+        if self.jobs < 1:
+            raise ValueError("jobs must be at least 1")
         for name, kind in (("sop", SopChoice), ("transcode", TranscodePolicy),
                            ("container", ContainerChoice), ("quality", Quality),
                            ("speed", Speed), ("frames", FrameEncoding)):

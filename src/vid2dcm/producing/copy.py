@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import ceil
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, Protocol, cast
 
 import av
 
@@ -39,21 +39,45 @@ class CopiedStream:
     audio_packets: int
 
 
+class PartSinks(Protocol):
+    """Where each segment's container goes when it is written straight into its final file
+    (a DICOM instance's Pixel Data): opened when the segment's first packet arrives, closed
+    once its container is complete."""
+
+    def open(self, number: int) -> BinaryIO: ...
+
+    def close(self, number: int) -> None: ...
+
+
+class _OneSink:
+    def __init__(self, sink: BinaryIO) -> None:
+        self.sink = sink
+
+    def open(self, number: int) -> BinaryIO:
+        return self.sink
+
+    def close(self, number: int) -> None:
+        pass
+
+
 def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: OutputContainer,
                  segments: tuple[Segment, ...], out_dir: Path | None,
                  progress: Callable[[float], None] | None = None,
-                 sink: BinaryIO | None = None) -> list[CopiedStream]:
+                 sink: BinaryIO | None = None, parts: PartSinks | None = None
+                 ) -> list[CopiedStream]:
     """Write one container file per segment into out_dir, in a single pass over the input.
 
-    With sink (one segment only), the container goes straight into that seekable file object
-    instead: an MP4 then reserves room for its index at the front rather than moving it there
-    afterwards (faststart would rewrite the whole file). progress, if given, receives the
-    fraction of video frames copied so far.
+    With sink (one segment) or parts (one sink per segment, in order), each container goes
+    straight into a seekable file object instead: an MP4 then reserves room for its index at
+    the front rather than moving it there afterwards (faststart would rewrite the whole
+    file). progress, if given, receives the fraction of video frames copied so far.
     """
-    if sink is not None and len(segments) != 1:
-        raise ValueError("a sink takes exactly one segment")
-    if sink is None and out_dir is None:
-        raise ValueError("copy_packets needs an out_dir or a sink")
+    if sink is not None:
+        if len(segments) != 1 or parts is not None:
+            raise ValueError("a sink takes exactly one segment")
+        parts = _OneSink(sink)
+    if parts is None and out_dir is None:
+        raise ValueError("copy_packets needs an out_dir or sinks")
     total = info.video.timing.frame_count
     retimer: Retimer | CleanClock | None = (
         Retimer.for_elementary(info) if not info.video.has_timestamps else None)
@@ -81,12 +105,16 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
                     if writer is None or writer.segment is not segments[seg_no]:
                         if writer is not None:
                             results.append(writer.close())
+                            if parts is not None:
+                                parts.close(len(results) - 1)
                         seg = segments[seg_no]
                         name = f"segment{seg_no:03d}.{container.extension}"
-                        target = sink if sink is not None else cast(Path, out_dir) / name
+                        target = (parts.open(seg_no) if parts is not None
+                                  else cast(Path, out_dir) / name)
+                        in_place = seg if parts is not None else None
                         writer = _SegmentWriter(target, container, vsrc, asrcs, seg,
                                                 cut_times[seg_no], _muxer_options(
-                                                    container, info, sink is not None),
+                                                    container, info, in_place),
                                                 retimer.time_base if retimer else None)
                     if retimer is not None:
                         retimer.stamp(packet, frame)
@@ -95,10 +123,11 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
                     if progress is not None and frame % 32 == 0:
                         progress(frame / total)
                 elif writer is not None:
-                    t = _seconds(packet)
                     nxt = seg_no + 1
-                    if t is not None and nxt < len(segments) and t >= cut_times[nxt]:
-                        continue
+                    if nxt < len(segments):
+                        t = _seconds(packet)
+                        if t is not None and t >= cut_times[nxt]:
+                            continue
                     writer.mux(packet, video=False)
             if writer is not None:
                 results.append(writer.close())
@@ -109,6 +138,8 @@ def copy_packets(info: MediaInfo, audio_indexes: tuple[int, ...], container: Out
     if frame != info.video.timing.frame_count:
         raise InputError(f"{info.path}: read {frame} frames, probe counted "
                          f"{info.video.timing.frame_count}; the file changed or is damaged")
+    if parts is not None and results:
+        parts.close(len(results) - 1)
     return results
 
 
@@ -130,18 +161,21 @@ def _segment_start(info: MediaInfo, segment: Segment) -> float:
     return 0.0
 
 
-def _muxer_options(container: OutputContainer, info: MediaInfo, streamed: bool
+def _muxer_options(container: OutputContainer, info: MediaInfo, streamed: Segment | None
                    ) -> dict[str, str]:
-    if not streamed or container is not OutputContainer.MP4:
+    if streamed is None or container is not OutputContainer.MP4:
         return MUXER_OPTIONS[container]
-    return {"moov_size": str(moov_reserve(info))}
+    return {"moov_size": str(moov_reserve(info, streamed))}
 
 
-def moov_reserve(info: MediaInfo) -> int:
+def moov_reserve(info: MediaInfo, segment: Segment | None = None) -> int:
     """Bytes to keep free at the front of an MP4 for its index: at most about 40 bytes per
-    sample (size, offset, timing, composition offset, chunk map), with a margin."""
-    samples = info.video.timing.frame_count + info.audio_packets
-    return 65536 + 64 * samples
+    sample (size, offset, timing, composition offset, chunk map), with a margin. A segment
+    gets its share: its frames and the audio packets of as long a stretch."""
+    frames = info.video.timing.frame_count
+    part = frames if segment is None else segment.end_frame - segment.first_frame
+    audio = -(-info.audio_packets * part // max(frames, 1))
+    return 65536 + 64 * (part + audio) + 4096
 
 
 class _SegmentWriter:
@@ -161,10 +195,15 @@ class _SegmentWriter:
             self.map[a.index] = self.out.add_stream_from_template(a)
         self.video_packets = 0
         self.audio_packets = 0
+        self._shifts: dict[Fraction, int] = {}
 
     def mux(self, packet: Any, video: bool) -> None:
         if self.offset_s:
-            shift = round(Fraction(self.offset_s).limit_denominator(10**9) / packet.time_base)
+            time_base = packet.time_base
+            shift = self._shifts.get(time_base)
+            if shift is None:  # Fraction arithmetic once per time base, not per packet
+                shift = round(Fraction(self.offset_s).limit_denominator(10**9) / time_base)
+                self._shifts[time_base] = shift
             if packet.pts is not None:
                 packet.pts -= shift
             if packet.dts is not None:

@@ -57,6 +57,14 @@ def measure_quality(source: MediaInfo, target: VideoTarget, encoded: Path,
                          "from the first")
 
 
+def psnr_per_frame(source: MediaInfo, target: VideoTarget, encoded: Path) -> list[float]:
+    """Luma PSNR of every encoded frame against its source picture, in display order: where a
+    chunked transcode was joined, the frames on each side of the join must score like the rest
+    (a missing or repeated frame shifts every later picture against its source)."""
+    return [psnr(reference, coded) for reference, coded in
+            zip(_reference_luma(source, target), _luma(encoded), strict=False)]
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)

@@ -76,7 +76,7 @@ def transcode(info: MediaInfo, target: VideoTarget | None, audio: tuple[AudioDec
                 str(out_path), "w", format=container.value,
                 options=MUXER_OPTIONS[container]) as out:
             vin = next(s for s in source.streams.video if s.index == info.video.index)
-            video: _VideoEncoder | None = None
+            video: VideoEncoder | None = None
             vcopy: Any = None
             keep = info.video.has_timestamps and vin.time_base is not None
             clock = CleanClock.for_stream(info, vin) if keep else None
@@ -84,7 +84,7 @@ def transcode(info: MediaInfo, target: VideoTarget | None, audio: tuple[AudioDec
                 vin.thread_type = "AUTO"
                 base = clock.time_base if clock else (
                     vin.time_base if keep and vin.time_base else 1 / target.rate)
-                video = _VideoEncoder(out, target, base, keep, clock, masks)
+                video = VideoEncoder(out, target, base, keep, clock, masks)
                 tag_for_apple(video.stream, container)
             else:
                 vcopy = out.add_stream_from_template(vin)
@@ -156,7 +156,10 @@ def _audio(handler: Any, packet: Any, out: Any) -> None:
         out.mux(packet)
 
 
-class _VideoEncoder:
+class VideoEncoder:
+    """Filter and encode decoded pictures into one stream of an open container (also used
+    per chunk by producing/chunks.py, so chunks get exactly the settings of a single pass)."""
+
     def __init__(self, out: Any, target: VideoTarget, time_base: Fraction,
                  source_has_timestamps: bool, clock: CleanClock | None = None,
                  masks: tuple[MaskBox, ...] = ()) -> None:
@@ -192,6 +195,10 @@ class _VideoEncoder:
         for frame in frames:
             self._filter_and_encode(frame)
         return 0
+
+    def push(self, frame: av.VideoFrame) -> None:
+        """One decoded picture, in display order."""
+        self._filter_and_encode(frame)
 
     def _filter_and_encode(self, frame: av.VideoFrame) -> None:
         if self.filter is None:

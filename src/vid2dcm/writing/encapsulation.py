@@ -55,13 +55,27 @@ def write_pixel_data(out: BinaryIO, source: Path, max_item: int) -> int:
 
 class WindowWriter(io.RawIOBase):
     """A file seen from `base` onwards, so a muxer can write (and seek back into) its container
-    in place inside the Pixel Data item."""
+    in place inside Pixel Data.
 
-    def __init__(self, fp: BinaryIO, base: int) -> None:
+    With `step`, the container is spread over items of `step` bytes each: logical byte L lies
+    at base + 8 * (L // step + 1) + L, leaving an 8-byte item header in front of every
+    fragment (filled in by write_streamed_item once the length is known). A muxer that seeks
+    back to patch its index lands in the right fragment."""
+
+    def __init__(self, fp: BinaryIO, base: int, step: int | None = None) -> None:
         super().__init__()
         self._fp = fp
         self._base = base
-        fp.seek(base)
+        self._step = step
+        self._pos = 0
+        self.size = 0
+        """Highest logical offset written: the container's length."""
+        fp.seek(self._physical(0))
+
+    def _physical(self, offset: int) -> int:
+        if self._step is None:
+            return self._base + offset
+        return self._base + 8 * (offset // self._step + 1) + offset
 
     def writable(self) -> bool:
         return True
@@ -73,41 +87,110 @@ class WindowWriter(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
-        return self._fp.write(data)
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            take = len(view) - done
+            if self._step is not None:
+                take = min(take, self._step - self._pos % self._step)
+                self._fp.seek(self._physical(self._pos))
+            written = self._fp.write(view[done:done + take]) or 0
+            done += written
+            self._pos += written
+        self.size = max(self.size, self._pos)
+        return done
 
     def readinto(self, buffer: Any) -> int:
-        data = self._fp.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
+        view = memoryview(buffer).cast("B")
+        done = 0
+        while done < len(view) and self._pos < self.size:
+            take = min(len(view) - done, self.size - self._pos)
+            if self._step is not None:
+                take = min(take, self._step - self._pos % self._step)
+            self._fp.seek(self._physical(self._pos))
+            data = self._fp.read(take)
+            if not data:
+                break
+            view[done:done + len(data)] = data
+            done += len(data)
+            self._pos += len(data)
+        return done
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            return self._fp.seek(self._base + offset) - self._base
-        return self._fp.seek(offset, whence) - self._base
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + offset)
+        if self._step is None:
+            self._fp.seek(self._physical(self._pos))
+        return self._pos
 
     def tell(self) -> int:
-        return self._fp.tell() - self._base
+        return self._pos
 
 
-def write_streamed_item(out: BinaryIO, produce: Callable[[BinaryIO], object]) -> int:
-    """Append Pixel Data whose single fragment produce() writes in place (its length is patched
-    in afterwards); returns the bitstream length, without the pad byte."""
-    out.write(PIXEL_DATA_HEADER + item_header(0))
-    item_at = out.tell()
-    out.write(item_header(0))
-    start = out.tell()
-    produce(cast(BinaryIO, WindowWriter(out, start)))
-    end = out.seek(0, io.SEEK_END)
-    length = end - start
-    if not 0 < length <= MAX_ITEM:
-        raise ValueError(f"a bitstream of {length} bytes does not fit one item")
-    if length % 2:
-        out.write(b"\x00")
-    out.write(SEQUENCE_DELIMITER)
-    out.seek(item_at + 4)
-    out.write(struct.pack("<I", length + length % 2))
-    out.seek(0, io.SEEK_END)
-    return length
+class StreamedPixelData:
+    """Pixel Data whose fragments a muxer writes in place (through `window`); finish() fills
+    in the item headers and the Sequence Delimiter once the container's length is known.
+
+    Without total_length_at the container must fit one item of at most max_item bytes, whose
+    length is patched in afterwards. With it, the container is laid over items of max_item
+    bytes (WindowWriter) and the 8-byte value of Encapsulated Pixel Data Value Total Length
+    (7FE0,0003) at that file offset, in the header already written, is patched too. A count
+    that contradicts the header (one item, or one fragment where the header announced
+    several) raises ValueError, so the caller can take another route."""
+
+    def __init__(self, out: BinaryIO, max_item: int = MAX_ITEM,
+                 total_length_at: int | None = None) -> None:
+        self._out = out
+        self._total_at = total_length_at
+        out.write(PIXEL_DATA_HEADER + item_header(0))
+        self._first_item = out.tell()
+        step = min(max_item, MAX_ITEM)
+        self._step = step - step % 2
+        if total_length_at is None:
+            out.write(item_header(0))
+            self.window = WindowWriter(out, self._first_item + 8)
+        else:
+            self.window = WindowWriter(out, self._first_item, self._step)
+        self.length = 0
+        self.fragments = 0
+
+    def finish(self) -> tuple[int, int]:
+        """Returns (bitstream length without the pad byte, number of fragments)."""
+        out, length = self._out, self.window.size
+        if length <= 0:
+            raise ValueError("the muxer wrote no bitstream")
+        lengths = fragment_lengths(length, self._step)
+        several = self._total_at is not None
+        if (len(lengths) > 1) != several:
+            raise ValueError(f"a bitstream of {length} bytes makes {len(lengths)} fragments; "
+                             f"the header was written for {'several' if several else 'one'}")
+        position = self._first_item
+        for n in lengths:
+            out.seek(position)
+            out.write(item_header(n + n % 2))
+            position += 8 + n
+        out.seek(position)
+        out.truncate()
+        if lengths[-1] % 2:
+            out.write(b"\x00")
+        out.write(SEQUENCE_DELIMITER)
+        end = out.tell()
+        if self._total_at is not None:
+            out.seek(self._total_at)
+            out.write(struct.pack("<Q", length))
+        out.seek(end)
+        self.length, self.fragments = length, len(lengths)
+        return self.length, self.fragments
+
+
+def write_streamed_item(out: BinaryIO, produce: Callable[[BinaryIO], object],
+                        max_item: int = MAX_ITEM, total_length_at: int | None = None
+                        ) -> tuple[int, int]:
+    """Append Pixel Data that produce() writes in place (see StreamedPixelData); returns
+    (bitstream length without the pad byte, number of fragments)."""
+    pixels = StreamedPixelData(out, max_item, total_length_at)
+    produce(cast(BinaryIO, pixels.window))
+    return pixels.finish()
 
 
 def item_offsets(frame_lengths: Sequence[int]) -> list[int]:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
@@ -29,7 +29,7 @@ from vid2dcm.core.media_info import AudioStreamInfo, FrameTiming, MediaInfo
 from vid2dcm.core.metadata import ATTRIBUTE, CodedConcept, Metadata, to_dicom
 from vid2dcm.core.syntaxes import MAX_ITEM_BYTES, VideoTransferSyntax
 from vid2dcm.core.version import __version__
-from vid2dcm.writing.encapsulation import fragment_lengths, write_streamed_item
+from vid2dcm.writing.encapsulation import StreamedPixelData, fragment_lengths
 
 FRAME_TIME = Tag(0x0018, 0x1063)
 FRAME_TIME_VECTOR = Tag(0x0018, 0x1065)
@@ -177,17 +177,50 @@ def write_instance(path: Path, ds: Dataset, pixel_data: Callable[[BinaryIO], obj
     return path.stat().st_size
 
 
-def write_instance_streamed(path: Path, ds: Dataset,
-                            produce: Callable[[BinaryIO], object]) -> tuple[int, int]:
-    """One pass: header, then the container written in place into Pixel Data as one item
-    whose length is filled in once the container is complete. One item needs no
-    (7FE0,0003) (see total_length_wanted). Returns (file size, bitstream length)."""
-    if "EncapsulatedPixelDataValueTotalLength" in ds:
+TOTAL_LENGTH_ELEMENT = b"\xe0\x7f\x03\x00UV\x00\x00\x08\x00\x00\x00"
+"""(7FE0,0003) UV, length 8, explicit VR little endian: the last header element before Pixel
+Data, so its value is the header's last 8 bytes."""
+
+
+def write_instance_streamed(path: Path, ds: Dataset, produce: Callable[[BinaryIO], object],
+                            max_item: int = MAX_ITEM_BYTES, fragments: int = 1
+                            ) -> tuple[int, int]:
+    """One pass: header, then the container written in place into Pixel Data, its item
+    lengths filled in once the container is complete. Returns (file size, bitstream length).
+    See streamed_instance."""
+    with streamed_instance(path, ds, max_item, fragments) as pixels:
+        produce(cast(BinaryIO, pixels.window))
+    return path.stat().st_size, pixels.length
+
+
+@contextmanager
+def streamed_instance(path: Path, ds: Dataset, max_item: int = MAX_ITEM_BYTES,
+                      fragments: int = 1) -> Iterator[StreamedPixelData]:
+    """The file at path with its header written and Pixel Data open for a muxer to write
+    into (`.window`); complete, durable and under its name when the block ends, removed when
+    it fails.
+
+    fragments: how many items the header was described for (PixelDescription.fragments).
+    One item needs no (7FE0,0003) (see total_length_wanted); several get it written as a
+    placeholder and patched with the length. ValueError when the container turns out to
+    need a different layout (nothing is left behind)."""
+    several = total_length_wanted(fragments)
+    if several:
+        ds.EncapsulatedPixelDataValueTotalLength = 0
+    elif "EncapsulatedPixelDataValueTotalLength" in ds:
         del ds.EncapsulatedPixelDataValueTotalLength
     with _complete_or_nothing(path) as out:
         dcmwrite(out, ds, enforce_file_format=True)
-        length = write_streamed_item(out, produce)
-    return path.stat().st_size, length
+        total_at = None
+        if several:
+            total_at = out.tell() - 8
+            out.seek(total_at - len(TOTAL_LENGTH_ELEMENT))
+            if out.read(len(TOTAL_LENGTH_ELEMENT)) != TOTAL_LENGTH_ELEMENT:
+                raise ValueError("(7FE0,0003) is not the header's last element")
+            out.seek(0, os.SEEK_END)
+        pixels = StreamedPixelData(out, max_item, total_at)
+        yield pixels
+        pixels.finish()
 
 
 def total_length_wanted(fragments: int) -> bool:

@@ -4,6 +4,7 @@ overrides, the size box; only then does the (possibly long) work start."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -63,7 +64,9 @@ def convert(
         help="OUT.dcm, or a folder for one .dcm per instance (default: beside the input).")
     ] = None,
     jobs: Annotated[int | None, typer.Option(
-        min=1, metavar="N", help="Parallel conversions for a folder (default: one per CPU).")
+        min=1, metavar="N",
+        help="Parallel conversions for a folder (default: one per CPU); for one file, "
+             "processes that transcode a long video in chunks (default 1: a single pass).")
     ] = None,
     sop: Sop = SopChoice.PHOTOGRAPHIC,
     metadata: Annotated[Path | None, typer.Option(
@@ -151,6 +154,8 @@ def convert(
 
     progress = ProgressReport(quiet=quiet)
     try:
+        if jobs is not None and jobs > 1:
+            request = replace(request, jobs=jobs)
         result = convert_video(input, output, metadata=meta, options=request,
                                overwrite=overwrite, progress=progress)
     finally:

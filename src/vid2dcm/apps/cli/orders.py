@@ -117,13 +117,20 @@ def oru(
     tls_ca: Annotated[Path | None, typer.Option(help="CA of the HIS certificate: TLS on.",
         metavar="FILE")]
     = None,
+    message: Annotated[str, typer.Option("--message", help="Kind of result message, as "
+        "[hl7] result_message: 'ORU^R01' (default, v2.5.1), 'ORU^R01 2.3.1', 'ORM^O01', "
+        "'OMI^O23'.", metavar="KIND")] = "ORU^R01",
     verbose: Verbose = False,
 ) -> None:
-    """Tell the HIS the images are available (ORU^R01 with the Study Instance UID)."""
+    """Tell the HIS the images are available (ORU^R01, or the --message kind, with the Study
+    Instance UID)."""
     from vid2dcm.core.errors import DeliveryError
     from vid2dcm.orders.mllp import client_context, parse_address
-    from vid2dcm.orders.results import StudyAvailable, send_oru
+    from vid2dcm.orders.results import RESULT_MESSAGES, StudyAvailable, send_oru
 
+    if message not in RESULT_MESSAGES:  # before the order store is opened (or made)
+        raise UsageError(f"--message must be one of {', '.join(map(repr, RESULT_MESSAGES))} "
+                         f"(as [hl7] result_message), not {message!r}")
     order = _store(data).find_by_accession(accession)
     if order is None:
         raise UsageError(f"no order with accession {accession}")
@@ -131,12 +138,13 @@ def oru(
     try:
         notice = StudyAvailable(order, study_uid, viewer_url)
         ack = send_oru(notice, host, port,
-                       ssl_context=client_context(str(tls_ca)) if tls_ca else None)
+                       ssl_context=client_context(str(tls_ca)) if tls_ca else None,
+                       kind=message)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if not ack.accepted:
         raise DeliveryError(f"HIS answered {ack.code}: {ack.text}")
-    print(f"HIS acknowledged ({ack.code})")
+    print(f"HIS acknowledged the {message} ({ack.code})")
 
 
 def fhir_poll(

@@ -9,11 +9,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import BaseModel
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -142,6 +144,9 @@ class ProgressReport:
             return
         left = self.time_left(fraction, now)
         if self.bar is None:
+            # imported only for a terminal that waits long enough to see a bar (issue 17)
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
                                 TaskProgressColumn(), TextColumn("{task.fields[left]}"),
                                 console=err, transient=True)

@@ -15,6 +15,9 @@ the orders/ library.
   "hl7:his", "fhir:imagingstudy"): tried at once, and while their peer cannot be reached again
   with the same backoff, retry window and periodic sweep. The job is "done" as soon as its
   study is stored; GET /jobs/{id} shows each notice's state (`notifications`).
+- A live recording's N-SET (COMPLETED or DISCONTINUED, decided at stop) is a notice of the job
+  the recording makes ("mpps:<recording_mpps>"), tried at stop and retried like the others,
+  also while that job is still being converted or delivered.
 
 Nothing here logs patient data: notices name the order's placer number, never the patient.
 """
@@ -47,7 +50,7 @@ from vid2dcm.orders.store import OrderStore
 
 if TYPE_CHECKING:
     from vid2dcm.apps.gateway.outbox import Later
-    from vid2dcm.delivery.transports.mpps import PerformedSeries
+    from vid2dcm.delivery.transports.mpps import PerformedSeries, ProcedureStep
     from vid2dcm.orders.fhir import PollResult
     from vid2dcm.orders.inbox import Outcome
 
@@ -324,6 +327,69 @@ def _mpps_set(settings: ServiceSettings, destination: str, subject: Subject, fil
     return Attempt(True, f"MPPS {status} sent")
 
 
+# --- a live recording's step: its N-SET a notice of the recording's job ---------------------
+
+def _recording_file(settings: ServiceSettings, job_id: str) -> Path:
+    """Apart from the job's own step file (_mpps_file): the worker never ends this one."""
+    return settings.data_dir / "mpps" / f"{job_id}.recording.json"
+
+
+def end_recording_step(settings: ServiceSettings, store: Store, job_id: str,
+                       accession: str | None, step: ProcedureStep,
+                       series: list[PerformedSeries], discontinued: str | None,
+                       later: Later | None = None) -> Parcel:
+    """The N-SET of a live recording's step (COMPLETED, or DISCONTINUED with a CID 9300
+    reason), decided at stop, becomes the notice "mpps:<recording_mpps>" of the job the
+    recording made: tried now, and while the RIS cannot be reached again with the outbox's
+    backoff, like a job's own N-SET. What was decided is kept in data_dir/mpps (identifiers
+    only: step UID, start, series UIDs and names, the reason) so any worker can retry it.
+    Returns the parcel as it stands after the first try."""
+    path = _recording_file(settings, job_id)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    path.write_text(json.dumps({
+        "uid": step.sop_instance_uid, "started": step.started.isoformat(),
+        "series": [[s.series_instance_uid, s.series_description] for s in series],
+        "discontinued": discontinued}))
+    name = MPPS + (settings.recording_mpps or "")
+    notify(settings, store, name, Subject(job_id, accession, None, discontinued is None), later)
+    return next(p for p in store.parcels(job_id) if p.destination == name)
+
+
+def _is_recording_step(settings: ServiceSettings, job_id: str, name: str) -> bool:
+    return name.startswith(MPPS) and _recording_file(settings, job_id).exists()
+
+
+def _recording_set(settings: ServiceSettings, destination: str, job_id: str) -> Attempt:
+    """One try of a recording's N-SET, from what was decided at stop (not from the job's
+    outcome: the procedure ended when the recording did)."""
+    from vid2dcm.delivery.destinations import parse_destination
+    from vid2dcm.delivery.transports.mpps import (
+        PerformedSeries,
+        ProcedureStep,
+        complete_procedure_step,
+        discontinue_procedure_step,
+    )
+
+    path = _recording_file(settings, job_id)
+    saved = json.loads(path.read_text())
+    reason = saved["discontinued"]
+    status = "DISCONTINUED" if reason else "COMPLETED"
+    series = [PerformedSeries(uid, name, ()) for uid, name in saved["series"]]
+    try:
+        dest = parse_destination(destination, settings.destinations_file)
+        step = ProcedureStep(saved["uid"], datetime.fromisoformat(saved["started"]), dest)
+        if reason:
+            discontinue_procedure_step(step, series, reason)
+        else:
+            complete_procedure_step(step, series)
+    except DeliveryError as exc:
+        return Attempt(False, f"MPPS {status} not sent: {exc}", again=True)
+    except (Vid2DcmError, OSError, ValueError) as exc:
+        return Attempt(False, f"MPPS {status} not sent: {exc}")
+    path.unlink(missing_ok=True)
+    return Attempt(True, f"MPPS {status} sent")
+
+
 # --- notices through the outbox: MPPS N-SET, ORU and ImagingStudy ----------------------------
 
 HIS = "hl7:his"
@@ -395,9 +461,14 @@ def notify(settings: ServiceSettings, store: Store, name: str, subject: Subject,
 
 def retry_notices(settings: ServiceSettings, store: Store, job: Job,
                   later: Later | None = None) -> None:
-    """Try the due notices of a job that is done (stored) or failed, once each."""
+    """Try the due notices of a job once each: all of them when it is done (stored) or
+    failed; before that only a live recording's N-SET, which was decided at stop and does
+    not wait for the job."""
+    final = job.status in ("done", "failed")
     subject = Subject(job.id, job.request.accession, job.result, job.status == "done")
     for parcel in store.parcels(job.id):
+        if not final and not _is_recording_step(settings, job.id, parcel.destination):
+            continue
         if (is_notice(parcel.destination) and parcel.state == "waiting"
                 and store.take_parcel(job.id, parcel.destination, NOTICE_LEASE_S)):
             _attempt(settings, store, parcel, subject, later)
@@ -434,6 +505,8 @@ def _send_notice(settings: ServiceSettings, name: str, subject: Subject) -> Atte
     result = subject.result
     files = [settings.outputs / subject.job_id / f.name for f in result.files] if result \
         else []
+    if _is_recording_step(settings, subject.job_id, name):
+        return _recording_set(settings, name[len(MPPS):], subject.job_id)
     if name.startswith(MPPS):
         return _mpps_set(settings, name[len(MPPS):], subject, files)
     if result is None or not result.study_instance_uid or not all(f.exists() for f in files):

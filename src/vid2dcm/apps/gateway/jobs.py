@@ -11,11 +11,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from vid2dcm.apps.gateway.audit import record
+from vid2dcm.apps.gateway.chunking import forget_chunks, joined_chunks, split_job
 from vid2dcm.apps.gateway.models import (
     DeliveryResult,
     FailureKind,
@@ -59,27 +60,38 @@ def uid_seed(job_id: str, request: JobRequest) -> str:
     return job_id if request.issue == 0 else f"{job_id}.{request.issue}"
 
 
-def execute(settings: ServiceSettings, job_id: str, later: Later | None = None) -> None:
+def execute(settings: ServiceSettings, job_id: str, later: Later | None = None,
+            split: Callable[[str, int], None] | None = None) -> None:
     """Convert one job, then hold it (no patient yet), finish it (no destination) or put its
     deliveries in the outbox and try them; every outcome is recorded in the store.
 
+    With split (queue one chunk task), a long transcode is first spread over the workers
+    (chunking.py) and this returns; the join runs this again with the chunks encoded.
+
     The job is taken with a lease (store.claim) renewed by a heartbeat while it runs, so a
     second worker never runs it at the same time; a worker that dies leaves the lease to
-    expire, and the job is run again (once; settings.lease_recoveries) by another."""
+    expire, and the job is run again (once; settings.lease_recoveries) by another. The
+    chunk tasks and the join of a split job renew the same lease (hold_lease)."""
     store = open_store(settings)
+    pieces = joined_chunks(settings, job_id)  # the join of a job spread over the workers
     worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if not store.claim(job_id, worker, settings.lease_s, settings.lease_recoveries):
+    if pieces is None and not store.claim(job_id, worker, settings.lease_s,
+                                          settings.lease_recoveries):
         return  # queued no more, or held by a live worker (its lease holds)
-    with heartbeat(store, job_id, worker, settings):
-        _run(settings, store, job_id, later)
+    if pieces is not None and getattr(store.job(job_id), "status", None) != "running":
+        forget_chunks(settings, job_id)
+        return
+    with heartbeat(store, job_id, worker if pieces is None else None, settings):
+        _run(settings, store, job_id, later, split, pieces)
 
 
 @contextmanager
-def heartbeat(store: Store, job_id: str, worker: str, settings: ServiceSettings
+def heartbeat(store: Store, job_id: str, worker: str | None, settings: ServiceSettings
               ) -> Iterator[None]:
-    """Renew this worker's lease on the job every heartbeat_s while the block runs, from a
-    thread (the conversion holds this one): another worker takes the job only after the
-    lease has run out, which happens only when this process is gone or cut off."""
+    """Renew the lease on the job every heartbeat_s while the block runs, from a thread (the
+    conversion holds this one): another worker takes the job only after the lease has run
+    out, which happens only when this process is gone or cut off. worker None: whoever holds
+    it (a chunk task or the join of a split job keeps the job's lease alive)."""
     stop = threading.Event()
 
     def beat() -> None:
@@ -99,7 +111,14 @@ def heartbeat(store: Store, job_id: str, worker: str, settings: ServiceSettings
         thread.join()
 
 
-def _run(settings: ServiceSettings, store: Store, job_id: str, later: Later | None) -> None:
+def hold_lease(settings: ServiceSettings, job_id: str) -> AbstractContextManager[None]:
+    """The lease of a split job, renewed while one of its chunk tasks encodes."""
+    return heartbeat(open_store(settings), job_id, None, settings)
+
+
+def _run(settings: ServiceSettings, store: Store, job_id: str, later: Later | None,
+         split: Callable[[str, int], None] | None,
+         pieces: tuple[list[Path], list[str]] | None) -> None:
     """The claimed job's conversion and what follows it (execute's body, under its lease)."""
     from pydicom import dcmread
 
@@ -107,6 +126,7 @@ def _run(settings: ServiceSettings, store: Store, job_id: str, later: Later | No
         Subject,
         find_order,
         finish_step,
+        is_notice,
         mpps_start,
         routed,
         set_status,
@@ -127,6 +147,10 @@ def _run(settings: ServiceSettings, store: Store, job_id: str, later: Later | No
         upload = store.upload(request.upload_id)
         if upload is None:
             raise InputError("the upload of this job no longer exists")
+        if (pieces is None and split is not None and not is_recording(upload.path)
+                and split_job(settings, job_id, upload.path, request.sop, request.transcode,
+                              split)):
+            return  # the chunk tasks take it from here (chunking.py)
         out_dir = settings.outputs / job_id
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True, mode=0o700)
@@ -151,8 +175,10 @@ def _run(settings: ServiceSettings, store: Store, job_id: str, later: Later | No
         else:
             result = convert(upload.path, out_dir / "video.dcm", metadata=metadata,
                              options=Request(sop=request.sop,  # type: ignore[arg-type]
-                                             transcode=request.transcode),  # type: ignore[arg-type]
-                             overwrite=True,
+                                             transcode=request.transcode,  # type: ignore[arg-type]
+                                             jobs=settings.chunk_count if pieces else 1,
+                                             min_chunk_s=settings.chunk_min_s),
+                             overwrite=True, encoded_chunks=pieces[0] if pieces else None,
                              progress=lambda _stage, done: store.progress(job_id, done or 0.0))
             files = tuple(FileResult(name=f.path.name, sop_instance_uid=f.sop_instance_uid,
                                      transfer_syntax_uid=f.transfer_syntax_uid,
@@ -162,7 +188,9 @@ def _run(settings: ServiceSettings, store: Store, job_id: str, later: Later | No
                                 stop_before_pixels=True).StudyInstanceUID)
             summary = JobResult(files=files, action=result.plan.action.value,
                                 warnings=tuple(result.warnings), study_instance_uid=study,
-                                worker=f"{socket.gethostname()}:{os.getpid()}")
+                                worker=f"{socket.gethostname()}:{os.getpid()}" + (
+                                    f" (joined chunks encoded by {', '.join(pieces[1])})"
+                                    if pieces else ""))
         if settings.kos:
             files += (key_images(out_dir, [out_dir / f.name for f in files], metadata),)
             summary = summary.model_copy(update={"files": files})
@@ -175,6 +203,9 @@ def _run(settings: ServiceSettings, store: Store, job_id: str, later: Later | No
         store.finish(job_id, _noticed(None, notices),
                      f"internal error: {type(exc).__name__}", "internal")
         return
+    finally:
+        if pieces is not None:
+            forget_chunks(settings, job_id)
     summary = _noticed(summary, notices) or summary
     destinations = request.destinations or settings.default_destinations
     if not request.destinations and settings.routing is not None:
@@ -188,7 +219,13 @@ def _run(settings: ServiceSettings, store: Store, job_id: str, later: Later | No
             summary = _noticed(summary, [finish_step(settings, store, kept, later)]) or summary
         store.finish(job_id, summary, held=request.unidentified)
         return
+    waiting = tuple(p.destination for p in store.parcels(job_id)
+                    if is_notice(p.destination) and p.state == "waiting")
     store.await_delivery(job_id, summary, tuple(destinations))
+    present = {p.destination for p in store.parcels(job_id)}  # sent meanwhile: not reset
+    dropped = tuple(d for d in waiting if d not in present)
+    if dropped:  # await_delivery drops unsent parcels; a recording's N-SET still waits
+        store.add_parcels(job_id, dropped)
     deliver_job(settings, job_id, later)
 
 
@@ -207,6 +244,8 @@ def deliver_job(settings: ServiceSettings, job_id: str, later: Later | None = No
     if job is not None and job.status in ("done", "failed"):  # its notices (issue 15)
         retry_notices(settings, store, job, later)
         return
+    if job is not None:  # a recording's N-SET does not wait for its job
+        retry_notices(settings, store, job, later)
     if job is None or job.status != "waiting" or job.result is None:
         return
     files = [settings.outputs / job_id / f.name for f in job.result.files]

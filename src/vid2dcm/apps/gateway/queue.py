@@ -10,8 +10,15 @@ from dataclasses import dataclass
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
+from vid2dcm.apps.gateway.chunking import encode_job_chunk
 from vid2dcm.apps.gateway.export import deliver_export, run_export
-from vid2dcm.apps.gateway.jobs import clean_up, deliver_job, execute
+from vid2dcm.apps.gateway.jobs import (
+    clean_up,
+    deliver_job,
+    execute,
+    failure_kind,
+    hold_lease,
+)
 from vid2dcm.apps.gateway.outbox import due_jobs
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import open_store
@@ -25,6 +32,8 @@ class JobQueue:
     run_job: Callable[[str], object]
     run_export: Callable[[str], object] | None = None
     """De-identify and send an export (issue 16)."""
+    later: Callable[[str, float], None] | None = None
+    """Try a job's parcels again in so many seconds (a recording's N-SET at stop)."""
 
     def enqueue(self, job_id: str) -> None:
         self.run_job(job_id)
@@ -37,7 +46,9 @@ class JobQueue:
         """Consume jobs until stopped (what `vid2dcm worker` runs)."""
         from huey.consumer import Consumer
 
-        Consumer(self.huey, workers=workers, worker_type="process").run()
+        # max_delay: an idle worker polls the SQLite queue at least every 2 s (huey's default
+        # backs off to 10 s), so the chunk tasks of a split job are taken promptly
+        Consumer(self.huey, workers=workers, worker_type="process", max_delay=2.0).run()
 
 
 def make_queue(settings: ServiceSettings) -> JobQueue:
@@ -54,6 +65,17 @@ def make_queue(settings: ServiceSettings) -> JobQueue:
 
     @huey.task(name="run_job")  # type: ignore[untyped-decorator]
     def run_job(job_id: str) -> None:
+        execute(settings, job_id, later, split=lambda job, n: chunk_task(job, n))
+
+    # chunked transcoding across workers (issue 17): chunk tasks, then the join
+    @huey.task(name="transcode_chunk")  # type: ignore[untyped-decorator]
+    def chunk_task(job_id: str, index: int) -> None:
+        with hold_lease(settings, job_id):  # the split job is alive while a chunk encodes
+            encode_job_chunk(settings, job_id, index, lambda job: join_task(job),
+                             failure_kind)
+
+    @huey.task(name="join_chunks")  # type: ignore[untyped-decorator]
+    def join_task(job_id: str) -> None:
         execute(settings, job_id, later)
 
     @huey.task(name="deliver")  # type: ignore[untyped-decorator]
@@ -102,4 +124,4 @@ def make_queue(settings: ServiceSettings) -> JobQueue:
     def scheduled_cleanup() -> None:
         clean_up(settings)
 
-    return JobQueue(huey, run_job, export_task)
+    return JobQueue(huey, run_job, export_task, later)

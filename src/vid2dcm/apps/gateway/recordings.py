@@ -15,7 +15,8 @@ restarts mid-recording the folder stays in data/uploads and can be finalised wit
 
 MPPS (PS3.4 F.7): when `recording_mpps` is set, N-CREATE IN PROGRESS at start and N-SET
 COMPLETED (or DISCONTINUED with a CID 9300 reason) at stop, listing one Performed Series per
-source. The series' image references are left empty (Referenced Image Sequence is Type 2,
+source; the N-SET is a notice of the recording's job in the outbox, retried while the RIS is
+down (close_mpps). The series' image references are left empty (Referenced Image Sequence is Type 2,
 PS3.4 F.7.2.2.2): the instances are only made after stop, by the worker.
 """
 
@@ -28,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vid2dcm.apps.gateway.models import FileResult
+from vid2dcm.apps.gateway.outbox import Later
 from vid2dcm.apps.gateway.settings import ServiceSettings
+from vid2dcm.apps.gateway.store import Store
 from vid2dcm.capture.finalize import MANIFEST, finalize
 from vid2dcm.capture.pieces import SessionManifest, write_json
 from vid2dcm.capture.session import RecordingSession, SessionState
@@ -74,6 +77,8 @@ class LiveRecording:
     mpps: str = "off"
     """off, in progress, completed, discontinued, or failed: <reason>."""
     mpps_step: object | None = None
+    mpps_final: str = ""
+    """completed or discontinued: what the N-SET at stop says (sent or still retried)."""
     snapshots: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -141,7 +146,8 @@ def start_mpps(settings: ServiceSettings, recording: LiveRecording, metadata: Me
 
 def finish_mpps(recording: LiveRecording, discontinued: str | None) -> None:
     """N-SET COMPLETED, or DISCONTINUED with the reason (a recorder that stopped on its own,
-    e.g. the disk guard, counts as equipment failure)."""
+    e.g. the disk guard, counts as equipment failure); one try. For a recording that made no
+    job (a WebRTC offer that never sent a picture); one that did goes through close_mpps."""
     from vid2dcm.delivery.transports.mpps import (
         PerformedSeries,
         ProcedureStep,
@@ -163,6 +169,46 @@ def finish_mpps(recording: LiveRecording, discontinued: str | None) -> None:
             recording.mpps = "completed"
     except Vid2DcmError as exc:
         recording.mpps = f"failed: {exc}"
+
+
+def close_mpps(settings: ServiceSettings, store: Store, recording: LiveRecording,
+               discontinued: str | None, later: Later | None = None) -> None:
+    """At stop, once the recording's job exists: the N-SET as a notice of that job in the
+    outbox (integration.end_recording_step), so a RIS that is down at stop still gets it,
+    once, when it is back. The recording's `mpps` says what happened to the first try."""
+    from vid2dcm.apps.gateway.integration import end_recording_step
+    from vid2dcm.delivery.transports.mpps import PerformedSeries, ProcedureStep
+
+    step = recording.mpps_step
+    if not isinstance(step, ProcedureStep) or recording.job_id is None:
+        return
+    series = [PerformedSeries(s.series_instance_uid, s.name, ())
+              for s in recording.session.manifest.sources]
+    parcel = end_recording_step(settings, store, recording.job_id, recording.accession, step,
+                                series, discontinued, later)
+    recording.mpps_final = "discontinued" if discontinued else "completed"
+    _show(recording, parcel.state, parcel.error)
+
+
+RETRYING = "; will be tried again"
+
+
+def _show(recording: LiveRecording, state: str, error: str | None) -> None:
+    if state == "sent":
+        recording.mpps = recording.mpps_final
+    elif state == "waiting":
+        recording.mpps = f"{recording.mpps_final}, not sent yet: {error}{RETRYING}"
+    else:
+        recording.mpps = f"failed: {error}"
+
+
+def mpps_now(recording: LiveRecording, store: Store) -> str:
+    """The recording's MPPS state, following its N-SET parcel while the outbox retries it."""
+    if recording.job_id and recording.mpps.endswith(RETRYING):
+        for parcel in store.parcels(recording.job_id):
+            if parcel.destination.startswith("mpps:"):
+                _show(recording, parcel.state, parcel.error)
+    return recording.mpps
 
 
 def identity_free(metadata: Metadata) -> Metadata:

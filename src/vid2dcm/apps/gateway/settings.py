@@ -157,6 +157,14 @@ class ServiceSettings(BaseModel):
     """MPPS SCP (AE@HOST:PORT or a name in destinations_file) told about each recording."""
     recording_max_segment_s: float | None = Field(default=None, gt=0)
     """A long recording becomes several instances of its series, cut at key frames."""
+    # chunked transcoding across workers (issue 17)
+    chunk_count: int = Field(default=1, ge=1, le=64)
+    """A long transcode is split at source key frames into this many chunks, each a queue
+    task any worker may take; 1: one worker transcodes the whole video."""
+    chunk_threshold_s: float = Field(default=60.0, ge=0)
+    """Videos shorter than this are transcoded in one piece (splitting costs a few seconds)."""
+    chunk_min_s: float = Field(default=10.0, gt=0)
+    """Shortest chunk (planning/chunks.py MIN_CHUNK_S)."""
     # de-identified exports (issue 16)
     deidentify: DeidentifySettings | None = None
     # shared job store and worker leases (issue 17)

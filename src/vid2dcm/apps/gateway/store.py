@@ -44,6 +44,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -458,13 +459,14 @@ class Store:
                     error=LOST_WORKER.format(n=recoveries + 1), lease_until=None))
         return taken
 
-    def renew(self, job_id: str, worker: str, lease_s: float) -> bool:
+    def renew(self, job_id: str, worker: str | None, lease_s: float) -> bool:
         """The worker running this job is alive: its lease runs lease_s from now. False once
-        the job is no longer running under this worker (finished, or taken over)."""
+        the job is no longer running under this worker (finished, or taken over). worker None:
+        whoever holds it (the chunk tasks and the join of a job split over the workers)."""
+        mine = jobs_t.c.worker == worker if worker is not None else true()
         with self._db() as db:
             return db.execute(update(jobs_t).where(
-                jobs_t.c.id == job_id, jobs_t.c.status == "running",
-                jobs_t.c.worker == worker).values(
+                jobs_t.c.id == job_id, jobs_t.c.status == "running", mine).values(
                 lease_until=time.time() + lease_s)).rowcount == 1
 
     def expired_jobs(self, now: float | None = None) -> list[str]:

@@ -293,6 +293,21 @@ def export_send(job_id: str, who: Exporter, store: StoreDep, settings: Settings,
     return export_view(store, export_id)
 
 
+class ExportConfig(BaseModel):
+    """What the staff page needs to offer exports (reviewers and admins)."""
+
+    model_config = ConfigDict(frozen=True)
+    research: bool
+    """A research destination is configured ([deidentify] research_destination): the page
+    offers "Send to research". Its name and address stay on the server."""
+
+
+@router.get("/export/config", response_model=ExportConfig)
+def export_config(_who: Reviewer, settings: Settings) -> ExportConfig:
+    return ExportConfig(research=bool(settings.deidentify
+                                      and settings.deidentify.research_destination))
+
+
 @router.get("/jobs/{job_id}/exports", response_model=list[ExportView])
 def job_exports(job_id: str, who: Exporter, store: StoreDep) -> list[ExportView]:
     """The research exports of a job, oldest first (no patient data: pseudonymous UIDs)."""

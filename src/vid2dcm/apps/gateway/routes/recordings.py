@@ -28,10 +28,11 @@ from vid2dcm.apps.gateway.queue import JobQueue
 from vid2dcm.apps.gateway.recordings import (
     LiveRecording,
     Recordings,
+    close_mpps,
     configured_source,
-    finish_mpps,
     folder_bytes,
     identity_free,
+    mpps_now,
     new_folder,
     sop_choice,
     start_mpps,
@@ -128,7 +129,7 @@ def registry(request: Request) -> Recordings:
     return found
 
 
-def view(r: LiveRecording) -> RecordingView:
+def view(r: LiveRecording, store: Store | None = None) -> RecordingView:
     s = r.state
     sources = tuple(SourceView(name=x.source, status=x.status, bytes=x.bytes, frames=x.frames,
                                duration_s=round(x.duration_s, 3), reconnects=x.reconnects,
@@ -141,7 +142,8 @@ def view(r: LiveRecording) -> RecordingView:
         duration_s=round(max((x.duration_s for x in s.sources), default=0.0), 3),
         reconnects=sum(x.reconnects for x in s.sources),
         snapshots=sum(x.snapshots for x in s.sources), sources=sources,
-        stop_reason=s.stop_reason, job_id=r.job_id, mpps=r.mpps)
+        stop_reason=s.stop_reason, job_id=r.job_id,
+        mpps=mpps_now(r, store) if store is not None else r.mpps)
 
 
 def visible(request: Request, who: Principal, recording_id: str) -> LiveRecording:
@@ -195,10 +197,10 @@ def start(body: RecordingRequest, request: Request, who: Uploader, settings: Set
 
 
 @router.get("/recordings", response_model=list[RecordingView])
-def list_recordings(request: Request, who: Reader) -> list[RecordingView]:
+def list_recordings(request: Request, who: Reader, store: StoreDep) -> list[RecordingView]:
     """The recordings this caller may see, newest first, with live state. Not audited: no
     patient data, and the page polls it."""
-    return [view(r) for r in registry(request).all() if who.sees(r.owner, r.ward)]
+    return [view(r, store) for r in registry(request).all() if who.sees(r.owner, r.ward)]
 
 
 @router.get("/recordings/sources", response_model=list[str])
@@ -208,8 +210,9 @@ def sources(who: Uploader, settings: Settings) -> list[str]:
 
 
 @router.get("/recordings/{recording_id}", response_model=RecordingView)
-def get_recording(recording_id: str, request: Request, who: Reader) -> RecordingView:
-    return view(visible(request, who, recording_id))
+def get_recording(recording_id: str, request: Request, who: Reader, store: StoreDep
+                  ) -> RecordingView:
+    return view(visible(request, who, recording_id), store)
 
 
 @router.post("/recordings/{recording_id}/snapshot", response_model=StatusAnswer)
@@ -253,8 +256,8 @@ def finish(recording: LiveRecording, settings: ServiceSettings, store: Store, qu
     own_stop = recording.session.manifest.stop_reason not in (None, "stopped")
     nothing = recording.state.frames == 0  # no source ever sent a picture
     mpps_reason = discontinued or ("equipment" if own_stop or nothing else None)
-    finish_mpps(recording, mpps_reason)
     recording.job_id = to_job(settings, store, recording)
+    close_mpps(settings, store, recording, mpps_reason, queue.later)  # retried in the outbox
     recording.status = "stopped"
     audit("stop recording", job=recording.job_id, upload=recording.id,
           study=recording.session.study_uid)

@@ -8,9 +8,19 @@
 const CHUNK = 8 * 1024 * 1024;
 const mine = new Map();   // job id -> {patient, file, procedure} for jobs made on this page
 let timer = null;
+let research = false;     // a research destination is configured (reviewers and admins)
 
-page.started = () => { refreshJobs(); timer = setInterval(refreshJobs, 3000); };
-page.ended = () => { clearInterval(timer); };
+// de-identified exports (issue 16) are for reviewers and admins; the server refuses others
+const exporter = () => me && (me.role === "reviewer" || me.role === "admin");
+
+page.started = async () => {
+  research = false;
+  if (exporter()) {
+    try { research = (await (await api("/export/config")).json()).research; } catch (e) { /* none */ }
+  }
+  refreshJobs(); timer = setInterval(refreshJobs, 3000);
+};
+page.ended = () => { clearInterval(timer); research = false; };
 page.confirmed = () => { $("step-videos").hidden = false; $("files").focus(); };
 page.changed = () => { $("step-videos").hidden = true; };
 
@@ -91,7 +101,25 @@ async function submit(files) {
 
 // ---- jobs --------------------------------------------------------------------------------
 
-function jobCard(job) {
+const EXPORT_TEXT = {preparing: "de-identifying", sending: "sending", sent: "stored",
+                     failed: "failed"};
+
+function exportState(exported) {
+  // the newest research export of the job: its state on the card (no patient data in it)
+  const last = exported[exported.length - 1];
+  const line = document.createElement("p");
+  line.className = `state export-${last.state}`;
+  line.setAttribute("data-testid", "export-state");
+  line.setAttribute("role", "status");
+  line.dataset.state = last.state;
+  let text = `Research copy ${EXPORT_TEXT[last.state] || last.state} (${last.destination})`;
+  if (last.state === "sending" && last.error) text += `: not yet stored, ${last.error}`;
+  if (last.state === "failed" && last.error) text += `: ${last.error}`;
+  line.textContent = text;
+  return line;
+}
+
+function jobCard(job, exported = []) {
   const known = mine.get(job.id) || {};
   const item = document.createElement("li");
   item.className = "card";
@@ -137,19 +165,65 @@ function jobCard(job) {
     assign.type = "button"; assign.dataset.assign = job.id; assign.textContent = "Assign patient";
     actions.append(assign);
   }
+  if (exporter() && job.status === "done" && job.result && job.result.files.length) {
+    const zip = document.createElement("button");
+    zip.type = "button"; zip.className = "secondary"; zip.dataset.exportZip = job.id;
+    zip.setAttribute("data-testid", "export-zip");
+    zip.textContent = "Export de-identified";
+    actions.append(zip);
+    if (research) {
+      const send = document.createElement("button");
+      send.type = "button"; send.className = "secondary"; send.dataset.exportSend = job.id;
+      send.setAttribute("data-testid", "export-research");
+      send.textContent = "Send to research";
+      const last = exported[exported.length - 1];
+      send.disabled = Boolean(last && (last.state === "preparing" || last.state === "sending"));
+      actions.append(send);
+    }
+  }
   if (me && me.role === "admin" && job.status === "failed") {
     const retry = document.createElement("button");
     retry.type = "button"; retry.dataset.retry = job.id; retry.textContent = "Try again";
     actions.append(retry);
   }
   if (actions.childElementCount) item.append(actions);
+  if (exported.length) item.append(exportState(exported));
   return item;
+}
+
+async function exportsOf(jobs) {
+  // GET /jobs/{id}/exports of each finished job, for reviewers and admins only
+  const exported = new Map();
+  if (!exporter()) return exported;
+  await Promise.all(jobs.filter((j) => j.status === "done").map(async (j) => {
+    try { exported.set(j.id, await (await api(`/jobs/${j.id}/exports`)).json()); }
+    catch (e) { /* shown on the next refresh */ }
+  }));
+  return exported;
+}
+
+async function exportZip(jobId, button) {
+  // POST /jobs/{id}/export answers with the ZIP; saved through a temporary link
+  button.disabled = true;
+  const label = button.textContent;
+  button.textContent = "De-identifying…";
+  try {
+    const blob = await (await api(`/jobs/${jobId}/export`, {method: "POST"})).blob();
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = `deidentified-${jobId}.zip`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+  } finally { button.disabled = false; button.textContent = label; }
 }
 
 async function refreshJobs() {
   try {
     const jobs = await (await api("/jobs")).json();
-    $("jobs").replaceChildren(...jobs.map(jobCard));
+    const exported = await exportsOf(jobs);
+    $("jobs").replaceChildren(...jobs.map((j) => jobCard(j, exported.get(j.id) || [])));
     $("jobs-empty").hidden = jobs.length > 0;
   } catch (e) { if (me) $("app-error").textContent = e.message; }
 }
@@ -207,6 +281,15 @@ document.addEventListener("DOMContentLoaded", async () => {
       preview(target.dataset.preview).catch((err) => { $("app-error").textContent = err.message; });
     }
     if (target.dataset.assign) openAssign(target.dataset.assign);
+    if (target.dataset.exportZip) {
+      exportZip(target.dataset.exportZip, target)
+        .catch((err) => { $("app-error").textContent = err.message; });
+    }
+    if (target.dataset.exportSend) {
+      target.disabled = true;
+      api(`/jobs/${target.dataset.exportSend}/export/send`, {method: "POST"}).then(refreshJobs)
+        .catch((err) => { $("app-error").textContent = err.message; target.disabled = false; });
+    }
     if (target.dataset.retry) {
       api(`/jobs/${target.dataset.retry}/retry`, {method: "POST"}).then(refreshJobs)
         .catch((err) => { $("app-error").textContent = err.message; });
