@@ -81,8 +81,8 @@ def postgres_url(folder: Path) -> Iterator[str]:
     sys.path.insert(0, str(ROOT / "tests"))
     from postgres import running_postgres  # type: ignore[import-not-found]
 
-    with running_postgres(folder) as url:
-        yield str(url)
+    with running_postgres() as server:  # its own 0700 folder, owned by the server's user
+        yield str(server.new_database())
 
 
 @contextmanager

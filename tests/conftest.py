@@ -33,6 +33,7 @@ SERVER_MODULES: dict[str, tuple[str, ...]] = {
     "test_memory": ("needs_dcmtk",),
     "test_tls": ("needs_dcmtk",),
     "test_worklist": ("needs_dcmtk",),
+    "test_gateway_postgres": ("needs_postgres",),
 }
 """Modules whose tests start real servers (Orthanc, DCMTK peers, Redis, Chromium): each gets
 its needs_* markers and `integration`, so `pytest -m "not integration"` is the inner loop."""

@@ -18,6 +18,7 @@ from vid2dcm.apps.gateway.api import create_app
 from vid2dcm.apps.gateway.auth import add_user
 from vid2dcm.apps.gateway.queue import make_queue
 from vid2dcm.apps.gateway.settings import ServiceSettings, TokenEntry, hash_token
+from vid2dcm.apps.gateway.store import Store, open_store
 from vid2dcm.producing.synth import ClipSpec, synthesize
 
 PASSWORD = "correct horse battery"
@@ -71,6 +72,13 @@ def in_process_gateway(tmp_path: Path, **overrides: object) -> Iterator[Gateway]
                                                   name="recorder"),),
                                **overrides)  # type: ignore[arg-type]
     shutil.copytree(_accounts_once(), settings.data_dir)
+    if settings.database_url:  # the accounts move to that database (hashes as they are)
+        template = Store(settings.database)
+        shared = open_store(settings)
+        for name, _role in ACCOUNTS:
+            user = template.user(name)
+            assert user is not None
+            shared.put_user(user.name, user.role, user.password_hash, user.ward)
     queue = make_queue(settings)
     queue.huey.immediate = True
     clip = synthesize(tmp_path / "clip.mp4", ClipSpec(

@@ -50,13 +50,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 VID2DCM = Path(sys.executable).with_name("vid2dcm")
 
-NOT_EXPORTED_YET = {
-    "vid2dcm_outbox_oldest_seconds": "the outbox (issue 17 gateway work) does not export it yet",
-}
+NOT_EXPORTED_YET: dict[str, str] = {}
 """Metrics the rules and dashboard use that /metrics does not export today."""
-PENDING_ENV = {
-    "VID2DCM_DATABASE_URL": "the SQLAlchemy job store (issue 17) reads it; SQLite until then",
-}
+PENDING_ENV: dict[str, str] = {}
 """Variables compose sets for a feature still being built; any other must be read by src/."""
 EXTERNAL_METRICS = {"up", "node_filesystem_avail_bytes", "node_filesystem_size_bytes"}
 

@@ -231,7 +231,8 @@ def test_job_interrupted_mid_run_completes_once_after_restart(tmp_path: Path) ->
                                   json_body={"upload_id": upload["id"]})
         job_id = created["id"]
         store = Store(data / "jobs.sqlite")
-        assert store.claim(job_id)  # the dead worker's claim ...
+        assert store.claim(job_id, "dead-worker", lease_s=0.0)  # the dead worker's claim,
+        # its lease run out (no heartbeat) ...
         make_queue(load_settings(data)).huey.flush()  # ... and the queue entry it consumed
         worker = subprocess.Popen([*cli, "worker", "--data", str(data)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

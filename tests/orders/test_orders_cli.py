@@ -13,6 +13,8 @@ from test_orders_hl7 import ORM
 from typer.testing import CliRunner
 
 from dcmtk_peers import free_port, stop
+from vid2dcm.apps.gateway.integration import order_store
+from vid2dcm.apps.gateway.settings import load_settings
 from vid2dcm.apps.orders_command import register
 from vid2dcm.orders.inbox import handle
 from vid2dcm.orders.mllp import send_message
@@ -86,7 +88,9 @@ def test_hl7_listen_command(tmp_path: Path) -> None:
         assert ack.code == "AA"
     finally:
         stop(proc)  # type: ignore[arg-type]
-    assert OrderStore(tmp_path / "orders.sqlite").find_by_accession("ACC100") is not None
+    # The gateway's store (sealed: the plain OrderStore finds nothing by accession there).
+    assert order_store(load_settings(tmp_path)).find_by_accession("ACC100") is not None
+    assert OrderStore(tmp_path / "orders.sqlite").find_by_accession("ACC100") is None
 
 
 def test_kos_command_writes_a_valid_manifest(make_clip, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

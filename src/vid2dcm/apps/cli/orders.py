@@ -19,15 +19,19 @@ import typer
 from vid2dcm.core.errors import InputError, UsageError
 
 DataDir = Annotated[Path, typer.Option("--data",
-    metavar="DIR", help="Data folder (orders.sqlite lives here).")]
+    metavar="DIR", help="The gateway's data folder (its orders: orders.sqlite, or its "
+    "shared database).")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")]
 ORDERS_FILE = "orders.sqlite"
 
 
 def _store(data: Path):  # type: ignore[no-untyped-def]
-    from vid2dcm.orders.store import OrderStore
+    """The gateway's order store of this data folder (sealed with its key), so the listener
+    and the listing see what the gateway sees."""
+    from vid2dcm.apps.gateway.integration import order_store
+    from vid2dcm.apps.gateway.settings import load_settings
 
-    return OrderStore(data / ORDERS_FILE)
+    return order_store(load_settings(data))
 
 
 def hl7_listen(

@@ -110,39 +110,63 @@ def settings_for(folder: Path, **overrides: object) -> ServiceSettings:
 
 
 def check_store(settings: ServiceSettings) -> None:
-    """The job store must be one this version can use: a damaged file or one made by an
-    earlier version (a table without a column this version needs) is refused with the fix,
-    instead of failing on the first request."""
+    """The job store must be one this version can use: a damaged SQLite file, or one made by
+    a newer version (a schema revision this one does not know), is refused with the fix,
+    instead of failing on the first request. A store made by an earlier version is fine: it
+    is migrated when first opened (store.migrate)."""
     path = settings.database
+    url = getattr(settings, "database_url", None)
+    if url:
+        _check_database(settings, str(url))
+        return
     if not path.exists():
         return
     try:
         from vid2dcm.apps.gateway import store as store_module
 
-        schema = getattr(store_module, "SCHEMA", "")  # the store adds ADDED_COLUMNS itself
-        wanted = sqlite3.connect(":memory:")
-        wanted.executescript(schema)
         have = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
         try:
-            for (table,) in wanted.execute("SELECT name FROM sqlite_master WHERE type='table'"):
-                need = {r[1] for r in wanted.execute(f"PRAGMA table_info({table})")}
-                got = {r[1] for r in have.execute(f"PRAGMA table_info({table})")}
-                migrated = {c.split()[0] for c in
-                            getattr(store_module, "ADDED_COLUMNS", {}).get(table, ())}
-                lacking = sorted(need - got - migrated)
-                if got and lacking:
-                    raise ServiceError(
-                        f"data folder {settings.data_dir}: {path.name} was made by another "
-                        f"vid2dcm version (table {table} lacks {', '.join(lacking)}): move "
-                        f"{path.name} aside to start afresh (its job list is forgotten), or "
-                        "see docs/troubleshooting.md")
+            tables = {r[0] for r in have.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            row = have.execute("SELECT version_num FROM alembic_version").fetchone() \
+                if "alembic_version" in tables else None
         finally:
             have.close()
-            wanted.close()
     except sqlite3.DatabaseError as exc:
         raise ServiceError(f"data folder {settings.data_dir}: {path.name} cannot be read "
                            f"({exc}): move it aside to start afresh, or see "
                            "docs/troubleshooting.md") from exc
+    known: tuple[str, ...] = tuple(getattr(store_module, "REVISIONS", ("",)))
+    if row is not None and row[0] not in known:
+        raise ServiceError(
+            f"data folder {settings.data_dir}: {path.name} was made by another vid2dcm "
+            f"version (schema revision {row[0]}, newer than this one's {known[-1]}): "
+            f"install that version again, or move {path.name} aside to start afresh (its "
+            "job list is forgotten); see docs/troubleshooting.md")
+
+
+def _check_database(settings: ServiceSettings, url: str) -> None:
+    """A shared job store (database_url, or VID2DCM_DATABASE_URL) must answer now, not on
+    the first job, and not be at a revision this version does not know. Its password is never
+    shown."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from vid2dcm.apps.gateway import store as store_module
+
+    shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        revision = store_module.schema_revision(store_module.engine_for(url))
+    except SQLAlchemyError as exc:
+        reason = type(getattr(exc, "orig", None) or exc).__name__
+        raise ServiceError(f"job store {shown} (VID2DCM_DATABASE_URL or database_url) does "
+                           f"not answer ({reason}): start the database, or check the URL") \
+            from exc
+    if revision is not None and revision not in store_module.REVISIONS:
+        raise ServiceError(
+            f"job store {shown} was made by another vid2dcm version (schema revision "
+            f"{revision}, newer than this one's {store_module.HEAD_REVISION}): install that "
+            "version again; see docs/troubleshooting.md")
 
 
 def check_queue(settings: ServiceSettings) -> None:

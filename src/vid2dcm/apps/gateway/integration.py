@@ -58,7 +58,15 @@ log = logging.getLogger(__name__)
 
 
 def order_store(settings: ServiceSettings) -> OrderStore:
-    return OrderStore(settings.data_dir / "orders.sqlite")
+    """The gateway's orders, sealed with the job store's key: in the shared database when
+    there is one (database_url; the table made by the job store's migrations), else in
+    data_dir/orders.sqlite. Orders an earlier release kept in plain text are sealed on open."""
+    from vid2dcm.apps.gateway.store import engine_for, open_store
+
+    jobs = open_store(settings)  # the key, and the database migrated to this release
+    if settings.database_url:
+        return OrderStore(engine_for(settings.database_url), jobs.sealer)
+    return OrderStore(settings.data_dir / "orders.sqlite", jobs.sealer)
 
 
 def find_order(settings: ServiceSettings, accession: str | None) -> Order | None:

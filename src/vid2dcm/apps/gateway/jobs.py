@@ -8,8 +8,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from vid2dcm.apps.gateway.audit import record
@@ -57,15 +60,66 @@ def uid_seed(job_id: str, request: JobRequest) -> str:
     return job_id if request.issue == 0 else f"{job_id}.{request.issue}"
 
 
-
-
 def execute(settings: ServiceSettings, job_id: str, later: Later | None = None,
             split: Callable[[str, int], None] | None = None) -> None:
     """Convert one job, then hold it (no patient yet), finish it (no destination) or put its
     deliveries in the outbox and try them; every outcome is recorded in the store.
 
     With split (queue one chunk task), a long transcode is first spread over the workers
-    (chunking.py) and this returns; the join runs this again with the chunks encoded."""
+    (chunking.py) and this returns; the join runs this again with the chunks encoded.
+
+    The job is taken with a lease (store.claim) renewed by a heartbeat while it runs, so a
+    second worker never runs it at the same time; a worker that dies leaves the lease to
+    expire, and the job is run again (once; settings.lease_recoveries) by another. The
+    chunk tasks and the join of a split job renew the same lease (hold_lease)."""
+    store = open_store(settings)
+    pieces = joined_chunks(settings, job_id)  # the join of a job spread over the workers
+    worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if pieces is None and not store.claim(job_id, worker, settings.lease_s,
+                                          settings.lease_recoveries):
+        return  # queued no more, or held by a live worker (its lease holds)
+    if pieces is not None and getattr(store.job(job_id), "status", None) != "running":
+        forget_chunks(settings, job_id)
+        return
+    with heartbeat(store, job_id, worker if pieces is None else None, settings):
+        _run(settings, store, job_id, later, split, pieces)
+
+
+@contextmanager
+def heartbeat(store: Store, job_id: str, worker: str | None, settings: ServiceSettings
+              ) -> Iterator[None]:
+    """Renew the lease on the job every heartbeat_s while the block runs, from a thread (the
+    conversion holds this one): another worker takes the job only after the lease has run
+    out, which happens only when this process is gone or cut off. worker None: whoever holds
+    it (a chunk task or the join of a split job keeps the job's lease alive)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(settings.heartbeat_s):
+            try:
+                if not store.renew(job_id, worker, settings.lease_s):
+                    return  # finished (or taken over): nothing left to hold
+            except Exception:  # a database hiccup: try again at the next beat
+                continue
+
+    thread = threading.Thread(target=beat, name=f"lease-{job_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def hold_lease(settings: ServiceSettings, job_id: str) -> AbstractContextManager[None]:
+    """The lease of a split job, renewed while one of its chunk tasks encodes."""
+    return heartbeat(open_store(settings), job_id, None, settings)
+
+
+def _run(settings: ServiceSettings, store: Store, job_id: str, later: Later | None,
+         split: Callable[[str, int], None] | None,
+         pieces: tuple[list[Path], list[str]] | None) -> None:
+    """The claimed job's conversion and what follows it (execute's body, under its lease)."""
     from pydicom import dcmread
 
     from vid2dcm.apps.gateway.integration import (
@@ -83,13 +137,6 @@ def execute(settings: ServiceSettings, job_id: str, later: Later | None = None,
     from vid2dcm.pipeline import convert
     from vid2dcm.planning.plan import Request
 
-    store = open_store(settings)
-    pieces = joined_chunks(settings, job_id)  # the join of a job spread over the workers
-    if pieces is None and not store.claim(job_id):
-        return
-    if pieces is not None and getattr(store.job(job_id), "status", None) != "running":
-        forget_chunks(settings, job_id)
-        return
     notices: list[str] = []
     order = None
     job = store.job(job_id)

@@ -12,7 +12,13 @@ from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from vid2dcm.apps.gateway.chunking import encode_job_chunk
 from vid2dcm.apps.gateway.export import deliver_export, run_export
-from vid2dcm.apps.gateway.jobs import clean_up, deliver_job, execute, failure_kind
+from vid2dcm.apps.gateway.jobs import (
+    clean_up,
+    deliver_job,
+    execute,
+    failure_kind,
+    hold_lease,
+)
 from vid2dcm.apps.gateway.outbox import due_jobs
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import open_store
@@ -64,7 +70,9 @@ def make_queue(settings: ServiceSettings) -> JobQueue:
     # chunked transcoding across workers (issue 17): chunk tasks, then the join
     @huey.task(name="transcode_chunk")  # type: ignore[untyped-decorator]
     def chunk_task(job_id: str, index: int) -> None:
-        encode_job_chunk(settings, job_id, index, lambda job: join_task(job), failure_kind)
+        with hold_lease(settings, job_id):  # the split job is alive while a chunk encodes
+            encode_job_chunk(settings, job_id, index, lambda job: join_task(job),
+                             failure_kind)
 
     @huey.task(name="join_chunks")  # type: ignore[untyped-decorator]
     def join_task(job_id: str) -> None:
@@ -96,12 +104,18 @@ def make_queue(settings: ServiceSettings) -> JobQueue:
         for export_id in sorted(set(store.due_export_parcels(time.time()))):
             deliver_export_task(export_id)
 
-    @huey.on_startup()  # type: ignore[untyped-decorator]
+    @huey.periodic_task(crontab(minute="*"))  # type: ignore[untyped-decorator]
     def requeue_interrupted() -> None:
-        """A job left 'running' by a worker that died is run again from its input."""
-        for job in open_store(settings).jobs(limit=1000):
-            if job.status == "running":
-                run_job(job.id)
+        """A job left 'running' by a worker that died (its lease expired: no heartbeat for
+        lease_s) is queued again; store.claim runs it again once, then fails it. A job whose
+        worker is alive, here or on another machine, is left alone."""
+        for job_id in open_store(settings).expired_jobs():
+            run_job(job_id)
+
+    @huey.on_startup()  # type: ignore[untyped-decorator]
+    def on_start() -> None:
+        requeue_interrupted()
+        # exports hold no lease: one left preparing is prepared again at start, as before
         for export in open_store(settings).exports(state="preparing"):
             export_task(export.id)
         sweep_outbox()

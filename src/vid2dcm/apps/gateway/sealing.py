@@ -6,6 +6,8 @@ The key is a 32-byte file made on first start (0600) in the data folder, or kept
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -34,6 +36,15 @@ def load_key(path: Path, create: bool) -> bytes:
 class Sealer:
     def __init__(self, key: bytes) -> None:
         self._aes = AESGCM(key)
+        self._index_key = hmac.new(key, b"vid2dcm index digest", hashlib.sha256).digest()
+        """A second key derived from the first, so digests never reuse the AES key itself."""
+
+    def digest(self, value: str) -> str:
+        """HMAC-SHA256 of a value that must be found by exact match (an order's patient ID,
+        accession number): equal values give equal digests; without the key, a digest tells
+        nothing about the value, not even by trying likely IDs."""
+        return "hmac:" + hmac.new(self._index_key, value.encode("utf-8"),
+                                  hashlib.sha256).hexdigest()
 
     def seal(self, plain: str, row: str) -> str:
         nonce = os.urandom(12)

@@ -12,13 +12,14 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vid2dcm.core.errors import UsageError
 from vid2dcm.orders.routing import RoutingTable
 
 DATA_ENV = "VID2DCM_DATA"
 QUEUE_ENV = "VID2DCM_QUEUE_URL"
+DATABASE_ENV = "VID2DCM_DATABASE_URL"
 
 Role = Literal["uploader", "reviewer", "admin"]
 
@@ -166,6 +167,25 @@ class ServiceSettings(BaseModel):
     """Shortest chunk (planning/chunks.py MIN_CHUNK_S)."""
     # de-identified exports (issue 16)
     deidentify: DeidentifySettings | None = None
+    # shared job store and worker leases (issue 17)
+    database_url: str | None = Field(default=None,
+                                     pattern=r"^(sqlite:///|postgresql\+psycopg://)")
+    """SQLAlchemy URL of the job store shared by several machines
+    (postgresql+psycopg://user:password@host/db); default: SQLite data_dir/jobs.sqlite."""
+    lease_s: float = Field(default=60.0, gt=0)
+    """A worker running a job holds it this long past its last heartbeat; a job whose lease
+    has expired (its worker died) may be taken by another worker."""
+    heartbeat_s: float = Field(default=10.0, gt=0)
+    """How often the worker running a job renews its lease (well under lease_s)."""
+    lease_recoveries: int = Field(default=1, ge=0)
+    """How often a job whose worker died is run again before it is failed."""
+
+    @model_validator(mode="after")
+    def _beats_within_the_lease(self) -> ServiceSettings:
+        if self.heartbeat_s * 2 > self.lease_s:
+            raise ValueError(f"heartbeat_s ({self.heartbeat_s:g}) must be at most half of "
+                             f"lease_s ({self.lease_s:g}), or a live worker loses its jobs")
+        return self
 
     @property
     def uploads(self) -> Path:
@@ -199,7 +219,8 @@ def hash_token(token: str) -> str:
 
 def load_settings(data_dir: Path | None = None, **overrides: object) -> ServiceSettings:
     """data_dir/service.toml, if present, with [service] keys; the folder from the argument or
-    VID2DCM_DATA; the queue URL from service.toml, else VID2DCM_QUEUE_URL; `overrides` (e.g.
+    VID2DCM_DATA; the queue URL from service.toml, else VID2DCM_QUEUE_URL (the database URL
+    likewise, else VID2DCM_DATABASE_URL); `overrides` (e.g.
     from command-line options) on top."""
     folder = data_dir or (Path(os.environ[DATA_ENV]) if DATA_ENV in os.environ else None)
     if folder is None:
@@ -216,6 +237,8 @@ def load_settings(data_dir: Path | None = None, **overrides: object) -> ServiceS
             raise UsageError(f"{config} is not valid TOML: {exc}") from exc
     if "queue_url" not in values and os.environ.get(QUEUE_ENV):
         values["queue_url"] = os.environ[QUEUE_ENV]
+    if "database_url" not in values and os.environ.get(DATABASE_ENV):
+        values["database_url"] = os.environ[DATABASE_ENV]
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return ServiceSettings(data_dir=folder, **values)  # type: ignore[arg-type]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import PlainTextResponse, Response
 
@@ -33,7 +35,7 @@ def ready(store: StoreDep, settings: Settings) -> StatusAnswer:
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(who: Caller, store: StoreDep, settings: Settings) -> str:
     """Prometheus text format: jobs by state, job durations, stored upload bytes, failures by
-    kind. Counts only: nothing about any patient."""
+    kind, the age of the oldest undelivered parcel. Counts only: nothing about any patient."""
     if "metrics" not in who.scopes:
         raise HTTPException(403, "this needs the metrics permission")
     counts = store.counts()
@@ -52,6 +54,12 @@ def metrics(who: Caller, store: StoreDep, settings: Settings) -> str:
               "# TYPE vid2dcm_failures gauge"]
     lines += [f'vid2dcm_failures{{reason="{kind}"}} {n}'
               for kind, n in sorted(store.failure_kinds().items())]
+    oldest = store.oldest_waiting_parcel()
+    lines += ["# HELP vid2dcm_outbox_oldest_seconds Age of the oldest parcel not yet delivered "
+              "(0: outbox empty).",
+              "# TYPE vid2dcm_outbox_oldest_seconds gauge",
+              f"vid2dcm_outbox_oldest_seconds "
+              f"{max(0.0, time.time() - oldest) if oldest is not None else 0.0:.3f}"]
     return "\n".join(lines) + "\n"
 
 
