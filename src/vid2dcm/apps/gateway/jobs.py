@@ -24,7 +24,7 @@ from vid2dcm.apps.gateway.models import (
     JobRequest,
     JobResult,
 )
-from vid2dcm.apps.gateway.outbox import Later, backoff
+from vid2dcm.apps.gateway.outbox import NOTICE_KINDS, Later, backoff
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import Job, Store, open_store
 from vid2dcm.core.errors import (
@@ -126,7 +126,6 @@ def _run(settings: ServiceSettings, store: Store, job_id: str, later: Later | No
         Subject,
         find_order,
         finish_step,
-        is_notice,
         mpps_start,
         routed,
         set_status,
@@ -219,13 +218,8 @@ def _run(settings: ServiceSettings, store: Store, job_id: str, later: Later | No
             summary = _noticed(summary, [finish_step(settings, store, kept, later)]) or summary
         store.finish(job_id, summary, held=request.unidentified)
         return
-    waiting = tuple(p.destination for p in store.parcels(job_id)
-                    if is_notice(p.destination) and p.state == "waiting")
-    store.await_delivery(job_id, summary, tuple(destinations))
-    present = {p.destination for p in store.parcels(job_id)}  # sent meanwhile: not reset
-    dropped = tuple(d for d in waiting if d not in present)
-    if dropped:  # await_delivery drops unsent parcels; a recording's N-SET still waits
-        store.add_parcels(job_id, dropped)
+    # a recording's N-SET may already wait in the outbox: it keeps its attempts and window
+    store.await_delivery(job_id, summary, tuple(destinations), keep=NOTICE_KINDS)
     deliver_job(settings, job_id, later)
 
 

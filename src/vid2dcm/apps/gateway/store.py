@@ -497,18 +497,21 @@ class Store:
                 failure_kind=kind if error else None, finished=time.time(),
                 lease_until=None))
 
-    def await_delivery(self, job_id: str, result: JobResult, destinations: tuple[str, ...]
-                       ) -> None:
+    def await_delivery(self, job_id: str, result: JobResult, destinations: tuple[str, ...],
+                       keep: tuple[str, ...] = ()) -> None:
         """Converted: the job waits for its destinations, each a parcel in the outbox (a
-        re-run keeps parcels already sent: they are not sent twice)."""
+        re-run keeps parcels already sent: they are not sent twice). Unsent parcels whose
+        name starts with one of `keep` (notices such as a recording's waiting N-SET) are left
+        as they are, attempts and retry window included."""
         now = time.time()
         with self._db() as db:
             db.execute(update(jobs_t).where(jobs_t.c.id == job_id,
                                             jobs_t.c.status == "running").values(
                 status="waiting", progress=1.0, result=result.model_dump_json(), error=None,
                 failure_kind=None, lease_until=None))
-            db.execute(delete(outbox_t).where(outbox_t.c.job == job_id,
-                                              outbox_t.c.state != "sent"))
+            db.execute(delete(outbox_t).where(
+                outbox_t.c.job == job_id, outbox_t.c.state != "sent",
+                *(outbox_t.c.destination.not_like(f"{k}%") for k in keep)))
             if destinations:
                 db.execute(self._insert(outbox_t).on_conflict_do_nothing(), [
                     {"job": job_id, "destination": d, "state": "waiting", "attempts": 0,
