@@ -188,6 +188,12 @@ def _convert_stream(source: Path, info: MediaInfo, out: str | Path | None, metad
             f.path.unlink(missing_ok=True)
         raise
     warnings = list(plan.warnings)
+    if options.jobs > 1 and plan.video_target is not None and encoded_chunks is None:
+        chunking = chunk_transcode(info.video, plan.video_target, options.jobs,
+                                   options.min_chunk_s)
+        if not chunking.parallel:  # asked for parallel encoding, got one pass: say why
+            warnings.append(f"--jobs {options.jobs}: transcoded in a single pass "
+                            f"({chunking.reason.removeprefix('a single pass: ')})")
     if stats is not None and stats.lost_frames:
         warnings.append(f"{stats.lost_frames} of {stats.packets_in} frames could not be decoded "
                         "(damaged input) and are missing from the output")

@@ -130,6 +130,12 @@ def test_convert_jobs_reads_back_like_a_single_pass(make_clip: MakeClip, tmp_pat
     chunked = convert(src, tmp_path / "chunked.dcm",
                       options=Request(transcode="always", jobs=2, min_chunk_s=2.0))
     assert chunked.frames == single.frames == 150
+    assert not any("--jobs" in w for w in chunked.warnings), chunked.warnings
+    # the same clip is too short for two default (10 s) chunks: one pass, and it says why
+    short = convert(src, tmp_path / "short.dcm", options=Request(transcode="always", jobs=2))
+    assert short.frames == 150
+    assert any(w.startswith("--jobs 2: transcoded in a single pass (") and "shorter" in w
+               for w in short.warnings), short.warnings
     assert chunked.files[0].transfer_syntax_uid == single.files[0].transfer_syntax_uid
     assert chunked.transcode is not None and chunked.transcode.frames_out == 150
     back = read_back(chunked.files[0].path, tmp_path)
