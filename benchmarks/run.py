@@ -366,17 +366,18 @@ NOTES = """
 ## Measured apart (their own scripts; not re-run by this table)
 
 Load test, `benchmarks/load.py` (server + 2 worker processes on loopback, 8 uploads from 4
-concurrent clients, each a real VP9 -> H.264 transcode; 2026-12-03, load average 9-13 from other
-work on the machine):
+concurrent clients, each a real 5 s 640x360 VP9 -> H.264 transcode; 2026-12-03):
 
-| job store | jobs/min | API p50 | API p99 | lost | duplicated |
-|---|---|---|---|---|---|
-| SQLite (data folder) | 16.5 | 75.5 ms | 641 ms | 0 | 0 |
-| PostgreSQL (tests/postgres.py, loopback) | 20.6 | 70.5 ms | 970 ms | 0 | 0 |
+| job store | machine | jobs/min | API p50 | API p99 | lost | duplicated |
+|---|---|---|---|---|---|---|
+| SQLite (data folder) | quiet | 63.3 | 28.1 ms | 72.2 ms | 0 | 0 |
+| PostgreSQL (tests/postgres.py, loopback) | quiet | 65.1 | 27.6 ms | 80.4 ms | 0 | 0 |
+| SQLite (data folder) | load average 9-13 | 16.5 | 75.5 ms | 641 ms | 0 | 0 |
+| PostgreSQL | load average 9-13 | 20.6 | 70.5 ms | 970 ms | 0 | 0 |
 
-Chunked transcoding, `benchmarks/chunks.py` (60 s 1080p30, `--jobs 2` vs `--jobs 1`, 3
-alternating rounds, same loaded machine): 1.18x (1.01-1.27); the model for N machines and its
-measured parts are in docs/scaling.md.
+Chunked transcoding: the row above (2 chunk processes on these 2 cores: ~1x, as one x264 pass
+already uses both cores); the model for N machines and its measured parts are in
+docs/scaling.md (`benchmarks/chunks.py`).
 """
 
 
