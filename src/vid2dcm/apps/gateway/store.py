@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -238,14 +239,34 @@ def engine_for(url: str) -> Engine:
             @event.listens_for(engine, "connect")
             def _wal(dbapi_connection: Any, _record: Any) -> None:
                 cursor = dbapi_connection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA busy_timeout=30000")
+                _journal_wal(cursor)
                 cursor.close()
         else:
             engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
                                    hide_parameters=True, connect_args={"connect_timeout": 10})
         _ENGINES[key] = engine
         return engine
+
+
+def _journal_wal(cursor: Any, within_s: float = 30.0) -> None:
+    """Put a SQLite database in WAL mode (persistent: once set, later connections only read it).
+    Switching the journal mode needs the database to itself; when waiting could deadlock
+    (this connection holds a read lock while another process waits to commit, e.g. two
+    workers starting together while one migrates) SQLite answers "database is locked" at once
+    without calling its busy handler (seen once in CI). The failed statement drops its lock, so
+    waiting a moment and retrying, within the 30 s a busy statement would wait, resolves it."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def schema_revision(engine: Engine) -> str | None:
