@@ -10,7 +10,6 @@ pseudonym and UIDs every time (a re-sent export replaces, it does not duplicate)
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -19,7 +18,7 @@ from fastapi import HTTPException
 
 from vid2dcm.apps.gateway.audit import record
 from vid2dcm.apps.gateway.models import DeliveryResult, ExportResult
-from vid2dcm.apps.gateway.outbox import Later, backoff
+from vid2dcm.apps.gateway.outbox import Later
 from vid2dcm.apps.gateway.settings import ServiceSettings
 from vid2dcm.apps.gateway.store import Job, Store, open_store
 from vid2dcm.core.errors import UsageError, Vid2DcmError
@@ -153,7 +152,7 @@ def deliver_export(settings: ServiceSettings, export_id: str, later: Later | Non
     """One try of a due export parcel, exactly as deliver_job tries a job's: sent, or tried
     again after the backoff until the retry window has passed. The de-identified copy is
     deleted once it was stored or given up."""
-    from vid2dcm.apps.gateway.jobs import DELIVERY_LEASE_S, UNKNOWN_DESTINATION, send_to
+    from vid2dcm.apps.gateway.jobs import try_parcel
 
     store = open_store(settings)
     export = store.export(export_id)
@@ -162,22 +161,8 @@ def deliver_export(settings: ServiceSettings, export_id: str, later: Later | Non
     folder = export_folder(settings, export_id)
     files = [folder / f"{uid}.dcm" for uid in export.result.sop_instance_uids]
     for parcel in store.parcels(export_id):
-        if parcel.state != "waiting" or not store.take_parcel(export_id, parcel.destination,
-                                                              DELIVERY_LEASE_S):
-            continue
-        receipts, error = send_to(settings, parcel.destination, files)
-        now = time.time()
-        if error is None:
-            store.parcel_tried(export_id, parcel.destination, "sent", receipts, None, now)
-        elif (error == UNKNOWN_DESTINATION
-              or now - parcel.first_try >= settings.delivery_window_s):
-            store.parcel_tried(export_id, parcel.destination, "gave up", receipts, error, now)
-        else:
-            delay = backoff(settings, parcel.attempts + 1)
-            store.parcel_tried(export_id, parcel.destination, "waiting", receipts, error,
-                               now + delay)
-            if later is not None:
-                later(export_id, delay)
+        state, error = try_parcel(settings, store, export_id, parcel, files, later)
+        if state in (None, "waiting"):
             continue
         store.export_finished(export_id, None if error is None else
                               f"not stored in {parcel.destination} after "

@@ -26,7 +26,7 @@ from vid2dcm.apps.gateway.models import (
 )
 from vid2dcm.apps.gateway.outbox import NOTICE_KINDS, Later, backoff
 from vid2dcm.apps.gateway.settings import ServiceSettings
-from vid2dcm.apps.gateway.store import Job, Store, open_store
+from vid2dcm.apps.gateway.store import Job, Parcel, Store, open_store
 from vid2dcm.core.errors import (
     DeliveryError,
     InputError,
@@ -223,6 +223,30 @@ def _run(settings: ServiceSettings, store: Store, job_id: str, later: Later | No
     deliver_job(settings, job_id, later)
 
 
+def try_parcel(settings: ServiceSettings, store: Store, owner: str, parcel: Parcel,
+               files: list[Path], later: Later | None) -> tuple[str | None, str | None]:
+    """One try of one waiting DICOM parcel of `owner` (a job or an export): take it (no other
+    worker sends it meanwhile), send, and record sent / gave up (unknown destination, or the
+    delivery window is over) / waiting with the next try backed off and scheduled. Returns
+    (new state, error); state None when the parcel was not waiting or another worker holds it."""
+    if parcel.state != "waiting" or not store.take_parcel(owner, parcel.destination,
+                                                          DELIVERY_LEASE_S):
+        return None, None
+    receipts, error = send_to(settings, parcel.destination, files)
+    now = time.time()
+    if error is None:
+        store.parcel_tried(owner, parcel.destination, "sent", receipts, None, now)
+        return "sent", None
+    if error == UNKNOWN_DESTINATION or now - parcel.first_try >= settings.delivery_window_s:
+        store.parcel_tried(owner, parcel.destination, "gave up", receipts, error, now)
+        return "gave up", error
+    delay = backoff(settings, parcel.attempts + 1)
+    store.parcel_tried(owner, parcel.destination, "waiting", receipts, error, now + delay)
+    if later is not None:
+        later(owner, delay)
+    return "waiting", error
+
+
 DELIVERY_LEASE_S = 600.0
 """A worker taking a parcel holds it this long; one that died mid-send frees it after."""
 
@@ -244,22 +268,10 @@ def deliver_job(settings: ServiceSettings, job_id: str, later: Later | None = No
         return
     files = [settings.outputs / job_id / f.name for f in job.result.files]
     for parcel in store.parcels(job_id):
-        if parcel.state != "waiting" or is_notice(parcel.destination) or \
-                not store.take_parcel(job_id, parcel.destination, DELIVERY_LEASE_S):
+        if is_notice(parcel.destination):
             continue
-        receipts, error = send_to(settings, parcel.destination, files)
-        now = time.time()
-        if error is None:
-            store.parcel_tried(job_id, parcel.destination, "sent", receipts, None, now)
-        elif (error == UNKNOWN_DESTINATION
-              or now - parcel.first_try >= settings.delivery_window_s):
-            store.parcel_tried(job_id, parcel.destination, "gave up", receipts, error, now)
-        else:
-            delay = backoff(settings, parcel.attempts + 1)
-            store.parcel_tried(job_id, parcel.destination, "waiting", receipts, error,
-                               now + delay)
-            if later is not None:
-                later(job_id, delay)
+        state, error = try_parcel(settings, store, job_id, parcel, files, later)
+        if state in (None, "waiting"):
             continue
         record(store, settings, f"worker:{parcel.destination}",
                "delivery" if error is None else "delivery failed", job=job_id,
